@@ -1,0 +1,52 @@
+"""lecontrol: optimal control signals for learning systems.
+
+Find the control $g(t)$ that maximises
+$V = \\int_0^T \\gamma^t[\\eta P(t) - C(g(t))]\\,dt$ for a learning system whose
+weights follow gradient flow $\\dot w = h(w, g(t))$.
+"""
+
+import jax as _jax
+
+# Solver and gradient work runs in float64 (float32 remains available by
+# passing float32 arrays explicitly where it is safe).
+_jax.config.update("jax_enable_x64", True)
+
+from . import controls as controls  # noqa: E402
+from . import costs as costs  # noqa: E402
+from . import systems as systems  # noqa: E402
+from . import tasks as tasks  # noqa: E402
+from .adjoint import (  # noqa: E402
+    AbstractGradientStrategy as AbstractGradientStrategy,
+)
+from .adjoint import (
+    BacksolveAdjoint as BacksolveAdjoint,
+)
+from .adjoint import (
+    CheckpointAdjoint as CheckpointAdjoint,
+)
+from .adjoint import (
+    ContinuousAdjoint as ContinuousAdjoint,
+)
+from .adjoint import (
+    EulerUnrolled as EulerUnrolled,
+)
+from .objective import (  # noqa: E402
+    Objective as Objective,
+)
+from .objective import (
+    Trajectory as Trajectory,
+)
+from .objective import (
+    costate as costate,
+)
+from .objective import (
+    functional_gradient as functional_gradient,
+)
+from .objective import (
+    solve as solve,
+)
+from .objective import (
+    value as value,
+)
+
+__version__ = "0.1.0"

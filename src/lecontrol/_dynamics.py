@@ -1,0 +1,128 @@
+"""The augmented ODE $(w, V)$ shared by every gradient strategy.
+
+A `Problem` bundles what defines $V[\\theta]$: system, control, coefficients,
+cost and objective. `Numerics` bundles how the ODE is solved. Both are pytrees,
+so every array in them is visible to `jit`, `vmap` and `grad`.
+"""
+
+from __future__ import annotations
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, PyTree
+
+from .controls import AbstractControl
+from .costs import AbstractCost
+from .systems import AbstractLearningSystem
+
+
+class Problem(eqx.Module):
+    theta: PyTree[Array]
+    system: AbstractLearningSystem
+    control: AbstractControl
+    cost: AbstractCost
+    objective: eqx.Module
+
+    def control_at(self, t):
+        return self.control(self.theta, t)
+
+    def reward(self, t, w, g):
+        r"""Instantaneous net reward $v(t) = \gamma^t[-\eta\langle L\rangle - C(g)]$."""
+        obj = self.objective
+        return obj.discount(t) * (-obj.eta * self.system.loss(t, w, g) - self.cost(g))
+
+    def augmented_field(self, t, y, args=None):
+        w, _ = y
+        g = self.control_at(t)
+        return self.system.vector_field(t, w, g), self.reward(t, w, g)
+
+    def jump_times(self):
+        """Control knots and system jumps, where solvers must step exactly."""
+        return jnp.concatenate([self.control.jump_times(), self.system.jump_times()])
+
+    def quadrature_breakpoints(self):
+        """Sorted times in [0, T] between which the integrand of dV/dθ is smooth."""
+        T = self.objective.T
+        pts = jnp.concatenate(
+            [self.control.breakpoints(T), jnp.clip(self.system.jump_times(), 0.0, T)]
+        )
+        return jnp.sort(jax.lax.stop_gradient(pts))
+
+
+class Numerics(eqx.Module):
+    """How the ODE is solved: solver, tolerances, step budget."""
+
+    solver: diffrax.AbstractSolver
+    rtol: float
+    atol: float
+    max_steps: int = eqx.field(static=True)
+    dt0: float | None = None
+
+
+SOLVER_ADVICE = (
+    "the ODE solve of the learning dynamics failed ({what}). Raise `max_steps` "
+    "(now {max_steps}), loosen `rtol`/`atol`, or make sure every discontinuity "
+    "of the control or task is declared (control knots, system.jump_times())."
+)
+
+
+def stepsize_controller(problem: Problem, numerics: Numerics, *, reverse: bool = False):
+    pid = diffrax.PIDController(rtol=numerics.rtol, atol=numerics.atol)
+    jumps = problem.jump_times()
+    if jumps.shape[0] == 0:
+        return pid
+    return diffrax.ClipStepSizeController(pid, jump_ts=jax.lax.stop_gradient(jumps))
+
+
+def check_result(out, sol: diffrax.Solution, numerics: Numerics):
+    """Raise a runtime error with advice if the solve did not succeed."""
+    R = diffrax.RESULTS
+    msgs = [
+        SOLVER_ADVICE.format(what="max_steps reached", max_steps=numerics.max_steps),
+        SOLVER_ADVICE.format(
+            what="step size underflow or non-finite state", max_steps=numerics.max_steps
+        ),
+    ]
+    failed = sol.result != R.successful
+    index = jnp.where(sol.result == R.max_steps_reached, 0, 1)
+    return eqx.branched_error_if(out, failed, index, msgs)
+
+
+def forward_solve(
+    problem: Problem,
+    numerics: Numerics,
+    saveat: diffrax.SaveAt,
+    adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint(),
+) -> diffrax.Solution:
+    """Solve $(\\dot w, \\dot V) = (h, v)$ from 0 to T with $V(0) = 0$."""
+    w0 = problem.system.init_state()
+    y0 = (w0, jnp.zeros((), dtype=jnp.result_type(float)))
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(_augmented_field),
+        numerics.solver,
+        t0=0.0,
+        t1=problem.objective.T,
+        dt0=numerics.dt0,
+        y0=y0,
+        args=problem,
+        saveat=saveat,
+        stepsize_controller=stepsize_controller(problem, numerics),
+        adjoint=adjoint,
+        max_steps=numerics.max_steps,
+        throw=False,
+    )
+
+
+def _augmented_field(t, y, problem: Problem):
+    return problem.augmented_field(t, y)
+
+
+def finite_value(V, what: str = "V"):
+    return eqx.error_if(
+        V,
+        ~jnp.isfinite(V),
+        f"{what} is not finite (nan or inf): the learning dynamics diverged. Check "
+        "the task statistics, the control bounds and the time constant.",
+    )

@@ -1,0 +1,310 @@
+r"""Gradient strategies for $dV/d\theta$.
+
+Three ways to differentiate the value $V[\theta]$, all behind `lc.value(...,
+adjoint=...)`:
+
+- `ContinuousAdjoint` (default, optimise-then-discretise): one forward solve
+  with dense output, one backward solve of the costate
+  $$\dot\lambda = -(\partial h/\partial w)^\top\lambda - \partial v/\partial w,
+  \qquad \lambda(T) = 0,$$
+  reading $w(t)$ from the stored forward interpolant, then
+  $$\frac{dV}{dp} = \int_0^T \Big[\lambda^\top\frac{\partial h}{\partial p}
+  + \frac{\partial v}{\partial p}\Big]dt
+  + \lambda(0)^\top\frac{\partial w_0}{\partial p}$$
+  for every parameter $p$ (the coefficients $\theta$ through
+  $g(t;\theta)$, and any floating-point field of the system, cost or objective),
+  by Gauss–Legendre quadrature on each interval between breakpoints (knots and
+  task jumps), where the basis is polynomial. Here $v = \gamma^t[\eta P - C]$ is
+  the instantaneous net reward.
+- `CheckpointAdjoint` (discretise-then-optimise): reverse mode through the same
+  adaptive solve with diffrax's `RecursiveCheckpointAdjoint`.
+- `EulerUnrolled(dt)`: the paper's own method, explicit Euler at the SGD
+  learning rate with a Riemann sum for $V$, reverse mode through `lax.scan`.
+  The baseline for benchmarks.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PyTree
+
+from ._checks import concrete
+from ._dynamics import (
+    Numerics,
+    Problem,
+    check_result,
+    finite_value,
+    forward_solve,
+    stepsize_controller,
+)
+
+
+class AbstractGradientStrategy(eqx.Module):
+    """How $V$ is computed and differentiated."""
+
+    @abc.abstractmethod
+    def value(self, problem: Problem, numerics: Numerics) -> Float[Array, ""]:
+        """The value $V$, differentiable with respect to every array in `problem`."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _tree_vdot(a: PyTree[Array], b: PyTree[Array]) -> Float[Array, ""]:
+    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def _tree_add(a, b):
+    return jax.tree.map(
+        lambda x, y: x if y is None else (y if x is None else x + y),
+        a,
+        b,
+        is_leaf=lambda x: x is None,
+    )
+
+
+def _value_from(sol: diffrax.Solution, numerics: Numerics) -> Float[Array, ""]:
+    V = sol.ys[1][-1]
+    return finite_value(check_result(V, sol, numerics))
+
+
+def gauss_legendre(breakpoints: Float[Array, " B"], nodes: int):
+    """Nodes and weights of `nodes`-point Gauss–Legendre on each interval."""
+    x, w = np.polynomial.legendre.leggauss(nodes)
+    a, b = breakpoints[:-1], breakpoints[1:]
+    mid, half = (a + b) / 2, (b - a) / 2
+    ts = (mid[:, None] + half[:, None] * x).reshape(-1)
+    ws = (half[:, None] * w).reshape(-1)
+    return ts, ws
+
+
+def costate_solve(
+    problem: Problem, numerics: Numerics, fwd: diffrax.Solution
+) -> diffrax.Solution:
+    r"""Solve the costate equation backwards from $\lambda(T) = 0$ to $t = 0$.
+
+    $w(t)$ is read from the dense forward solution `fwd`; it is never
+    re-integrated backwards (which would be unstable for gradient flow).
+    """
+
+    def rhs(t, lam, args):
+        w = fwd.evaluate(t)[0]
+        g = problem.control_at(t)
+
+        def f(w_):
+            return problem.system.vector_field(t, w_, g), problem.reward(t, w_, g)
+
+        _, vjp = jax.vjp(f, w)
+        (dw,) = vjp((lam, jnp.ones((), dtype=jnp.result_type(float))))
+        return jax.tree.map(jnp.negative, dw)
+
+    lam_T = jax.tree.map(jnp.zeros_like, problem.system.init_state())
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(rhs),
+        numerics.solver,
+        t0=problem.objective.T,
+        t1=0.0,
+        dt0=None if numerics.dt0 is None else -numerics.dt0,
+        y0=lam_T,
+        saveat=diffrax.SaveAt(t1=True, dense=True),
+        stepsize_controller=stepsize_controller(problem, numerics),
+        max_steps=numerics.max_steps,
+        throw=False,
+    )
+
+
+def _integrand(problem: Problem, t, w, lam) -> Float[Array, ""]:
+    r"""$\lambda^\top h(w, g) + v(t, w, g)$: its gradient in $g$ is $\delta V/\delta g$."""
+    g = problem.control_at(t)
+    return _tree_vdot(lam, problem.system.vector_field(t, w, g)) + problem.reward(
+        t, w, g
+    )
+
+
+# --------------------------------------------------------------------- continuous
+
+
+class ContinuousAdjoint(AbstractGradientStrategy):
+    r"""Optimise-then-discretise: forward solve, backward costate solve, quadrature.
+
+    Memory is that of the two dense solutions, independent of the number of
+    SGD steps the horizon represents. See the module docstring for the maths.
+
+    **Arguments:**
+
+    - `nodes`: Gauss–Legendre nodes per interval between breakpoints. With
+      `PiecewiseLinear` controls the integrand is smooth on each interval, so 8
+      nodes integrate it to the accuracy of the solver's interpolant.
+    - `rtol`, `atol`: tolerances of the backward costate solve (default: those
+      of the forward solve).
+    """
+
+    nodes: int = eqx.field(static=True, default=8)
+    rtol: float | None = None
+    atol: float | None = None
+
+    def value(self, problem, numerics):
+        return _continuous_value(problem, self, numerics)
+
+    def backward_numerics(self, numerics: Numerics) -> Numerics:
+        return Numerics(
+            numerics.solver,
+            numerics.rtol if self.rtol is None else self.rtol,
+            numerics.atol if self.atol is None else self.atol,
+            numerics.max_steps,
+            numerics.dt0,
+        )
+
+
+@eqx.filter_custom_vjp
+def _continuous_value(problem, strategy, numerics):
+    sol = forward_solve(problem, numerics, diffrax.SaveAt(t1=True))
+    return _value_from(sol, numerics)
+
+
+@_continuous_value.def_fwd
+def _continuous_value_fwd(perturbed, problem, strategy, numerics):
+    sol = forward_solve(problem, numerics, diffrax.SaveAt(t1=True, dense=True))
+    return _value_from(sol, numerics), sol
+
+
+@_continuous_value.def_bwd
+def _continuous_value_bwd(fwd, cotangent, perturbed, problem, strategy, numerics):
+    back = strategy.backward_numerics(numerics)
+    bwd = costate_solve(problem, back, fwd)
+    lam0 = check_result(jax.tree.map(lambda x: x[-1], bwd.ys), bwd, back)
+
+    # ∫ λᵀ ∂h/∂p + ∂v/∂p dt by Gauss–Legendre on each smooth interval.
+    ts, ws = gauss_legendre(problem.quadrature_breakpoints(), strategy.nodes)
+    W = jax.lax.stop_gradient(jax.vmap(lambda t: fwd.evaluate(t)[0])(ts))
+    L = jax.lax.stop_gradient(jax.vmap(bwd.evaluate)(ts))
+
+    def quadrature(p):
+        return jnp.sum(
+            ws * jax.vmap(lambda t, w, lam: _integrand(p, t, w, lam))(ts, W, L)
+        )
+
+    grads = eqx.filter_grad(quadrature)(problem)
+
+    # λ(0)ᵀ ∂w0/∂p: the initial weights may depend on parameters.
+    _, init_vjp = eqx.filter_vjp(lambda s: s.init_state(), problem.system)
+    (g_init,) = init_vjp(lam0)
+    grads = eqx.tree_at(lambda p: p.system, grads, _tree_add(grads.system, g_init))
+
+    # ∂V/∂T = v(T): the integrand at the upper limit (λ(T) = 0).
+    T = problem.objective.T
+    wT = fwd.evaluate(T)[0]
+    vT = problem.reward(T, wT, problem.control_at(T))
+    if grads.objective.T is not None:
+        grads = eqx.tree_at(lambda p: p.objective.T, grads, grads.objective.T + vT)
+
+    return jax.tree.map(lambda x: x * cotangent, grads)
+
+
+# --------------------------------------------------------------------- checkpoint
+
+
+class CheckpointAdjoint(AbstractGradientStrategy):
+    r"""Discretise-then-optimise: reverse mode through the adaptive solve.
+
+    Uses `diffrax.RecursiveCheckpointAdjoint`, which stores `checkpoints`
+    solver states and recomputes the rest (binomial checkpointing).
+
+    **Arguments:**
+
+    - `checkpoints`: number of checkpoints (default: diffrax's choice,
+      $O(\log)$ of `max_steps`).
+    """
+
+    checkpoints: int | None = eqx.field(static=True, default=None)
+
+    def value(self, problem, numerics):
+        adj = diffrax.RecursiveCheckpointAdjoint(checkpoints=self.checkpoints)
+        sol = forward_solve(problem, numerics, diffrax.SaveAt(t1=True), adjoint=adj)
+        return _value_from(sol, numerics)
+
+
+class BacksolveAdjoint(AbstractGradientStrategy):
+    r"""diffrax's `BacksolveAdjoint`, offered **for comparison only**.
+
+    !!! warning
+
+        It re-integrates $w$ backwards in time together with the costate.
+        Gradient flow contracts towards a minimum, so running it backwards
+        amplifies errors like $e^{\text{rate}\cdot T}$: on the single neuron
+        with $T \ge 5$ its gradient is wrong by orders of magnitude even at
+        tight tolerances (see `tests/test_adjoint.py`). Use
+        `ContinuousAdjoint`, which reads $w(t)$ from the stored forward pass.
+    """
+
+    def value(self, problem, numerics):
+        sol = forward_solve(
+            problem,
+            numerics,
+            diffrax.SaveAt(t1=True),
+            adjoint=diffrax.BacksolveAdjoint(),
+        )
+        return _value_from(sol, numerics)
+
+
+# -------------------------------------------------------------------------- euler
+
+
+class EulerUnrolled(AbstractGradientStrategy):
+    r"""The paper's method: explicit Euler at step `dt`, backprop through every step.
+
+    $w_{i+1} = w_i + \Delta t\,h(w_i, g(t_i))$ and
+    $V \approx \sum_{i=0}^{N-1}\Delta t\,v(t_i, w_i, g(t_i))$ with
+    $N = T/\Delta t$ steps; reverse mode through `lax.scan` stores every step.
+    With $\Delta t$ equal to the SGD learning rate this is what the reference
+    research code did; it is the baseline of every benchmark.
+
+    **Arguments:**
+
+    - `dt`: the step, e.g. the SGD learning rate $\alpha$. The horizon must be
+      an integer multiple of it.
+    """
+
+    dt: float = eqx.field(static=True)
+
+    def __check_init__(self):
+        if not (self.dt > 0):
+            raise ValueError(f"`dt` of EulerUnrolled must be > 0; got {self.dt}.")
+
+    def steps(self, T) -> int:
+        Tc = concrete(T)
+        if Tc is None:
+            raise ValueError(
+                "EulerUnrolled needs a concrete horizon T (its number of steps is "
+                "static); do not trace or vmap over T with this strategy."
+            )
+        n = int(round(float(Tc) / self.dt))
+        if n < 1 or abs(n * self.dt - float(Tc)) > 1e-9 * max(1.0, float(Tc)):
+            raise ValueError(
+                f"The horizon T={float(Tc)} must be a positive integer multiple of "
+                f"EulerUnrolled.dt={self.dt}."
+            )
+        return n
+
+    def value(self, problem, numerics):
+        n = self.steps(problem.objective.T)
+        dt = self.dt
+
+        def step(carry, i):
+            w, V = carry
+            t = i * dt
+            g = problem.control_at(t)
+            dw = problem.system.vector_field(t, w, g)
+            V = V + dt * problem.reward(t, w, g)
+            w = jax.tree.map(lambda a, b: a + dt * b, w, dw)
+            return (w, V), None
+
+        V0 = jnp.zeros((), dtype=jnp.result_type(float))
+        (_, V), _ = jax.lax.scan(step, (problem.system.init_state(), V0), jnp.arange(n))
+        return finite_value(V)

@@ -1,0 +1,325 @@
+r"""Control parametrisations $g(t;\theta) = \sum_k \theta_k \varphi_k(t)$.
+
+A control maps coefficients $\theta$ (a pytree) and a time $t$ to the control
+signal $g(t)$ (a pytree shaped like the system's `control_shape`). Every control
+declares
+
+- its **box bounds** (`lower`, `upper`), enforced by `project`;
+- its **jump times**: where $g$ is not smooth (knots), so adaptive solvers step
+  exactly onto them;
+- its **breakpoints** on $[0, T]$: between consecutive breakpoints $g$ is a
+  polynomial in $t$, so the continuous adjoint projects $\delta V/\delta g$ onto
+  the basis by Gauss–Legendre quadrature interval by interval.
+
+Knots are treated as constants: gradients flow to $\theta$, never to the knots.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PyTree, Real
+
+from ._checks import concrete
+
+Shape = tuple[int, ...]
+
+
+def is_shape(x) -> bool:
+    """A leaf of a `control_shape` pytree: a tuple of ints (`()` for a scalar)."""
+    return isinstance(x, tuple) and all(isinstance(i, int) for i in x)
+
+
+def _normalise_shape(shape) -> PyTree[Shape]:
+    if isinstance(shape, int):
+        return (shape,)
+    if isinstance(shape, list):
+        shape = tuple(shape)
+    if is_shape(shape):
+        return shape
+    return jax.tree.map(
+        lambda s: tuple(int(i) for i in s),
+        shape,
+        is_leaf=lambda x: is_shape(x) or isinstance(x, list),
+    )
+
+
+def _check_bounds(lower: float, upper: float) -> None:
+    if math.isnan(lower) or math.isnan(upper):
+        raise ValueError(
+            f"Control bounds must not be nan; got lower={lower}, upper={upper}."
+        )
+    if lower > upper:
+        raise ValueError(
+            f"Control bounds need lower <= upper; got lower={lower} > upper={upper}. "
+            "Swap them."
+        )
+
+
+def _check_knots(knots) -> None:
+    arr = concrete(knots)
+    if arr is None:
+        return
+    if arr.ndim != 1 or arr.size < 2:
+        raise ValueError(
+            f"`knots` must be a 1-D array of at least two times; got shape {arr.shape}."
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("`knots` must be finite.")
+    if not np.all(np.diff(arr) > 0):
+        bad = int(np.argmin(np.diff(arr)))
+        raise ValueError(
+            f"`knots` must be strictly increasing; knots[{bad}]={arr[bad]} >= knots[{bad + 1}]={arr[bad + 1]}. "
+            "Use e.g. jnp.linspace(0, T, K)."
+        )
+    if arr[0] != 0:
+        raise ValueError(
+            f"`knots` must start at 0 (the start of learning); got {arr[0]}."
+        )
+
+
+class AbstractControl(eqx.Module):
+    r"""A parametrised control signal $g(t;\theta)$ with box bounds."""
+
+    shape: eqx.AbstractVar[PyTree[Shape]]
+    lower: eqx.AbstractVar[float]
+    upper: eqx.AbstractVar[float]
+
+    @abc.abstractmethod
+    def coefficient_shape(self, leaf_shape: Shape) -> Shape:
+        """Shape of the coefficients of one leaf of the control."""
+
+    @abc.abstractmethod
+    def __call__(self, theta: PyTree[Array], t: Real[Array, ""]) -> PyTree[Array]:
+        r"""Evaluate $g(t;\theta)$."""
+
+    @abc.abstractmethod
+    def jump_times(self) -> Float[Array, " jumps"]:
+        """Times where $g$ is not smooth; solvers step exactly onto them."""
+
+    @abc.abstractmethod
+    def breakpoints(self, T) -> Float[Array, " breaks"]:
+        """Sorted times in $[0, T]$ between which $g$ is a polynomial in $t$."""
+
+    def check_horizon(self, T) -> None:
+        """Raise if the control does not cover $[0, T]$ exactly."""
+
+    def init(self, value: float | PyTree = 0.0) -> PyTree[Float[Array, ...]]:
+        """Coefficients $\\theta$ giving the constant control $g(t) = $ `value`.
+
+        `value` is a scalar, or a pytree shaped like the control (one array per leaf).
+        """
+
+        def leaf(s, v):
+            v = jnp.asarray(v, dtype=float)
+            return jnp.broadcast_to(v, self.coefficient_shape(s)) + jnp.zeros(())
+
+        if (
+            isinstance(value, (int, float))
+            or jnp.ndim(value) == 0
+            and not isinstance(value, (tuple, list, dict))
+        ):
+            theta = jax.tree.map(lambda s: leaf(s, value), self.shape, is_leaf=is_shape)
+        else:
+            theta = jax.tree.map(leaf, self.shape, value, is_leaf=is_shape)
+        arr = concrete(
+            jnp.stack(
+                [jnp.min(x) for x in jax.tree.leaves(theta)]
+                + [jnp.max(x) for x in jax.tree.leaves(theta)]
+            )
+        )
+        if arr is not None and (arr.min() < self.lower or arr.max() > self.upper):
+            raise ValueError(
+                f"`value` must lie within the bounds [{self.lower}, {self.upper}]; "
+                f"got values in [{arr.min()}, {arr.max()}]."
+            )
+        return theta
+
+    def project(self, theta: PyTree[Array]) -> PyTree[Array]:
+        """Clip $\\theta$ onto the box $[$`lower`, `upper`$]$."""
+        return jax.tree.map(lambda x: jnp.clip(x, self.lower, self.upper), theta)
+
+    def check_theta(self, theta: PyTree[Array]) -> None:
+        """Raise a `ValueError` if `theta` does not match this control's shapes."""
+        want = jax.tree.map(self.coefficient_shape, self.shape, is_leaf=is_shape)
+        want_struct = jax.tree.structure(want, is_leaf=is_shape)
+        got_struct = jax.tree.structure(theta)
+        if want_struct.num_leaves != got_struct.num_leaves:
+            raise ValueError(
+                f"`theta` has {got_struct.num_leaves} leaves but the control expects "
+                f"{want_struct.num_leaves} (shapes {want}). Build theta with control.init()."
+            )
+        got = [tuple(jnp.shape(x)) for x in jax.tree.leaves(theta)]
+        exp = jax.tree.leaves(want, is_leaf=is_shape)
+        if got != exp:
+            raise ValueError(
+                f"`theta` leaves have shapes {got}; the control expects {exp}. "
+                "Build theta with control.init(), and make the control's `shape` equal "
+                "to the system's `control_shape`."
+            )
+
+
+def _knot_fields(knots):
+    knots = jnp.asarray(knots, dtype=float)
+    _check_knots(knots)
+    return knots
+
+
+def _check_knots_span(knots, T) -> None:
+    kn, Tc = concrete(knots), concrete(T)
+    if kn is None or Tc is None:
+        return
+    if not np.isclose(kn[-1], Tc, rtol=1e-12, atol=1e-12):
+        raise ValueError(
+            f"The control's last knot ({kn[-1]}) must equal the horizon T={float(Tc)}; "
+            "build the knots with jnp.linspace(0, T, K)."
+        )
+
+
+def _interval(knots, t):
+    """Index `i` of the knot interval holding `t`, and the local coordinate s in [0, 1]."""
+    knots = jax.lax.stop_gradient(knots)
+    i = jnp.clip(jnp.searchsorted(knots, t, side="right") - 1, 0, knots.shape[0] - 2)
+    s = (t - knots[i]) / (knots[i + 1] - knots[i])
+    return i, jnp.clip(s, 0.0, 1.0)
+
+
+class PiecewiseLinear(AbstractControl):
+    r"""Hat-basis control: $g(t) = \sum_{k=0}^{K-1}\theta_k\varphi_k(t)$.
+
+    $\varphi_k$ is the hat function equal to 1 at knot $t_k$ and 0 at the other
+    knots, so $g$ interpolates $\theta$ linearly between knots and
+    $\theta_k = g(t_k)$. The hats form a partition of unity.
+
+    **Arguments:**
+
+    - `knots`: strictly increasing times from 0 to the horizon $T$.
+    - `shape`: the system's `control_shape` (a tuple, or a pytree of tuples).
+    - `lower`, `upper`: box bounds on every coefficient (and hence on $g$).
+    """
+
+    knots: Float[Array, " K"]
+    shape: PyTree[Shape] = eqx.field(static=True)
+    lower: float = eqx.field(static=True)
+    upper: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        knots,
+        shape: PyTree[Shape] = (),
+        lower: float = -math.inf,
+        upper: float = math.inf,
+    ):
+        self.knots = _knot_fields(knots)
+        self.shape = _normalise_shape(shape)
+        self.lower, self.upper = float(lower), float(upper)
+        _check_bounds(self.lower, self.upper)
+
+    def coefficient_shape(self, leaf_shape: Shape) -> Shape:
+        return (self.knots.shape[0], *leaf_shape)
+
+    def __call__(self, theta, t):
+        i, s = _interval(self.knots, t)
+        return jax.tree.map(lambda c: (1 - s) * c[i] + s * c[i + 1], theta)
+
+    def jump_times(self):
+        return jax.lax.stop_gradient(self.knots[1:-1])
+
+    def breakpoints(self, T):
+        return jax.lax.stop_gradient(self.knots)
+
+    def check_horizon(self, T) -> None:
+        _check_knots_span(self.knots, T)
+
+
+class PiecewiseConstant(AbstractControl):
+    r"""Step control: $g(t) = \theta_k$ for $t_k \le t < t_{k+1}$.
+
+    `K` knots define `K - 1` intervals and coefficients; the last interval is
+    closed at $T$.
+
+    **Arguments:** as `PiecewiseLinear`.
+    """
+
+    knots: Float[Array, " K"]
+    shape: PyTree[Shape] = eqx.field(static=True)
+    lower: float = eqx.field(static=True)
+    upper: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        knots,
+        shape: PyTree[Shape] = (),
+        lower: float = -math.inf,
+        upper: float = math.inf,
+    ):
+        self.knots = _knot_fields(knots)
+        self.shape = _normalise_shape(shape)
+        self.lower, self.upper = float(lower), float(upper)
+        _check_bounds(self.lower, self.upper)
+
+    def coefficient_shape(self, leaf_shape: Shape) -> Shape:
+        return (self.knots.shape[0] - 1, *leaf_shape)
+
+    def __call__(self, theta, t):
+        i, _ = _interval(self.knots, t)
+        return jax.tree.map(lambda c: c[i], theta)
+
+    def jump_times(self):
+        return jax.lax.stop_gradient(self.knots[1:-1])
+
+    def breakpoints(self, T):
+        return jax.lax.stop_gradient(self.knots)
+
+    def check_horizon(self, T) -> None:
+        _check_knots_span(self.knots, T)
+
+
+class Constant(AbstractControl):
+    r"""Time-invariant control $g(t) = \theta$ (e.g. MAML's initial weights).
+
+    **Arguments:**
+
+    - `shape`, `lower`, `upper`: as `PiecewiseLinear`.
+    - `quadrature_intervals`: the continuous adjoint integrates
+      $\int_0^T \delta V/\delta g\,dt$ by Gauss–Legendre quadrature on this many
+      equal sub-intervals of $[0, T]$ (the control itself has no knots).
+    """
+
+    shape: PyTree[Shape] = eqx.field(static=True)
+    lower: float = eqx.field(static=True)
+    upper: float = eqx.field(static=True)
+    quadrature_intervals: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        shape: PyTree[Shape] = (),
+        lower: float = -math.inf,
+        upper: float = math.inf,
+        quadrature_intervals: int = 64,
+    ):
+        self.shape = _normalise_shape(shape)
+        self.lower, self.upper = float(lower), float(upper)
+        _check_bounds(self.lower, self.upper)
+        if int(quadrature_intervals) < 1:
+            raise ValueError(
+                f"`quadrature_intervals` must be >= 1; got {quadrature_intervals}."
+            )
+        self.quadrature_intervals = int(quadrature_intervals)
+
+    def coefficient_shape(self, leaf_shape: Shape) -> Shape:
+        return tuple(leaf_shape)
+
+    def __call__(self, theta, t):
+        return theta
+
+    def jump_times(self):
+        return jnp.zeros((0,))
+
+    def breakpoints(self, T):
+        return jnp.linspace(0.0, 1.0, self.quadrature_intervals + 1) * T

@@ -1,0 +1,54 @@
+"""Tasks: the second-order statistics a linear learning system sees."""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax
+from jaxtyping import Array, Float, PRNGKeyArray
+
+
+class AbstractTask(eqx.Module):
+    r"""Statistics of a supervised task with inputs $x$ and targets $y$.
+
+    Linear(ised) gradient flow depends on the data only through
+    $\Sigma_x = \langle x x^\top\rangle$ (`Sx`, inputs × inputs),
+    $\Sigma_{xy} = \langle x y^\top\rangle$ (`Sxy`, inputs × outputs) and
+    $\Sigma_y = \langle y y^\top\rangle$ (`Sy`, outputs × outputs). A task also
+    samples $(x, y)$ pairs, for the SGD simulations that validate the ODE.
+    """
+
+    @property
+    @abc.abstractmethod
+    def Sx(self) -> Float[Array, "inputs inputs"]:
+        r"""$\Sigma_x = \langle x x^\top\rangle$."""
+
+    @property
+    @abc.abstractmethod
+    def Sxy(self) -> Float[Array, "inputs outputs"]:
+        r"""$\Sigma_{xy} = \langle x y^\top\rangle$."""
+
+    @property
+    @abc.abstractmethod
+    def Sy(self) -> Float[Array, "outputs outputs"]:
+        r"""$\Sigma_y = \langle y y^\top\rangle$."""
+
+    @property
+    def n_inputs(self) -> int:
+        return self.Sx.shape[0]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.Sy.shape[0]
+
+    @abc.abstractmethod
+    def sample(
+        self, key: PRNGKeyArray, n: int
+    ) -> tuple[Float[Array, "n inputs"], Float[Array, "n outputs"]]:
+        """Draw `n` i.i.d. pairs `(x, y)`, stacked along the first axis."""
+
+    def mean_x(self) -> Float[Array, " inputs"]:
+        """$\\langle x\\rangle$ (estimated from samples if not known in closed form)."""
+        x, _ = self.sample(jax.random.key(0), 100_000)
+        return x.mean(0)
