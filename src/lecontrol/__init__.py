@@ -11,41 +11,25 @@ import jax as _jax
 # passing float32 arrays explicitly where it is safe).
 _jax.config.update("jax_enable_x64", True)
 
-from . import controls as controls  # noqa: E402
-from . import costs as costs  # noqa: E402
-from . import systems as systems  # noqa: E402
-from . import tasks as tasks  # noqa: E402
+from . import (
+    controls as controls,  # noqa: E402
+    costs as costs,  # noqa: E402
+    systems as systems,  # noqa: E402
+    tasks as tasks,  # noqa: E402
+)
 from .adjoint import (  # noqa: E402
     AbstractGradientStrategy as AbstractGradientStrategy,
-)
-from .adjoint import (
     BacksolveAdjoint as BacksolveAdjoint,
-)
-from .adjoint import (
     CheckpointAdjoint as CheckpointAdjoint,
-)
-from .adjoint import (
     ContinuousAdjoint as ContinuousAdjoint,
-)
-from .adjoint import (
     EulerUnrolled as EulerUnrolled,
 )
 from .objective import (  # noqa: E402
     Objective as Objective,
-)
-from .objective import (
     Trajectory as Trajectory,
-)
-from .objective import (
     costate as costate,
-)
-from .objective import (
     functional_gradient as functional_gradient,
-)
-from .objective import (
     solve as solve,
-)
-from .objective import (
     value as value,
 )
 

@@ -2,12 +2,24 @@ r"""The objective: horizon, discount and performance weight of the value $V$."""
 
 from __future__ import annotations
 
+import diffrax
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, PyTree, Real
 
 from ._checks import concrete
+from ._dynamics import Numerics, Problem, check_result, forward_solve
+from .adjoint import (
+    AbstractGradientStrategy,
+    ContinuousAdjoint,
+    _tree_vdot,
+    costate_solve,
+)
+from .controls import AbstractControl, is_shape
+from .costs import AbstractCost
+from .systems import AbstractLearningSystem
 
 
 def _f(x) -> Array:
@@ -50,20 +62,6 @@ class Objective(eqx.Module):
 
 
 # ------------------------------------------------------------------ public verbs
-
-import diffrax  # noqa: E402
-import jax  # noqa: E402
-from jaxtyping import PyTree, Real  # noqa: E402
-
-from ._dynamics import Numerics, Problem, check_result, forward_solve  # noqa: E402
-from .adjoint import (  # noqa: E402
-    AbstractGradientStrategy,
-    ContinuousAdjoint,
-    costate_solve,
-)
-from .controls import AbstractControl, is_shape  # noqa: E402
-from .costs import AbstractCost  # noqa: E402
-from .systems import AbstractLearningSystem  # noqa: E402
 
 DEFAULT_RTOL = 1e-7
 DEFAULT_ATOL = 1e-9
@@ -167,8 +165,6 @@ class Trajectory(eqx.Module):
 
 
 def _check_ts(ts, T):
-    from ._checks import concrete
-
     arr, Tc = concrete(ts), concrete(T)
     if arr is None or Tc is None:
         return
@@ -287,14 +283,10 @@ def functional_gradient(
         g = problem.control_at(t)
 
         def H(g_):
-            return _tree_vdot_g(lam, system.vector_field(t, w, g_)) + problem.reward(
+            return _tree_vdot(lam, system.vector_field(t, w, g_)) + problem.reward(
                 t, w, g_
             )
 
         return jax.grad(H)(g)
 
     return jax.vmap(at)(ts)
-
-
-def _tree_vdot_g(a, b):
-    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
