@@ -14,6 +14,7 @@ _jax.config.update("jax_enable_x64", True)
 from . import (
     controls as controls,  # noqa: E402
     costs as costs,  # noqa: E402
+    optimizers as optimizers,  # noqa: E402
     systems as systems,  # noqa: E402
     tasks as tasks,  # noqa: E402
 )
@@ -32,5 +33,6 @@ from .objective import (  # noqa: E402
     solve as solve,
     value as value,
 )
+from .optimize import OptimizeResult as OptimizeResult, optimize as optimize
 
 __version__ = "0.1.0"
