@@ -1,0 +1,365 @@
+"""The `lecontrol` command line, end to end, and configuration handling."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lecontrol import cli, io
+from lecontrol.experiments import get, names
+from lecontrol.experiments.base import (
+    ConfigError,
+    apply_overrides,
+    load_toml,
+    parse_assignments,
+)
+from lecontrol.experiments.single_neuron import SingleNeuronConfig
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FIGURES = {"control.png", "loss.png", "net_reward_difference.png", "weights.png"}
+
+
+def _lecontrol(*args, cwd=None, timeout=600):
+    """Run the command line in a fresh interpreter, as a user would."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run(
+        [sys.executable, "-m", "lecontrol.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def _main(capsys, *args):
+    """Run the command line in this process; returns (status, stdout, stderr)."""
+    status = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+# ------------------------------------------------------------------------ list
+
+
+def test_console_script_lists_experiments():
+    script = Path(sysconfig.get_path("scripts")) / "lecontrol"
+    exe = str(script) if script.exists() else shutil.which("lecontrol")
+    assert exe, "the `lecontrol` console script is not installed (pip install -e .)"
+    proc = subprocess.run([exe, "list"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("single-neuron"))
+    assert "Single neuron" in line  # one-line description
+
+
+def test_list_in_process(capsys):
+    status, out, _ = _main(capsys, "list")
+    assert status == 0
+    listed = [ln.split()[0] for ln in out.splitlines()]
+    assert listed == names()
+    assert "single-neuron" in listed
+
+
+def test_show_prints_loadable_toml(capsys, tmp_path):
+    status, out, _ = _main(capsys, "show", "single-neuron", "--quick")
+    assert status == 0
+    path = tmp_path / "c.toml"
+    path.write_text(out)
+    quick = get("single-neuron").default_config(quick=True)
+    rebuilt = apply_overrides(SingleNeuronConfig(), load_toml(path), source="t")
+    assert rebuilt == quick
+
+
+# ------------------------------------------------------------- the quick run
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    proc = _lecontrol("run", "single-neuron", "--quick", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out, proc
+
+
+def test_quick_run_writes_every_file(quick_run):
+    out, proc = quick_run
+    files = {p.name for p in out.iterdir()}
+    assert {"config.json", "results.npz", "summary.json"} <= files
+    assert FIGURES <= files
+    assert not [f for f in files if f.startswith(".")], "temporary files left behind"
+    for name in files & (FIGURES | {"optimisation.png"}):
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
+    assert "optimising V" in proc.stderr  # the progress bar
+
+
+def test_quick_run_config_is_complete(quick_run):
+    out, _ = quick_run
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["experiment"] == "single-neuron"
+    assert meta["quick"] is True
+    assert meta["seed"] == 0
+    quick = get("single-neuron").default_config(quick=True)
+    assert meta["config"] == json.loads(json.dumps(quick.__dict__))
+    for pkg in (
+        "lecontrol",
+        "jax",
+        "diffrax",
+        "equinox",
+        "optax",
+        "optimistix",
+        "numpy",
+        "python",
+    ):
+        assert meta["versions"][pkg], pkg
+
+
+def test_quick_run_summary_and_results(quick_run):
+    out, _ = quick_run
+    summary = json.loads((out / "summary.json").read_text())
+    for key in (
+        "V_baseline",
+        "V_control",
+        "iterations",
+        "wall_time_s",
+        "solver_steps",
+        "status",
+    ):
+        assert key in summary, key
+    assert summary["status"] == "completed"
+    assert np.isfinite(summary["V_baseline"]) and np.isfinite(summary["V_control"])
+    cfg = get("single-neuron").default_config(quick=True)
+    assert summary["iterations"] == cfg.iterations
+    assert summary["solver_steps"]["baseline"] > 0
+    assert summary["solver_steps"]["control"] > 0
+
+    with np.load(out / "results.npz", allow_pickle=False) as data:
+        results = {k: data[k] for k in data.files}
+    for name, arr in results.items():
+        assert arr.dtype.kind in "biuf", name
+        assert np.all(np.isfinite(arr)), name
+    n = cfg.steps + 1
+    assert results["ts"].shape == (n,)
+    assert results["ts"][-1] == pytest.approx(cfg.steps * cfg.alpha)
+    for prefix in ("baseline", "control"):
+        for field in ("w", "loss", "g", "v", "V"):
+            assert results[f"{prefix}_{field}"].shape == (n,)
+    assert results["values"].shape == (cfg.iterations,)
+    assert results["theta"].shape == (cfg.knots,)
+    # The baseline is g = 0; the optimised control respects its bounds.
+    np.testing.assert_array_equal(results["baseline_g"], 0.0)
+    assert results["control_g"].min() >= cfg.lower
+    assert results["control_g"].max() <= cfg.upper
+    # Summary values are the final cumulative values of the saved trajectories.
+    assert summary["V_baseline"] == pytest.approx(results["baseline_V"][-1], rel=1e-12)
+    assert summary["V_control"] == pytest.approx(results["control_V"][-1], rel=1e-12)
+
+
+def test_quick_run_control_beats_baseline(quick_run):
+    out, _ = quick_run
+    summary = json.loads((out / "summary.json").read_text())
+    results = io.read_npz(out / "results.npz")
+    assert summary["V_control"] > summary["V_baseline"]
+    # A real optimisation happened: V rose over the iterations, g is not zero.
+    assert results["values"][-1] > results["values"][0]
+    assert results["control_g"].max() > 0.01
+    # The control speeds learning up: the loss ends below the baseline's.
+    assert results["control_loss"][-1] < results["baseline_loss"][-1]
+
+
+def test_refuses_existing_output_folder(quick_run, capsys):
+    out, _ = quick_run
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    status, _, err = _main(capsys, "run", "single-neuron", "--quick", "--out", str(out))
+    assert status == 2
+    assert "--overwrite" in err and str(out) in err
+    assert "Traceback" not in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_plot_regenerates_figures(quick_run, tmp_path, capsys):
+    src, _ = quick_run
+    run = tmp_path / "copy"
+    shutil.copytree(src, run)
+    for png in run.glob("*.png"):
+        png.unlink()
+    status, out, err = _main(capsys, "plot", str(run))
+    assert status == 0, err
+    regenerated = {p.name for p in run.glob("*.png")}
+    assert FIGURES <= regenerated
+    for name in regenerated:
+        assert (run / name).read_bytes()[:8] == PNG_MAGIC
+        assert str(run / name) in out
+
+
+def test_plot_refuses_non_finite_results(quick_run, tmp_path, capsys):
+    src, _ = quick_run
+    run = tmp_path / "broken"
+    shutil.copytree(src, run)
+    results = io.read_npz(run / "results.npz")
+    results["control_loss"][5] = np.nan
+    io.write_npz(run / "results.npz", results)
+    status, _, err = _main(capsys, "plot", str(run))
+    assert status == 1
+    assert "not finite" in err and "Traceback" not in err
+
+
+def test_plot_needs_a_run_folder(tmp_path, capsys):
+    status, _, err = _main(capsys, "plot", str(tmp_path))
+    assert status == 2
+    assert "config.json" in err
+
+
+# ------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    "assignment, names_",
+    [
+        ("gamma=7", ["gamma"]),
+        ("gamma=0", ["gamma"]),
+        ("gamam=0.9", ["gamam", "gamma"]),  # unknown key, close match suggested
+        ("iterations=1.5", ["iterations", "int"]),
+        ("iterations=-1", ["iterations"]),
+        ("knots=1", ["knots"]),
+        ("beta=-1", ["beta"]),
+        ("sigma=abc", ["sigma", "float"]),
+        ("lower=0.6", ["lower", "upper"]),
+        ("control_init=0.9", ["control_init"]),
+        ("alpha=0", ["alpha"]),
+        ("gamma", ["key=value"]),
+    ],
+)
+def test_bad_set_fails_naming_the_key(assignment, names_, tmp_path, capsys):
+    out = tmp_path / "run"
+    status, _, err = _main(
+        capsys,
+        "run",
+        "single-neuron",
+        "--quick",
+        "--out",
+        str(out),
+        "--set",
+        assignment,
+    )
+    assert status == 2
+    assert err.startswith("lecontrol: error:")
+    assert "Traceback" not in err
+    for name in names_:
+        assert name in err, (name, err)
+    assert not out.exists(), "nothing is written for a bad configuration"
+
+
+def test_bad_set_through_the_console(tmp_path):
+    proc = _lecontrol(
+        "run", "single-neuron", "--out", str(tmp_path / "r"), "--set", "gamma=7"
+    )
+    assert proc.returncode == 2
+    assert "gamma" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_experiment(capsys):
+    status, _, err = _main(capsys, "run", "single-nueron")
+    assert status == 2
+    assert "single-nueron" in err and "single-neuron" in err
+
+
+def test_bad_config_files(tmp_path, capsys):
+    cases = {
+        "unknown.toml": ("gamam = 0.9\n", ["gamam", "gamma"]),
+        "type.toml": ('gamma = "high"\n', ["gamma", "float"]),
+        "range.toml": ("gamma = 1.5\n", ["gamma"]),
+        "syntax.toml": ("gamma = = 1\n", ["TOML"]),
+        "table.toml": ("[single-neuron]\ngamma = 0.9\n", ["flat"]),
+    }
+    for name, (text, expected) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        status, _, err = _main(
+            capsys,
+            "run",
+            "single-neuron",
+            "--config",
+            str(path),
+            "--out",
+            str(tmp_path / "o"),
+        )
+        assert status == 2, name
+        for word in expected:
+            assert word in err, (name, word, err)
+    status, _, err = _main(
+        capsys, "run", "single-neuron", "--config", str(tmp_path / "none.toml")
+    )
+    assert status == 2 and "does not exist" in err
+
+
+# ------------------------------------------------------- config assembly
+
+
+def test_overrides_parse_to_field_types():
+    cfg = apply_overrides(
+        SingleNeuronConfig(),
+        parse_assignments(["gamma=0.5", "iterations=12", "lr=1e-2", "seed=3"]),
+        source="--set",
+    )
+    assert (cfg.gamma, cfg.iterations, cfg.lr, cfg.seed) == (0.5, 12, 0.01, 3)
+    assert isinstance(cfg.iterations, int) and isinstance(cfg.gamma, float)
+
+
+def test_toml_ints_widen_to_float_but_not_the_reverse(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("gamma = 1\nknots = 11\n")
+    cfg = apply_overrides(SingleNeuronConfig(), load_toml(path), source="file")
+    assert cfg.gamma == 1.0 and isinstance(cfg.gamma, float) and cfg.knots == 11
+    for bad in ({"knots": 11.0}, {"knots": True}, {"gamma": True}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            apply_overrides(SingleNeuronConfig(), bad, source="file")
+
+
+def test_precedence_defaults_quick_file_set_seed(tmp_path, monkeypatch):
+    path = tmp_path / "c.toml"
+    path.write_text("iterations = 5\nbeta = 0.7\n")
+    experiment = get("single-neuron")
+    args = cli._parser().parse_args(
+        [
+            "run",
+            "single-neuron",
+            "--quick",
+            "--config",
+            str(path),
+            "--set",
+            "beta=0.2",
+            "--seed",
+            "9",
+        ]
+    )
+    cfg = cli._build_config(experiment, args)
+    assert cfg.knots == experiment.quick["knots"]  # quick
+    assert cfg.iterations == 5  # file over quick
+    assert cfg.beta == 0.2  # --set over file
+    assert cfg.seed == 9  # --seed last
+
+
+def test_solver_failure_is_reported_with_advice(tmp_path, capsys):
+    out = tmp_path / "run"
+    status, _, err = _main(
+        capsys,
+        "run",
+        "single-neuron",
+        "--quick",
+        "--no-progress",
+        "--out",
+        str(out),
+        "--set",
+        "max_steps=5",
+    )
+    assert status == 1
+    assert "max steps reached" in err.replace("_", " ") and "max_steps" in err
+    assert "Traceback" not in err
+    assert (out / "config.json").is_file()
+    assert not (out / "summary.json").exists()  # no summary: the run did not finish
