@@ -85,12 +85,17 @@ def gauss_legendre(breakpoints: Float[Array, " B"], nodes: int):
 
 
 def costate_solve(
-    problem: Problem, numerics: Numerics, fwd: diffrax.Solution
+    problem: Problem,
+    numerics: Numerics,
+    fwd: diffrax.Solution,
+    ts: Float[Array, " times"] | None = None,
 ) -> diffrax.Solution:
     r"""Solve the costate equation backwards from $\lambda(T) = 0$ to $t = 0$.
 
     $w(t)$ is read from the dense forward solution `fwd`; it is never
     re-integrated backwards (which would be unstable for gradient flow).
+    With `ts` (increasing), `ys` is `(λ at ts[::-1], λ(0))`; without, the
+    solution is dense.
     """
 
     def rhs(t, lam, args):
@@ -105,6 +110,13 @@ def costate_solve(
         return jax.tree.map(jnp.negative, dw)
 
     lam_T = jax.tree.map(jnp.zeros_like, problem.system.init_state())
+    if ts is None:
+        saveat = diffrax.SaveAt(t1=True, dense=True)
+    else:
+        # ys[0] holds λ at ts[::-1]; ys[1] holds λ(0).
+        saveat = diffrax.SaveAt(
+            subs=[diffrax.SubSaveAt(ts=ts[::-1]), diffrax.SubSaveAt(t1=True)]
+        )
     return diffrax.diffeqsolve(
         diffrax.ODETerm(rhs),
         numerics.solver,
@@ -112,7 +124,7 @@ def costate_solve(
         t1=0.0,
         dt0=None if numerics.dt0 is None else -numerics.dt0,
         y0=lam_T,
-        saveat=diffrax.SaveAt(t1=True, dense=True),
+        saveat=saveat,
         stepsize_controller=stepsize_controller(problem, numerics),
         max_steps=numerics.max_steps,
         throw=False,
@@ -177,13 +189,14 @@ def _continuous_value_fwd(perturbed, problem, strategy, numerics):
 @_continuous_value.def_bwd
 def _continuous_value_bwd(fwd, cotangent, perturbed, problem, strategy, numerics):
     back = strategy.backward_numerics(numerics)
-    bwd = costate_solve(problem, back, fwd)
-    lam0 = check_result(jax.tree.map(lambda x: x[-1], bwd.ys), bwd, back)
-
-    # ∫ λᵀ ∂h/∂p + ∂v/∂p dt by Gauss–Legendre on each smooth interval.
+    # ∫ λᵀ ∂h/∂p + ∂v/∂p dt by Gauss–Legendre on each smooth interval: the
+    # backward solve saves λ at the nodes, the forward interpolant gives w.
     ts, ws = gauss_legendre(problem.quadrature_breakpoints(), strategy.nodes)
+    bwd = costate_solve(problem, back, fwd, ts)
+    lam_nodes, lam0 = check_result(bwd.ys, bwd, back)
+    lam0 = jax.tree.map(lambda x: x[-1], lam0)
+    L = jax.lax.stop_gradient(jax.tree.map(lambda x: x[::-1], lam_nodes))
     W = jax.lax.stop_gradient(jax.vmap(lambda t: fwd.evaluate(t)[0])(ts))
-    L = jax.lax.stop_gradient(jax.vmap(bwd.evaluate)(ts))
 
     def quadrature(p):
         return jnp.sum(

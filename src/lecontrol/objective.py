@@ -65,7 +65,7 @@ class Objective(eqx.Module):
 
 DEFAULT_RTOL = 1e-7
 DEFAULT_ATOL = 1e-9
-DEFAULT_MAX_STEPS = 16_384
+DEFAULT_MAX_STEPS = 4096
 
 
 def _problem(system, control, theta, cost, objective) -> Problem:
