@@ -121,8 +121,8 @@ class AbstractControl(eqx.Module):
 
         if (
             isinstance(value, (int, float))
-            or jnp.ndim(value) == 0
-            and not isinstance(value, (tuple, list, dict))
+            or not isinstance(value, (tuple, list, dict))
+            and jnp.ndim(value) == 0
         ):
             theta = jax.tree.map(lambda s: leaf(s, value), self.shape, is_leaf=is_shape)
         else:
@@ -323,3 +323,124 @@ class Constant(AbstractControl):
 
     def breakpoints(self, T):
         return jnp.linspace(0.0, 1.0, self.quadrature_intervals + 1) * T
+
+
+class NeuronBasis(AbstractControl):
+    r"""One gain per neuron: a per-neuron control expanded into a full gain pytree.
+
+    PAPER.md system 4's *neuron basis*: $G_i(t) = \sum_b \nu_b(t)\,G_i^b$ where
+    $G_i^b$ is a row (or column) of ones, so every weight of neuron $b$ shares
+    the coefficient $\nu_b(t)$. The per-neuron signal $\nu(t)$ is any control
+    `inner` (e.g. `PiecewiseLinear` with `shape=(n,)`); this wrapper places it
+    along axis `axis` of leaf number `leaf` of the full control pytree `shape`
+    and sets every other leaf to zero:
+
+    $$g(t)[\text{leaf}]_{i_0 i_1\ldots} = \nu_{i_\text{axis}}(t),
+    \qquad g(t)[\text{other leaves}] = 0.$$
+
+    The paper uses it on the rows of $G_2$ (one gain per output neuron) with
+    $G_1 = 0$; for `lc.systems.TwoLayerGain`:
+
+    ```python
+    shape = system.control_shape                # ((H, inputs), (outputs, H))
+    inner = lc.controls.PiecewiseLinear(knots, shape=(shape[1][0],),
+                                        lower=-0.5, upper=0.5)
+    control = lc.controls.NeuronBasis(inner, shape, leaf=1, axis=0)
+    theta = control.init(0.0)                   # inner's coefficients
+    ```
+
+    The coefficients $\theta$ are those of `inner`; knots, jump times,
+    breakpoints, bounds, `init`, `project` and `check_theta` are all
+    delegated to it, so every gradient strategy works unchanged (the map from
+    $\nu$ to $g$ is linear and time-independent). Costs see the expanded $g$.
+
+    **Arguments:**
+
+    - `inner`: the per-neuron control; its `shape` must be `(n,)` with `n`
+      the size of axis `axis` of the chosen leaf.
+    - `shape`: the system's full `control_shape` (a pytree of tuples).
+    - `leaf`: index of the expanded leaf in the flattened `shape`
+      (`jax.tree.leaves` order; default: the last leaf, e.g. $G_2$).
+    - `axis`: which axis of that leaf indexes the neurons (0: one coefficient
+      per row, 1: per column).
+    """
+
+    inner: AbstractControl
+    shape: PyTree[Shape] = eqx.field(static=True)
+    leaf: int = eqx.field(static=True)
+    axis: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        inner: AbstractControl,
+        shape: PyTree[Shape],
+        *,
+        leaf: int = -1,
+        axis: int = 0,
+    ):
+        if not isinstance(inner, AbstractControl):
+            raise TypeError(
+                f"`inner` must be an lc.controls control; got {type(inner).__name__}."
+            )
+        self.inner = inner
+        self.shape = _normalise_shape(shape)
+        leaves = jax.tree.leaves(self.shape, is_leaf=is_shape)
+        if not -len(leaves) <= leaf < len(leaves):
+            raise ValueError(
+                f"`leaf`={leaf} is out of range: `shape` {self.shape} has "
+                f"{len(leaves)} leaves."
+            )
+        self.leaf = leaf % len(leaves)
+        target = leaves[self.leaf]
+        if not -len(target) <= axis < len(target):
+            raise ValueError(
+                f"`axis`={axis} is out of range for leaf {self.leaf} of shape {target}."
+            )
+        self.axis = axis % len(target)
+        want = (target[self.axis],)
+        if inner.shape != want:
+            raise ValueError(
+                f"`inner` must have shape {want} (one coefficient per neuron along "
+                f"axis {self.axis} of leaf {self.leaf}, shape {target}); got "
+                f"{inner.shape}."
+            )
+
+    @property
+    def lower(self) -> float:
+        return self.inner.lower
+
+    @property
+    def upper(self) -> float:
+        return self.inner.upper
+
+    def coefficient_shape(self, leaf_shape: Shape) -> Shape:
+        """As `inner.coefficient_shape`: `leaf_shape` is a leaf of `inner.shape`."""
+        return self.inner.coefficient_shape(leaf_shape)
+
+    def __call__(self, theta, t):
+        nu = self.inner(theta, t)
+        leaves, treedef = jax.tree.flatten(self.shape, is_leaf=is_shape)
+        target = leaves[self.leaf]
+        other = tuple(i for i in range(len(target)) if i != self.axis)
+        out = [jnp.zeros(s, dtype=nu.dtype) for s in leaves]
+        out[self.leaf] = jnp.broadcast_to(jnp.expand_dims(nu, other), target)
+        return jax.tree.unflatten(treedef, out)
+
+    def jump_times(self):
+        return self.inner.jump_times()
+
+    def breakpoints(self, T):
+        return self.inner.breakpoints(T)
+
+    def check_horizon(self, T) -> None:
+        self.inner.check_horizon(T)
+
+    def init(self, value: float | PyTree = 0.0) -> PyTree[Float[Array, ...]]:
+        """Coefficients of `inner` giving the constant per-neuron signal `value`."""
+        return self.inner.init(value)
+
+    def project(self, theta):
+        return self.inner.project(theta)
+
+    def check_theta(self, theta) -> None:
+        self.inner.check_theta(theta)

@@ -1,0 +1,105 @@
+"""PAPER.md system 4: a two-layer linear network with per-weight gains."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from .._checks import check_positive
+from ..tasks import AbstractTask
+from .base import AbstractLearningSystem
+from .two_layer import (
+    check_two_layer_weights,
+    initial_weights,
+    linear_fit,
+    two_layer_flow,
+)
+
+
+def _f(x) -> Array:
+    return jnp.asarray(x, dtype=float)
+
+
+class TwoLayerGain(AbstractLearningSystem):
+    r"""Two-layer linear network whose every weight is scaled by a controlled gain.
+
+    The control is the pair of gain matrices $g = (G_1, G_2)$, shaped like the
+    weights; $\tilde G_i = 1 + G_i$ and the effective weights are
+    $\tilde W_i = \tilde G_i\circ W_i$, so $\hat Y = \tilde W_2\tilde W_1 X$.
+    The loss uses the effective weights and the regulariser the raw ones
+    (PAPER.md, system 4): with $\tilde W = \tilde W_2\tilde W_1$,
+
+    $$\langle L\rangle = \tfrac12\operatorname{tr}\big(\Sigma_y - 2\tilde W\Sigma_{xy}
+    + \tilde W\Sigma_x\tilde W^\top\big) + \tfrac{\lambda}{2}\big(\lVert W_1\rVert_F^2
+    + \lVert W_2\rVert_F^2\big),$$
+
+    and gradient flow on the raw weights, $\tau\dot W_i = -\partial\langle L\rangle/\partial W_i$, is
+
+    $$\tau\dot W_1 = \big(\tilde W_2^\top\Sigma_{xy}^\top
+    - \tilde W_2^\top\tilde W_2\tilde W_1\Sigma_x\big)\circ\tilde G_1 - \lambda W_1,$$
+    $$\tau\dot W_2 = \big(\Sigma_{xy}^\top\tilde W_1^\top
+    - \tilde W_2\tilde W_1\Sigma_x\tilde W_1^\top\big)\circ\tilde G_2 - \lambda W_2.$$
+
+    `control_shape` is `((hidden, inputs), (outputs, hidden))`. The paper's
+    *neuron basis* (one gain per output neuron, $G_1 = 0$) is the control
+    wrapper `lc.controls.NeuronBasis`; the system itself is unchanged.
+
+    **Arguments:** as `lc.systems.TwoLayerLinear` (`task`, `hidden`, `lam`,
+    `tau`, `W1_0`, `W2_0`, `seed`, `scale`).
+    """
+
+    task: AbstractTask
+    lam: Float[Array, ""] = eqx.field(converter=_f)
+    tau: Float[Array, ""] = eqx.field(converter=_f)
+    W1_0: Float[Array, "hidden inputs"] = eqx.field(converter=_f)
+    W2_0: Float[Array, "outputs hidden"] = eqx.field(converter=_f)
+
+    def __init__(
+        self,
+        task: AbstractTask,
+        *,
+        hidden: int | None = None,
+        lam=0.0,
+        tau=1.0,
+        W1_0=None,
+        W2_0=None,
+        seed: int = 0,
+        scale: float = 0.01,
+    ):
+        self.task = task
+        self.lam = lam
+        self.tau = tau
+        _, self.W1_0, self.W2_0 = initial_weights(task, hidden, W1_0, W2_0, seed, scale)
+
+    def __check_init__(self):
+        check_positive("lam", self.lam, allow_zero=True)
+        check_positive("tau", self.tau)
+        check_two_layer_weights(self.task, self.hidden, self.W1_0, self.W2_0)
+
+    @property
+    def hidden(self) -> int:
+        return self.W1_0.shape[0]
+
+    @property
+    def control_shape(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return (tuple(self.W1_0.shape), tuple(self.W2_0.shape))
+
+    def init_state(self):
+        return (self.W1_0, self.W2_0)
+
+    def vector_field(self, t, w, g):
+        (W1, W2), (G1, G2) = w, g
+        Gt1, Gt2 = 1.0 + G1, 1.0 + G2
+        d1, d2 = two_layer_flow(self.task.Sx, self.task.Sxy, Gt1 * W1, Gt2 * W2)
+        return (
+            (d1 * Gt1 - self.lam * W1) / self.tau,
+            (d2 * Gt2 - self.lam * W2) / self.tau,
+        )
+
+    def loss(self, t, w, g):
+        (W1, W2), (G1, G2) = w, g
+        S = self.task
+        We = ((1.0 + G2) * W2) @ ((1.0 + G1) * W1)
+        reg = 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
+        return linear_fit(S.Sx, S.Sxy, S.Sy, We) + reg
