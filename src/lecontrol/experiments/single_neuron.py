@@ -28,6 +28,7 @@ from .base import (
     require_float,
     require_int,
 )
+from .common import compare, comparison_arrays, comparison_summary, paper_lr
 
 NAME = "single-neuron"
 DESCRIPTION = "Single neuron with gain control on two Gaussians: optimal g(t) vs g = 0."
@@ -74,7 +75,7 @@ class SingleNeuronConfig(ExperimentConfig):
     control_init: float = 0.0
     rtol: float = 1e-7
     atol: float = 1e-9
-    max_steps: int = 16_384
+    max_steps: int = 4096
 
     def check(self) -> None:
         require_float(self, "alpha", positive=True)
@@ -123,60 +124,24 @@ def build(config: SingleNeuronConfig) -> Setup:
 def run(config: SingleNeuronConfig, out_dir: Path, progress: bool) -> RunOutput:
     """Solve the baseline, optimise the control, solve the controlled run."""
     s = build(config)
-    numerics = {"rtol": config.rtol, "atol": config.atol, "max_steps": config.max_steps}
-    ts = jnp.linspace(0.0, config.T, config.steps + 1)  # one point per SGD step
-
-    def trajectory(theta):
-        return lc.solve(
-            s.system, s.control, theta, s.cost, s.objective, ts=ts, **numerics
-        )
-
-    baseline = trajectory(s.control.init(0.0))
-    knot_spacing = config.T / (config.knots - 1)
-    lr = config.lr * config.alpha / knot_spacing
-    res = lc.optimize(
-        s.system,
-        s.control,
-        s.cost,
-        s.objective,
-        s.theta0,
+    lr = paper_lr(config.lr, config.alpha, config.T / (config.knots - 1))
+    c = compare(
+        s,
+        ts=jnp.linspace(0.0, config.T, config.steps + 1),  # one point per SGD step
         optimizer=lc.optimizers.ProjectedGradientAscent(lr=lr),
-        steps=config.iterations,
-        progress=progress,
-        **numerics,
-    )
-    controlled = trajectory(res.theta)
-
-    results = {
-        "ts": ts,
-        "knots": s.control.knots,
-        "theta": res.theta,
-        "theta0": s.theta0,
-    }
-    results |= {"values": res.values, "grad_norms": res.grad_norms}
-    for prefix, tr in (("baseline", baseline), ("control", controlled)):
-        for field in ("w", "loss", "g", "v", "V"):
-            results[f"{prefix}_{field}"] = getattr(tr, field)
-    results = {k: np.asarray(v) for k, v in results.items()}
-
-    V_baseline = float(baseline.V[-1])
-    V_control = float(controlled.V[-1])
-    summary = {
-        "V_baseline": V_baseline,
-        "V_control": V_control,
-        "V_gain": V_control - V_baseline,
-        "iterations": int(res.iterations),
-        "best_iteration": int(res.best_iteration),
-        "wall_time_s": float(res.wall_time),
-        "solver_steps": {
-            "baseline": int(baseline.num_steps),
-            "control": int(controlled.num_steps),
+        iterations=config.iterations,
+        numerics={
+            "rtol": config.rtol,
+            "atol": config.atol,
+            "max_steps": config.max_steps,
         },
-        "control_lr_theta": lr,
-        "status": res.status,
-        "message": res.message,
+        progress=progress,
+    )
+    results = comparison_arrays(c) | {
+        "knots": np.asarray(s.control.knots),
+        "theta0": np.asarray(s.theta0),
     }
-    return RunOutput(results, summary)
+    return RunOutput(results, comparison_summary(c, control_lr_theta=lr))
 
 
 def plot(results, config: SingleNeuronConfig, out_dir: Path) -> list[Path]:
