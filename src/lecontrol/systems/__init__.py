@@ -1,10 +1,15 @@
 """Learning systems: vector fields $h(w, g)$ and expected losses."""
 
 from .base import AbstractLearningSystem as AbstractLearningSystem
+from .engagement import (
+    CategoryEngagement as CategoryEngagement,
+    TaskEngagement as TaskEngagement,
+)
 from .gain import TwoLayerGain as TwoLayerGain
 from .learning_rate import LearningRate as LearningRate
 from .maml import MAML as MAML
 from .single_layer import SingleLayerGain as SingleLayerGain
 from .single_neuron import SingleNeuronGain as SingleNeuronGain
 from .tanh import TanhTaylor as TanhTaylor
+from .task_switch import TaskSwitch as TaskSwitch
 from .two_layer import TwoLayerLinear as TwoLayerLinear
