@@ -39,8 +39,12 @@ class Problem(eqx.Module):
         return self.system.vector_field(t, w, g), self.reward(t, w, g)
 
     def jump_times(self):
-        """Control knots and system jumps, where solvers must step exactly."""
+        """Discontinuities of the control and the system: step onto, restart."""
         return jnp.concatenate([self.control.jump_times(), self.system.jump_times()])
+
+    def kink_times(self):
+        """Kinks of the control: step onto them exactly."""
+        return self.control.kink_times()
 
     def quadrature_breakpoints(self):
         """Sorted times in [0, T] between which the integrand of dV/dθ is smooth."""
@@ -68,12 +72,16 @@ SOLVER_ADVICE = (
 )
 
 
-def stepsize_controller(problem: Problem, numerics: Numerics, *, reverse: bool = False):
+def stepsize_controller(problem: Problem, numerics: Numerics):
     pid = diffrax.PIDController(rtol=numerics.rtol, atol=numerics.atol)
-    jumps = problem.jump_times()
-    if jumps.shape[0] == 0:
+    jumps, kinks = problem.jump_times(), problem.kink_times()
+    if jumps.shape[0] == 0 and kinks.shape[0] == 0:
         return pid
-    return diffrax.ClipStepSizeController(pid, jump_ts=jax.lax.stop_gradient(jumps))
+    return diffrax.ClipStepSizeController(
+        pid,
+        step_ts=None if kinks.shape[0] == 0 else jax.lax.stop_gradient(kinks),
+        jump_ts=None if jumps.shape[0] == 0 else jax.lax.stop_gradient(jumps),
+    )
 
 
 def check_result(out, sol: diffrax.Solution, numerics: Numerics):

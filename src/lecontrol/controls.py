@@ -5,8 +5,8 @@ signal $g(t)$ (a pytree shaped like the system's `control_shape`). Every control
 declares
 
 - its **box bounds** (`lower`, `upper`), enforced by `project`;
-- its **jump times**: where $g$ is not smooth (knots), so adaptive solvers step
-  exactly onto them;
+- its **jump times** (where $g$ is discontinuous) and **kink times** (where it
+  is continuous but not smooth), so adaptive solvers step exactly onto them;
 - its **breakpoints** on $[0, T]$: between consecutive breakpoints $g$ is a
   polynomial in $t$, so the continuous adjoint projects $\delta V/\delta g$ onto
   the basis by Gauss–Legendre quadrature interval by interval.
@@ -100,7 +100,13 @@ class AbstractControl(eqx.Module):
 
     @abc.abstractmethod
     def jump_times(self) -> Float[Array, " jumps"]:
-        """Times where $g$ is not smooth; solvers step exactly onto them."""
+        """Times where $g$ is discontinuous; solvers step exactly onto them and
+        restart there (the right-hand side jumps)."""
+
+    def kink_times(self) -> Float[Array, " kinks"]:
+        """Times where $g$ is continuous but not smooth; solvers step exactly
+        onto them without restarting. None by default."""
+        return jnp.zeros((0,))
 
     @abc.abstractmethod
     def breakpoints(self, T) -> Float[Array, " breaks"]:
@@ -228,6 +234,9 @@ class PiecewiseLinear(AbstractControl):
         return jax.tree.map(lambda c: (1 - s) * c[i] + s * c[i + 1], theta)
 
     def jump_times(self):
+        return jnp.zeros((0,))
+
+    def kink_times(self):
         return jax.lax.stop_gradient(self.knots[1:-1])
 
     def breakpoints(self, T):
@@ -428,6 +437,9 @@ class NeuronBasis(AbstractControl):
 
     def jump_times(self):
         return self.inner.jump_times()
+
+    def kink_times(self):
+        return self.inner.kink_times()
 
     def breakpoints(self, T):
         return self.inner.breakpoints(T)
