@@ -24,8 +24,9 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(__file__))
-import lecontrol as lc  # noqa: E402
 from problems import PROBLEMS, Problem  # noqa: E402
+
+import lecontrol as lc  # noqa: E402
 
 REFERENCE = dict(rtol=1e-11, atol=1e-13, max_steps=200_000)
 
@@ -36,7 +37,9 @@ def _flat(tree):
 
 def value_and_grad_fn(p: Problem, adjoint, **kw):
     def f(theta):
-        return lc.value(p.system, p.control, theta, p.cost, p.objective, adjoint=adjoint, **kw)
+        return lc.value(
+            p.system, p.control, theta, p.cost, p.objective, adjoint=adjoint, **kw
+        )
 
     return jax.jit(jax.value_and_grad(f))
 
@@ -68,7 +71,15 @@ def measure(p: Problem, adjoint, theta, repeat: int, **kw):
 
 
 def solver_steps(p: Problem, theta, **kw) -> int:
-    traj = lc.solve(p.system, p.control, theta, p.cost, p.objective, ts=jnp.asarray([p.objective.T]), **kw)
+    traj = lc.solve(
+        p.system,
+        p.control,
+        theta,
+        p.cost,
+        p.objective,
+        ts=jnp.asarray([p.objective.T]),
+        **kw,
+    )
     return int(traj.num_steps)
 
 
@@ -85,8 +96,10 @@ def run(name: str, repeat: int, rtol: float) -> None:
     p = PROBLEMS[name]()
     theta = p.theta()
     ref = measure(p, lc.CheckpointAdjoint(), theta, 1, **REFERENCE)["grad"]
-    print(f"\n== {name}: N = {p.steps} SGD steps (T = {float(p.objective.T):g}), "
-          f"{_flat(theta).size} control coefficients, rtol = {rtol:g}")
+    print(
+        f"\n== {name}: N = {p.steps} SGD steps (T = {float(p.objective.T):g}), "
+        f"{_flat(theta).size} control coefficients, rtol = {rtol:g}"
+    )
     header = f"{'strategy':28s} {'compile s':>9s} {'ms/call':>9s} {'steps':>7s} {'memory MiB':>10s} {'grad rel err':>12s}"
     print(header)
     print("-" * len(header))
@@ -96,11 +109,15 @@ def run(name: str, repeat: int, rtol: float) -> None:
         err = float(jnp.linalg.norm(r["grad"] - ref) / jnp.linalg.norm(ref))
         steps = solver_steps(p, theta, **kw) if kw else p.steps
         rows[label] = (r, err)
-        print(f"{label:28s} {r['compile_s']:9.2f} {r['ms']:9.2f} {steps:7d} {r['mem'] / 2**20:10.2f} {err:12.2e}")
+        print(
+            f"{label:28s} {r['compile_s']:9.2f} {r['ms']:9.2f} {steps:7d} {r['mem'] / 2**20:10.2f} {err:12.2e}"
+        )
     euler = next(v for k, v in rows.items() if k.startswith("Euler"))
     cont = rows["ContinuousAdjoint"]
-    print(f"EulerUnrolled / ContinuousAdjoint time: {euler[0]['ms'] / cont[0]['ms']:.1f}x "
-          f"(gradient error {euler[1]:.1e} vs {cont[1]:.1e})")
+    print(
+        f"EulerUnrolled / ContinuousAdjoint time: {euler[0]['ms'] / cont[0]['ms']:.1f}x "
+        f"(gradient error {euler[1]:.1e} vs {cont[1]:.1e})"
+    )
 
 
 def memory_scaling(name: str, rtol: float) -> None:
@@ -110,18 +127,26 @@ def memory_scaling(name: str, rtol: float) -> None:
         fn = value_and_grad_fn(p, lc.ContinuousAdjoint(), rtol=rtol, atol=rtol * 1e-2)
         fe = value_and_grad_fn(p, lc.EulerUnrolled(dt=p.alpha))
         theta = p.theta()
-        print(f"N = {p.steps:7d}: ContinuousAdjoint {memory_bytes(fn, theta) / 2**20:8.2f} MiB, "
-              f"EulerUnrolled {memory_bytes(fe, theta) / 2**20:8.2f} MiB")
+        print(
+            f"N = {p.steps:7d}: ContinuousAdjoint {memory_bytes(fn, theta) / 2**20:8.2f} MiB, "
+            f"EulerUnrolled {memory_bytes(fe, theta) / 2**20:8.2f} MiB"
+        )
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--problems", nargs="*", default=list(PROBLEMS), choices=list(PROBLEMS))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--problems", nargs="*", default=list(PROBLEMS), choices=list(PROBLEMS)
+    )
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--rtol", type=float, default=1e-6)
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args(argv)
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, float64={jax.config.jax_enable_x64}")
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform}, float64={jax.config.jax_enable_x64}"
+    )
     for name in args.problems:
         run(name, args.repeat, args.rtol)
     if not args.no_memory:

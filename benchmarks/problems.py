@@ -49,7 +49,10 @@ class Problem:
 
 def _pwl(system, T, knots, lower, upper):
     return lc.controls.PiecewiseLinear(
-        jnp.linspace(0.0, T, knots), shape=system.control_shape, lower=lower, upper=upper
+        jnp.linspace(0.0, T, knots),
+        shape=system.control_shape,
+        lower=lower,
+        upper=upper,
     )
 
 
@@ -58,8 +61,13 @@ def single_neuron(scale_N: int = 1) -> Problem:
     T = N * alpha
     system = lc.systems.SingleNeuronGain(lc.tasks.TwoGaussians(2.0, 1.0), lam=0.1)
     return Problem(
-        "single-neuron", system, _pwl(system, T, 61, 0.0, 0.5),
-        lc.costs.Quadratic(0.3), lc.Objective(T, 0.99, 1.0), alpha, N,
+        "single-neuron",
+        system,
+        _pwl(system, T, 61, 0.0, 0.5),
+        lc.costs.Quadratic(0.3),
+        lc.Objective(T, 0.99, 1.0),
+        alpha,
+        N,
     )
 
 
@@ -68,8 +76,13 @@ def _gain(name, task, hidden, scale_N, knots=201):
     T = N * alpha
     system = lc.systems.TwoLayerGain(task, hidden=hidden, lam=0.01, seed=0, scale=0.1)
     return Problem(
-        name, system, _pwl(system, T, knots, -0.5, 0.5),
-        lc.costs.ExpQuadratic(0.3), lc.Objective(T, 0.99, 1.0), alpha, N,
+        name,
+        system,
+        _pwl(system, T, knots, -0.5, 0.5),
+        lc.costs.ExpQuadratic(0.3),
+        lc.Objective(T, 0.99, 1.0),
+        alpha,
+        N,
     )
 
 
@@ -93,8 +106,13 @@ def task_engagement(scale_N: int = 1) -> Problem:
     )
     system = lc.systems.TaskEngagement(tasks, hidden=20, lam=0.0, seed=0, scale=0.1)
     return Problem(
-        "task-engagement", system, _pwl(system, T, 131, 0.0, 2.0),
-        lc.costs.Quadratic(0.1, offset=1.0), lc.Objective(T, 0.99, 1.0), alpha, N,
+        "task-engagement",
+        system,
+        _pwl(system, T, 131, 0.0, 2.0),
+        lc.costs.Quadratic(0.1, offset=1.0),
+        lc.Objective(T, 0.99, 1.0),
+        alpha,
+        N,
     )
 
 

@@ -1,0 +1,121 @@
+"""Work–precision diagrams: gradient error vs time per value-and-gradient.
+
+For each problem, the adaptive strategies (ContinuousAdjoint, CheckpointAdjoint)
+run across tolerances and EulerUnrolled across step sizes (multiples and
+fractions of the SGD learning rate α; the paper's method is dt = α). The error
+is the relative 2-norm error of dV/dθ against a converged reference
+(CheckpointAdjoint at rtol=1e-11). Writes one PNG per problem and prints the
+table behind it.
+
+    python benchmarks/work_precision.py                           # all problems
+    python benchmarks/work_precision.py --problems gain-gaussians --out docs/figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import jax.numpy as jnp
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+from gradients import REFERENCE, measure  # noqa: E402
+from problems import PROBLEMS  # noqa: E402
+
+import lecontrol as lc  # noqa: E402
+
+RTOLS = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9)
+EULER_FACTORS = (4, 2, 1, 0.5, 0.25)
+
+
+def curves(name: str, repeat: int):
+    p = PROBLEMS[name]()
+    theta = p.theta()
+    ref = measure(p, lc.CheckpointAdjoint(), theta, 1, **REFERENCE)["grad"]
+
+    def err(g):
+        return float(jnp.linalg.norm(g - ref) / jnp.linalg.norm(ref))
+
+    out = {}
+    for label, adjoint in (
+        ("ContinuousAdjoint", lc.ContinuousAdjoint()),
+        ("CheckpointAdjoint", lc.CheckpointAdjoint()),
+    ):
+        pts = []
+        for rtol in RTOLS:
+            r = measure(
+                p, adjoint, theta, repeat, rtol=rtol, atol=rtol * 1e-2, max_steps=65_536
+            )
+            pts.append((r["ms"], err(r["grad"]), f"rtol={rtol:g}"))
+        out[label] = pts
+    pts = []
+    for f in EULER_FACTORS:
+        dt = p.alpha * f
+        r = measure(p, lc.EulerUnrolled(dt=dt), theta, max(1, repeat // 2))
+        pts.append((r["ms"], err(r["grad"]), f"dt={f:g}α"))
+    out["EulerUnrolled"] = pts
+    return p, out
+
+
+def plot(p, out, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), constrained_layout=True)
+    markers = {
+        "ContinuousAdjoint": "o-",
+        "CheckpointAdjoint": "s-",
+        "EulerUnrolled": "^-",
+    }
+    for label, pts in out.items():
+        ms, errs, names = zip(*pts)
+        ax.loglog(ms, errs, markers[label], label=label)
+        for x, y, n in pts:
+            ax.annotate(
+                n, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points"
+            )
+    paper = next(pt for pt in out["EulerUnrolled"] if pt[2] == "dt=1α")
+    ax.loglog(
+        [paper[0]],
+        [paper[1]],
+        "k*",
+        markersize=12,
+        label="paper's method (Euler, dt = α)",
+    )
+    ax.set_xlabel("time per value-and-gradient after compilation (ms)")
+    ax.set_ylabel("relative gradient error")
+    ax.set_title(f"{p.name}: N = {p.steps} SGD steps, T = {float(p.objective.T):g}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--problems", nargs="*", default=list(PROBLEMS), choices=list(PROBLEMS)
+    )
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args(argv)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in args.problems:
+        p, out = curves(name, args.repeat)
+        print(f"\n== {name}")
+        for label, pts in out.items():
+            for ms, e, n in pts:
+                print(f"{label:18s} {n:>12s} {ms:9.2f} ms  error {e:.2e}")
+        path = out_dir / f"work_precision_{name}.png"
+        plot(p, out, path)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
