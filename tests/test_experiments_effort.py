@@ -1,0 +1,284 @@
+"""Gain-modulation experiments (effort-*, nonlinear, task-switch): quick runs
+through the command line, their findings, and the measures behind them."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lecontrol as lc
+from lecontrol import cli, io
+from lecontrol.experiments import ConfigError, get, names
+from lecontrol.experiments.base import apply_overrides
+from lecontrol.experiments.effort_semantic import level_learning_times, level_losses
+from lecontrol.experiments.gain_modulation import (
+    GainConfig,
+    fraction_in_first_quarter,
+    gain_control,
+    steepest_drop_time,
+    time_to_threshold,
+    weight_norms,
+)
+from lecontrol.experiments.task_switch import anticipation, fraction_below_baseline
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+EXPERIMENTS = [
+    "effort-gaussians",
+    "effort-semantic",
+    "effort-digits",
+    "task-switch",
+    "nonlinear",
+]
+COMMON_FIGURES = {
+    "loss.png",
+    "control.png",
+    "control_heatmap.png",
+    "net_reward_difference.png",
+    "weight_norms.png",
+    "sgd_replay.png",
+    "optimisation.png",
+}
+EXTRA_FIGURES = {
+    "effort-semantic": {"level_loss.png"},
+    "effort-digits": {"test_loss.png"},
+    "nonlinear": {"real_loss.png", "sgd_replay_real.png"},
+}
+
+
+def test_registered():
+    assert set(EXPERIMENTS) <= set(names())
+    for name in EXPERIMENTS:
+        assert get(name).name == name
+
+
+# ---------------------------------------------------------- quick runs via CLI
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """Run each experiment's quick variant once (in-process CLI), on demand."""
+    done = {}
+
+    def run(name):
+        if name not in done:
+            out = tmp_path_factory.mktemp(name) / "run"
+            status = cli.main(
+                ["run", name, "--quick", "--out", str(out), "--no-progress"]
+            )
+            assert status == 0, f"`lecontrol run {name} --quick` exited {status}"
+            done[name] = (out, json.loads((out / "summary.json").read_text()))
+        return done[name]
+
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_quick_run_files_and_value(quick, name):
+    out, summary = quick(name)
+    files = {p.name for p in out.iterdir()}
+    figures = COMMON_FIGURES | EXTRA_FIGURES.get(name, set())
+    assert {"config.json", "results.npz", "summary.json"} | figures <= files
+    assert set(summary["figures"]) == figures
+    for f in figures:
+        assert (out / f).read_bytes()[:8] == PNG_MAGIC, f
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["experiment"] == name and meta["quick"] is True
+    assert summary["status"] == "completed"
+    assert summary["V_control"] >= summary["V_baseline"]
+    assert summary["iterations"] == get(name).default_config(quick=True).iterations
+    results = io.read_npz(out / "results.npz")
+    # the saved arrays reproduce the summary's values
+    assert results["control_V"][-1] == pytest.approx(summary["V_control"])
+    assert results["baseline_V"][-1] == pytest.approx(summary["V_baseline"])
+    # optimised gains stay within their bounds
+    cfg = get(name).default_config(quick=True)
+    for leaf in ("control_g0", "control_g1"):
+        assert results[leaf].min() >= cfg.lower - 1e-12
+        assert results[leaf].max() <= cfg.upper + 1e-12
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["effort-gaussians", "effort-digits", "nonlinear"])
+def test_gain_control_is_concentrated_early_and_speeds_learning(quick, name):
+    """PAPER.md: control concentrated early; loss falls faster; sparser weights."""
+    _, s = quick(name)
+    assert s["control_fraction_first_quarter"] > 0.75  # uniform would be 0.25
+    assert s["t_peak_control"] < 0.25 * s["T"]
+    assert s["t_threshold_control"] < s["t_threshold_baseline"]
+    assert s["cumulative_loss_control"] < s["cumulative_loss_baseline"]
+    assert s["final_l1_control"] < s["final_l1_baseline"]
+    assert s["final_l1_over_l2_control"] < s["final_l1_over_l2_baseline"]
+
+
+@pytest.mark.slow
+def test_sgd_replay_follows_the_ode(quick):
+    """Real minibatch SGD with the optimised gains tracks the ODE, and the
+    control's advantage in V survives on SGD."""
+    _, s = quick("effort-gaussians")
+    assert s["sgd_max_gap_to_ode_baseline"] < 0.03
+    assert s["sgd_max_gap_to_ode_control"] < 0.03
+    assert s["sgd_V_control"] > s["sgd_V_baseline"]
+
+
+@pytest.mark.slow
+def test_semantic_control_learns_every_level_earlier(quick):
+    """PAPER.md: on Semantic data the control shortens the plateaus."""
+    _, s = quick("effort-semantic")
+    assert all(t is not None for t in s["level_times_control"])
+    assert s["levels_learned_earlier"] == [True] * len(s["level_times_control"])
+
+
+@pytest.mark.slow
+def test_task_switch_findings(quick):
+    """PAPER.md: controlled loss below baseline almost always; control rises
+    before each switch."""
+    _, s = quick("task-switch")
+    assert s["fraction_loss_below_baseline"] > 0.9
+    assert len(s["anticipation"]) == 2  # switches at 9 and 18 in T = 27
+    assert s["fraction_switches_anticipated"] == 1.0
+
+
+@pytest.mark.slow
+def test_nonlinear_control_helps_the_real_tanh_network(quick):
+    """The control found on the Taylor approximation, applied to SGD of the real
+    tanh network (same batches), gives it a higher value."""
+    _, s = quick("nonlinear")
+    assert s["sgd_real_V_control"] > s["sgd_real_V_baseline"]
+
+
+@pytest.mark.slow
+def test_plot_redraws_from_saved_arrays(quick, capsys):
+    out, summary = quick("task-switch")
+    for f in summary["figures"]:
+        (out / f).unlink()
+    assert cli.main(["plot", str(out)]) == 0
+    capsys.readouterr()
+    for f in summary["figures"]:
+        assert (out / f).read_bytes()[:8] == PNG_MAGIC
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_defaults_are_the_paper_table(name):
+    cfg = get(name).default_config()
+    row = {
+        "effort-gaussians": (5e-3, 6, 0.01, 10.0, 1000, 16000),
+        "effort-semantic": (5e-3, 30, 0.01, 10.0, 1000, 16000),
+        "effort-digits": (5e-3, 50, 0.01, 10.0, 1000, 16000),
+        "task-switch": (5e-3, 8, 0.001, 1.0, 1000, 23000),
+        "nonlinear": (1e-3, 8, 0.0, 10.0, 500, 10000),
+    }[name]
+    assert (cfg.alpha, cfg.hidden, cfg.lam, cfg.lr, cfg.iterations, cfg.steps) == row
+    assert (cfg.lower, cfg.upper, cfg.gamma, cfg.beta) == (-0.5, 0.5, 0.99, 0.3)
+
+
+def test_task_switch_config_matches_the_paper():
+    cfg = get("task-switch").default_config()
+    assert cfg.switch_every == 1800 and cfg.period == pytest.approx(9.0)
+    assert cfg.mu_b == (-2.0, 2.0) and cfg.p_b == 0.2
+    assert cfg.T == pytest.approx(115.0)
+    # knots every 0.5 time units: the switches fall on knots
+    dt = cfg.T / (cfg.knots - 1)
+    assert cfg.period / dt == pytest.approx(round(cfg.period / dt))
+
+
+def test_bad_keys_are_named():
+    cfg = get("effort-gaussians").default_config()
+    with pytest.raises(ConfigError, match="record_every"):
+        apply_overrides(cfg, {"record_every": "7"}, source="t")
+    with pytest.raises(ConfigError, match="basis"):
+        apply_overrides(cfg, {"basis": "column"}, source="t")
+    with pytest.raises(ConfigError, match="mu"):
+        apply_overrides(cfg, {"mu": "1,2,3"}, source="t")
+    with pytest.raises(ConfigError, match="classes"):
+        apply_overrides(
+            get("effort-digits").default_config(), {"classes": "1,3,5"}, source="t"
+        )
+
+
+def test_neuron_basis_gives_one_gain_per_output_row():
+    cfg = GainConfig(hidden=4, steps=400, knots=5, basis="neuron")
+    system = lc.systems.TwoLayerGain(lc.tasks.CorrelatedGaussians(), hidden=4)
+    control = gain_control(cfg, system)
+    theta = jnp.array([[0.1, -0.2], [0.3, 0.0], [0.0, 0.1], [0.2, 0.2], [0.0, 0.0]])
+    G1, G2 = control(theta, 0.25)  # halfway between knots 0 and 1 (T = 2)
+    assert np.all(G1 == 0)
+    np.testing.assert_allclose(G2, np.array([[0.2] * 4, [-0.1] * 4]))
+
+
+# ------------------------------------------------------------ finding measures
+
+
+def test_fraction_in_first_quarter():
+    ts = np.linspace(0.0, 8.0, 801)
+    assert fraction_in_first_quarter(ts, np.ones_like(ts)) == pytest.approx(0.25)
+    assert fraction_in_first_quarter(ts, np.where(ts <= 2.0, 1.0, 0.0)) > 0.99
+    e = np.exp(-ts)  # ∫_0^2 e^{-t} / ∫_0^8 e^{-t}
+    want = (1 - np.exp(-2.0)) / (1 - np.exp(-8.0))
+    assert fraction_in_first_quarter(ts, e) == pytest.approx(want, rel=1e-4)
+    assert fraction_in_first_quarter(ts, np.zeros_like(ts)) is None
+
+
+def test_time_to_threshold_and_steepest_drop():
+    ts = np.linspace(0.0, 10.0, 101)
+    loss = np.exp(-ts)
+    assert time_to_threshold(ts, loss, np.exp(-3.0)) == pytest.approx(3.0, abs=2e-3)
+    assert time_to_threshold(ts, loss, -1.0) is None
+    sigmoid = 1.0 / (1.0 + np.exp(2.0 * (ts - 6.03)))
+    assert steepest_drop_time(ts, sigmoid) == pytest.approx(6.03, abs=0.05)
+
+
+def test_weight_norms():
+    W1 = np.array([[[1.0, -2.0]], [[0.0, 3.0]]])  # (times, 1, 2)
+    W2 = np.array([[[2.0]], [[-4.0]]])
+    l1, l2 = weight_norms({"x_w0": W1, "x_w1": W2}, "x")
+    np.testing.assert_allclose(l1, [5.0, 7.0])
+    np.testing.assert_allclose(l2, [3.0, 5.0])
+
+
+def test_level_losses_add_up_to_the_loss():
+    task = lc.tasks.SemanticHierarchy(3)
+    system = lc.systems.TwoLayerGain(task, hidden=5, lam=0.1, seed=1, scale=0.3)
+    key1, key2 = jax.random.split(jax.random.key(0))
+    W1 = jax.random.normal(key1, (4, 5, 4)) * 0.5
+    W2 = jax.random.normal(key2, (4, 7, 5)) * 0.5
+    G1, G2 = 0.3 * jnp.tanh(W1), -0.2 * jnp.tanh(W2)
+    ts = jnp.zeros(4)
+    levels = level_losses(task, *(np.asarray(a) for a in (W1, W2, G1, G2)))
+    assert levels.shape == (4, 3)
+    reg = 0.05 * (jnp.sum(W1**2, axis=(1, 2)) + jnp.sum(W2**2, axis=(1, 2)))
+    want = jax.vmap(system.loss)(ts, (W1, W2), (G1, G2)) - reg
+    np.testing.assert_allclose(levels.sum(1), want, rtol=1e-12)
+    # with the untrained network (W = 0) each level holds half its features' variance
+    zero = level_losses(task, *(np.zeros_like(a) for a in (W1, W2, G1, G2)))
+    np.testing.assert_allclose(zero[0], 0.5)
+    # a level counts as learned when its loss has halved
+    ts = np.linspace(0, 4, 5)
+    losses = np.array([[1.0, 1.0], [0.8, 1.0], [0.4, 1.0], [0.2, 0.9], [0.1, 0.8]])
+    assert level_learning_times(ts, losses) == [pytest.approx(1.75), None]
+
+
+def test_task_switch_measures():
+    ts = np.linspace(0.0, 27.0, 541)
+    period = 9.0
+    switches = np.array([9.0, 18.0])
+    # effort decays after each switch, then grows again before the next one
+    phase = np.mod(ts, period)
+    rising = np.exp(-phase) + 0.1 * np.exp(phase - period)
+    flat = np.exp(-phase)
+    assert [a["rises"] for a in anticipation(ts, rising, switches, period)] == [
+        True,
+        True,
+    ]
+    assert [a["rises"] for a in anticipation(ts, flat, switches, period)] == [
+        False,
+        False,
+    ]
+    assert fraction_below_baseline([1.0, 2.0, 2.0, 2.0], [1.0, 1.0, 3.0, 1.0]) == (
+        pytest.approx(2 / 3)
+    )
