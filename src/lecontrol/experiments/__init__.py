@@ -17,6 +17,11 @@ __all__ = ["ConfigError", "Experiment", "execute", "get", "names"]
 
 _MODULES: dict[str, str] = {
     "single-neuron": "lecontrol.experiments.single_neuron",
+    "effort-gaussians": "lecontrol.experiments.effort_gaussians",
+    "effort-semantic": "lecontrol.experiments.effort_semantic",
+    "effort-digits": "lecontrol.experiments.effort_digits",
+    "task-switch": "lecontrol.experiments.task_switch",
+    "nonlinear": "lecontrol.experiments.nonlinear",
 }
 
 
