@@ -145,8 +145,10 @@ def _integrand(problem: Problem, t, w, lam) -> Float[Array, ""]:
 class ContinuousAdjoint(AbstractGradientStrategy):
     r"""Optimise-then-discretise: forward solve, backward costate solve, quadrature.
 
-    Memory is that of the two dense solutions, independent of the number of
-    SGD steps the horizon represents. See the module docstring for the maths.
+    Memory is that of the dense forward solution (buffers sized by
+    `max_steps`) and of $\lambda$ at the quadrature nodes: independent of the
+    number of SGD steps the horizon represents. See the module docstring for
+    the maths.
 
     **Arguments:**
 

@@ -140,7 +140,14 @@ def value(
     **Returns:** the scalar $V$.
     """
     problem = _problem(system, control, theta, cost, objective)
-    return adjoint.value(problem, _numerics(solver, rtol, atol, max_steps, dt0))
+    return _value(problem, adjoint, _numerics(solver, rtol, atol, max_steps, dt0))
+
+
+@eqx.filter_jit
+def _value(problem: Problem, adjoint: AbstractGradientStrategy, numerics: Numerics):
+    # Compiled even when called eagerly: op-by-op dispatch of an ODE solve is
+    # orders of magnitude slower. Inside a user's jit this is inlined.
+    return adjoint.value(problem, numerics)
 
 
 class Trajectory(eqx.Module):
