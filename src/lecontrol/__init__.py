@@ -15,6 +15,7 @@ from . import (
     controls as controls,  # noqa: E402
     costs as costs,  # noqa: E402
     optimizers as optimizers,  # noqa: E402
+    sweep as sweep,  # noqa: E402
     systems as systems,  # noqa: E402
     tasks as tasks,  # noqa: E402
 )

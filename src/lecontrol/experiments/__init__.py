@@ -22,6 +22,10 @@ _MODULES: dict[str, str] = {
     "effort-digits": "lecontrol.experiments.effort_digits",
     "task-switch": "lecontrol.experiments.task_switch",
     "nonlinear": "lecontrol.experiments.nonlinear",
+    "learning-rate": "lecontrol.experiments.learning_rate",
+    "maml": "lecontrol.experiments.maml",
+    "single-neuron-sweep": "lecontrol.experiments.single_neuron_sweep",
+    "learning-rate-sweep": "lecontrol.experiments.learning_rate_sweep",
 }
 
 

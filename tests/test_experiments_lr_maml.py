@@ -1,0 +1,215 @@
+"""`learning-rate`, `maml`, `single-neuron-sweep` and `learning-rate-sweep`
+through the command line, end to end, with their findings where a quick run
+can show them."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lecontrol import cli, io
+from lecontrol.experiments import get
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FIGURES = {
+    "learning-rate": {
+        "control.png",
+        "loss.png",
+        "net_reward_difference.png",
+        "level_loss.png",
+        "optimisation.png",
+    },
+    "maml": {
+        "cumulative_loss.png",
+        "one_step_loss.png",
+        "loss_curves.png",
+        "optimisation.png",
+    },
+    "single-neuron-sweep": {
+        "total_control.png",
+        "value_gain.png",
+        "optimisation.png",
+        *(f"control_{p}.png" for p in ("gamma", "sigma", "beta", "lam", "horizon")),
+    },
+    "learning-rate-sweep": {
+        "total_control.png",
+        "value_gain.png",
+        "optimisation.png",
+        *(f"{k}_{p}.png" for k in ("control", "loss") for p in ("gamma", "beta")),
+    },
+}
+
+
+def _lecontrol(*args, timeout=900):
+    """Run the command line in a fresh interpreter, as a user would."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run(
+        [sys.executable, "-m", "lecontrol.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module", params=list(FIGURES))
+def quick_run(request, tmp_path_factory):
+    name = request.param
+    out = tmp_path_factory.mktemp(name) / "run"
+    proc = _lecontrol("run", name, "--quick", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    return name, out, summary, io.read_npz(out / "results.npz"), proc
+
+
+def test_quick_run_files_and_value(quick_run):
+    name, out, summary, results, _ = quick_run
+    files = {p.name for p in out.iterdir()}
+    assert {"config.json", "results.npz", "summary.json"} <= files
+    assert FIGURES[name] <= files, FIGURES[name] - files
+    for figure in FIGURES[name]:
+        assert (out / figure).read_bytes()[:8] == PNG_MAGIC, figure
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["experiment"] == name and meta["quick"] is True
+    quick = get(name).default_config(quick=True)
+    assert meta["config"] == json.loads(json.dumps(quick.__dict__))
+    for key in ("V_baseline", "V_control", "iterations", "wall_time_s", "solver_steps"):
+        assert key in summary, key
+    assert summary["status"] == "completed", summary["message"]
+    assert summary["iterations"] == quick.iterations
+    assert summary["solver_steps"]["baseline"] > 0
+    assert summary["solver_steps"]["control"] > 0
+    assert np.isfinite(summary["V_baseline"]) and np.isfinite(summary["V_control"])
+    assert summary["V_control"] >= summary["V_baseline"]
+    for key, arr in results.items():
+        assert arr.dtype.kind in "biuf", key
+        assert np.all(np.isfinite(arr)), key
+
+
+def test_plot_redraws_the_figures(quick_run, tmp_path, capsys):
+    name, src, _, _, _ = quick_run
+    run = tmp_path / "copy"
+    shutil.copytree(src, run)
+    for png in run.glob("*.png"):
+        png.unlink()
+    status = cli.main(["plot", str(run)])
+    _, err = capsys.readouterr()
+    assert status == 0, err
+    assert FIGURES[name] <= {p.name for p in run.glob("*.png")}
+
+
+# ------------------------------------------------------------------ findings
+
+
+def test_findings(quick_run):
+    name, _, summary, results, proc = quick_run
+    {
+        "learning-rate": _learning_rate_findings,
+        "maml": _maml_findings,
+        "single-neuron-sweep": _single_neuron_sweep_findings,
+        "learning-rate-sweep": _learning_rate_sweep_findings,
+    }[name](summary, results, proc)
+
+
+def _learning_rate_findings(summary, results, proc):
+    cfg = get("learning-rate").default_config(quick=True)
+    assert "optimising V" in proc.stderr  # the progress bar
+    rho = results["control_g"]
+    assert rho.min() >= cfg.lower and rho.max() <= cfg.upper
+    np.testing.assert_array_equal(results["baseline_g"], 0.0)
+    assert summary["V_control"] > summary["V_baseline"]
+    assert summary["V_control"] == pytest.approx(results["control_V"][-1], rel=1e-12)
+    # With the base rate free (offset 0), the optimum speeds learning up:
+    # a higher rate early on, and every level of the hierarchy learned sooner.
+    quarter = results["ts"] <= results["ts"][-1] / 4
+    assert rho[quarter].mean() > 0.1
+    base, ctrl = summary["level_times_baseline"], summary["level_times_control"]
+    assert None not in base and None not in ctrl
+    assert all(c < b for b, c in zip(base, ctrl))
+    # The levels' losses add up to the loss (lambda = 0: no regulariser).
+    np.testing.assert_allclose(
+        results["control_level_loss"].sum(1), results["control_loss"], atol=1e-10
+    )
+
+
+def _maml_findings(summary, results, proc):
+    cfg = get("maml").default_config(quick=True)
+    h = results["horizons"]
+    assert list(h) == list(cfg.horizons) and h[0] == 1
+    cumulative = results["cumulative_loss"]
+    # Every optimised initialisation beats the random one on the window.
+    assert np.all(cumulative[1:] < cumulative[0])
+    # PAPER.md: one-step MAML under-performs multi-step MAML.
+    assert summary["one_step_underperforms_multi_step"] is True
+    assert cumulative[1] > cumulative[2:].min()
+    # The window's cumulative loss is the value of the largest horizon's problem.
+    assert summary["cumulative_loss"][str(int(h.max()))] == pytest.approx(
+        -summary["V_control"], rel=1e-6
+    )
+    assert results["eval_loss"].shape == (len(h) + 1, max(cfg.horizons) + 1)
+
+
+def _monotone(values, y, sign):
+    order = np.argsort(values)
+    return np.all(sign * np.diff(np.asarray(y)[order]) > 0)
+
+
+def _single_neuron_sweep_findings(summary, results, proc):
+    cfg = get("single-neuron-sweep").default_config(quick=True)
+    assert summary["problems"] == 1 + 3 * 5
+    for name, field in (
+        ("gamma", "gammas"),
+        ("sigma", "sigmas"),
+        ("beta", "betas"),
+        ("lam", "lams"),
+        ("horizon", "horizons"),
+    ):
+        np.testing.assert_allclose(results[f"{name}_values"], getattr(cfg, field))
+        g = results[f"{name}_g"]
+        assert g.min() >= cfg.lower and g.max() <= cfg.upper
+        assert np.all(results[f"{name}_V_control"] >= results[f"{name}_V_baseline"])
+    # PAPER.md: more control for larger gamma, less for larger sigma and beta.
+    assert _monotone(cfg.gammas, results["gamma_total_control"], +1)
+    assert _monotone(cfg.sigmas, results["sigma_total_control"], -1)
+    assert _monotone(cfg.betas, results["beta_total_control"], -1)
+    assert summary["findings"] == {
+        "more_control_for_larger_gamma": True,
+        "less_control_for_larger_sigma": True,
+        "less_control_for_larger_beta": True,
+    }
+    # The default point of the sweep is the single-neuron problem, and the
+    # sweep rows holding the default values solve the same problem.
+    row = list(cfg.betas).index(cfg.beta)
+    assert results["beta_V_control"][row] == pytest.approx(
+        summary["V_control"], rel=1e-9
+    )
+    # g(t) is largest early and decays.
+    g = results["default_g"]
+    assert g[: len(g) // 4].mean() > g[-len(g) // 4 :].mean()
+
+
+def _learning_rate_sweep_findings(summary, results, proc):
+    cfg = get("learning-rate-sweep").default_config(quick=True)
+    assert summary["problems"] == 1 + len(cfg.gammas) + len(cfg.betas)
+    # PAPER.md: more control for larger gamma and smaller beta.
+    assert _monotone(cfg.gammas, results["gamma_total_control"], +1)
+    assert _monotone(cfg.betas, results["beta_total_control"], -1)
+    assert summary["findings"] == {
+        "more_control_for_larger_gamma": True,
+        "less_control_for_larger_beta": True,
+    }
+    for name in ("gamma", "beta"):
+        assert np.all(results[f"{name}_V_control"] >= results[f"{name}_V_baseline"])
+        rho = results[f"{name}_g"]
+        assert rho.min() >= cfg.lower and rho.max() <= cfg.upper
+    # The default point is the learning-rate experiment's problem.
+    single = get("learning-rate").default_config(quick=True)
+    assert (cfg.gamma, cfg.beta, cfg.offset) == (
+        single.gamma,
+        single.beta,
+        single.offset,
+    )

@@ -1,0 +1,182 @@
+"""`lc.sweep`: one vmapped, sharded optimisation equals a loop of `lc.optimize`."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lecontrol as lc
+
+T = 0.6
+
+# Run in a fresh interpreter: the device count must be set before JAX starts.
+SHARDED_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import lecontrol as lc
+
+    T = 0.6
+
+    def build(p):
+        task = lc.tasks.TwoGaussians(mu=2.0, sigma=p["sigma"])
+        system = lc.systems.SingleNeuronGain(task, lam=0.1)
+        control = lc.controls.PiecewiseLinear(
+            jnp.linspace(0.0, T, 13), lower=0.0, upper=0.5
+        )
+        cost = lc.costs.Quadratic(beta=p["beta"])
+        objective = lc.Objective(T=T, gamma=p["gamma"])
+        return system, control, cost, objective, control.init(0.0)
+
+    # Three problems on two devices: the batch is padded to four.
+    params = {
+        "beta": np.array([0.05, 0.3, 1.0]),
+        "gamma": np.array([0.99, 1e-4, 0.9]),
+        "sigma": np.array([1.0, 0.5, 2.0]),
+    }
+    def opt(p):  # the optimiser may depend on the parameter value
+        return lc.optimizers.Adam(lr=0.02 + 0.05 * p["beta"])
+
+    steps = 8
+    out = {"device_count": jax.device_count()}
+    for name, devices in (("sharded", None), ("single", jax.devices()[:1])):
+        res = lc.sweep.optimize_batch(
+            build, params, optimizer=opt, steps=steps, devices=devices
+        )
+        out[f"{name}_devices"] = res.num_devices
+        for field in ("theta", "values", "grad_norms", "best_value"):
+            out[f"{name}_{field}"] = getattr(res, field)
+        out[f"{name}_best_iteration"] = res.best_iteration
+        out[f"{name}_iterations"] = res.iterations
+    traj = lc.sweep.solve_batch(build, params, out["sharded_theta"], num_times=7)
+    out["batch_V"], out["batch_loss"] = traj.V, traj.loss
+    for field in ("theta", "values", "grad_norms", "best_value", "best_iteration",
+                  "solve_V", "solve_loss"):
+        out[f"loop_{field}"] = []
+    for i in range(3):
+        p = {k: v[i] for k, v in params.items()}
+        s = build(p)
+        r = lc.optimize(*s, optimizer=opt(p), steps=steps)
+        for field in ("theta", "values", "grad_norms", "best_value", "best_iteration"):
+            out[f"loop_{field}"].append(getattr(r, field))
+        tr = lc.solve(*s[:2], jnp.asarray(out["sharded_theta"][i]), *s[2:4],
+                      ts=jnp.linspace(0.0, T, 7))
+        out["loop_solve_V"].append(tr.V)
+        out["loop_solve_loss"].append(tr.loss)
+    np.savez(sys.argv[1], **{k: np.asarray(v) for k, v in out.items()})
+    """
+)
+
+
+@pytest.mark.slow
+def test_sharded_sweep_equals_unsharded_and_loop(tmp_path):
+    path = tmp_path / "sweep.npz"
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "JAX_PLATFORMS": "cpu",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", SHARDED_SCRIPT, str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r = dict(np.load(path))
+    assert int(r["device_count"]) == 2
+    assert int(r["sharded_devices"]) == 2 and int(r["single_devices"]) == 1
+
+    # Sharding across devices changes nothing.
+    for field in ("theta", "values", "grad_norms", "best_value"):
+        np.testing.assert_allclose(
+            r[f"sharded_{field}"], r[f"single_{field}"], rtol=1e-12, atol=1e-15
+        )
+    np.testing.assert_array_equal(
+        r["sharded_best_iteration"], r["single_best_iteration"]
+    )
+    np.testing.assert_array_equal(r["sharded_iterations"], 8)
+
+    # The vmapped scan is the optimisation loop of lc.optimize.
+    for field in ("theta", "values", "grad_norms", "best_value"):
+        np.testing.assert_allclose(
+            r[f"sharded_{field}"], r[f"loop_{field}"], rtol=1e-9, atol=1e-13
+        )
+    np.testing.assert_array_equal(r["sharded_best_iteration"], r["loop_best_iteration"])
+    np.testing.assert_allclose(r["batch_V"], r["loop_solve_V"], rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(
+        r["batch_loss"], r["loop_solve_loss"], rtol=1e-9, atol=1e-13
+    )
+    np.testing.assert_allclose(r["batch_V"][:, -1], r["sharded_best_value"], rtol=1e-9)
+
+    # Each problem got its own parameters, and the optimisation did something.
+    theta = r["sharded_theta"]
+    assert not np.allclose(theta[0], theta[1]) and not np.allclose(theta[0], theta[2])
+    assert np.all(r["sharded_best_value"] > r["sharded_values"][:, 0] + 1e-6)
+
+
+# ------------------------------------------------------------- in process
+
+
+def _build(p):
+    """A small single-neuron problem with the cost scale `p`."""
+    task = lc.tasks.TwoGaussians(mu=2.0, sigma=1.0)
+    system = lc.systems.SingleNeuronGain(task, lam=0.1)
+    control = lc.controls.PiecewiseLinear(jnp.linspace(0.0, T, 7), lower=0.0, upper=0.5)
+    return (
+        system,
+        control,
+        lc.costs.Quadratic(beta=p),
+        lc.Objective(T=T, gamma=0.99),
+        control.init(0.1),
+    )
+
+
+@pytest.mark.slow
+def test_lbfgs_first_step_matches_loop():
+    """LBFGS builds its solver state in its first step (outside the scan)."""
+    betas = jnp.array([0.1, 1.0])
+    opt = lc.optimizers.LBFGS()
+    res = lc.sweep.optimize_batch(_build, betas, optimizer=opt, steps=4)
+    assert res.values.shape == (2, 4) and res.theta.shape == (2, 7)
+    for i, beta in enumerate(betas):
+        r = lc.optimize(*_build(beta), optimizer=opt, steps=4)
+        np.testing.assert_allclose(res.values[i], r.values, rtol=1e-9)
+        np.testing.assert_allclose(res.theta[i], r.theta, rtol=1e-9, atol=1e-12)
+        assert res.best_iteration[i] == r.best_iteration
+    assert np.all(res.best_value > res.values[:, 0])
+    assert np.all(res.theta >= 0.0) and np.all(res.theta <= 0.5)
+
+
+def test_bad_inputs_are_reported_before_compiling():
+    opt = lc.optimizers.Adam(lr=0.1)
+    with pytest.raises(ValueError, match="parameter value 1.*beta"):
+        lc.sweep.optimize_batch(_build, jnp.array([0.1, -1.0]), optimizer=opt, steps=2)
+    with pytest.raises(ValueError, match="same leading"):
+        lc.sweep.optimize_batch(
+            lambda p: _build(p["a"]),
+            {"a": jnp.ones(2), "b": jnp.ones(3)},
+            optimizer=opt,
+            steps=2,
+        )
+    with pytest.raises(ValueError, match="empty"):
+        lc.sweep.optimize_batch(_build, jnp.ones(0), optimizer=opt, steps=2)
+    with pytest.raises(TypeError, match="system, control, cost, objective, theta0"):
+        lc.sweep.optimize_batch(
+            lambda p: _build(p)[:4], jnp.ones(2), optimizer=opt, steps=2
+        )
+    with pytest.raises(TypeError, match="optimiser"):
+        lc.sweep.optimize_batch(_build, jnp.ones(2), optimizer=0.1, steps=2)
+    with pytest.raises(ValueError, match="steps"):
+        lc.sweep.optimize_batch(_build, jnp.ones(2), optimizer=opt, steps=-1)
+    with pytest.raises(ValueError, match="thetas"):
+        lc.sweep.solve_batch(_build, jnp.ones(2), jnp.zeros((3, 7)))
