@@ -266,6 +266,23 @@ def problem(config: SingleNeuronSweepConfig) -> Callable[[Mapping], Setup]:
     return build_point
 
 
+def optimizer(config: SingleNeuronSweepConfig):
+    """The function `p -> ProjectedGradientAscent` of one parameter point.
+
+    The paper's learning rate `lr` is one step per SGD step; on hat
+    coefficients it becomes `lr * alpha / dt_knots` (`paper_lr`), and the knot
+    spacing grows with the horizon.
+    """
+
+    def for_point(p) -> lc.optimizers.ProjectedGradientAscent:
+        spacing = p["T"] / (config.knots - 1)
+        return lc.optimizers.ProjectedGradientAscent(
+            lr=paper_lr(config.lr, config.alpha, spacing)
+        )
+
+    return for_point
+
+
 def points(config: SingleNeuronSweepConfig):
     """The batch of `sweep_points`: default point, then the five sweeps."""
     default = {
@@ -309,15 +326,9 @@ def run(config: SingleNeuronSweepConfig, out_dir: Path, progress: bool) -> RunOu
     """Optimise every point of every sweep at once; solve baseline and optimum."""
     params, segments = points(config)
     make = problem(config)
-    spacing = 1.0 / (config.knots - 1)
-
-    def optimizer(p):
-        lr = paper_lr(config.lr, config.alpha, p["T"] * spacing)
-        return lc.optimizers.ProjectedGradientAscent(lr=lr)
-
     numerics = {"rtol": config.rtol, "atol": config.atol, "max_steps": config.max_steps}
     res = lc.sweep.optimize_batch(
-        make, params, optimizer=optimizer, steps=config.iterations, **numerics
+        make, params, optimizer=optimizer(config), steps=config.iterations, **numerics
     )
     n = len(params["T"])
     # Baseline (g = 0) and optimum of every point, in one more batch.
@@ -538,6 +549,7 @@ __all__ = [
     "Segment",
     "batch_arrays",
     "build",
+    "optimizer",
     "plot",
     "plot_curves_by_value",
     "plot_panels",
