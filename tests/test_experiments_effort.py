@@ -43,7 +43,7 @@ COMMON_FIGURES = {
 EXTRA_FIGURES = {
     "effort-semantic": {"level_loss.png"},
     "effort-digits": {"test_loss.png"},
-    "nonlinear": {"real_loss.png", "sgd_replay_real.png"},
+    "nonlinear": {"real_loss.png"},
 }
 
 

@@ -490,7 +490,11 @@ def weight_norms_figure(results, *, vlines: Sequence[float] = ()):
 
 
 def replay_figure(results, *, loss_key: str = "loss", title: str | None = None):
-    """ODE expected loss vs the seed-mean loss of real SGD (± 2 standard errors)."""
+    """ODE expected loss vs the seed-mean loss of real SGD (± 2 standard errors).
+
+    `loss_key` picks the SGD arrays `sgd_{run}_{loss_key}_mean` / `_stderr`
+    (e.g. `"real_loss"`: the real tanh network's loss in `nonlinear`).
+    """
     import matplotlib.pyplot as plt
 
     ts = plotting.check_plottable("ts", results["ts"])
@@ -498,10 +502,8 @@ def replay_figure(results, *, loss_key: str = "loss", title: str | None = None):
     fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
     colours = {"baseline": "0.35", "control": "C0"}
     for prefix, label in (("baseline", BASE), ("control", CTRL)):
-        ode_key = f"{prefix}_{loss_key}"
-        if ode_key in results:
-            ode = plotting.check_plottable(ode_key, results[ode_key])
-            ax.plot(ts, ode, label=f"ODE, {label}", **PAIR[label])
+        ode = plotting.check_plottable(f"{prefix}_loss", results[f"{prefix}_loss"])
+        ax.plot(ts, ode, label=f"ODE, {label}", **PAIR[label])
         mean = plotting.check_plottable(
             f"sgd_{prefix}_{loss_key}_mean", results[f"sgd_{prefix}_{loss_key}_mean"]
         )
