@@ -35,5 +35,9 @@ from .objective import (  # noqa: E402
     value as value,
 )
 from .optimize import OptimizeResult as OptimizeResult, optimize as optimize
+from .simulate import (  # noqa: E402
+    SimulationResult as SimulationResult,
+    simulate as simulate,
+)
 
 __version__ = "0.1.0"

@@ -46,6 +46,29 @@ class AbstractLearningSystem(eqx.Module):
     def control_shape(self) -> PyTree[Shape]:
         """Shapes of the control's leaves: a tuple of ints, or a pytree of them."""
 
+    def batch_loss(
+        self,
+        t: Real[Array, ""],
+        w: PyTree[Float[Array, ...]],
+        g: PyTree,
+        x: Float[Array, "*batch inputs"],
+        y: Float[Array, "*batch outputs"],
+    ) -> Float[Array, ""]:
+        r"""Minibatch training loss, divided by $\tau$ like `vector_field`.
+
+        The loss whose gradient real SGD follows on the batch `(x, y)` (used by
+        `lc.simulate`: $w \leftarrow w - \alpha\nabla_w$`batch_loss`). Its
+        expectation over batches satisfies
+        $\mathbb E[-\nabla_w \text{batch\_loss}] = $ `vector_field(t, w, g)`
+        (for `TanhTaylor`, the real network's gradient, which `vector_field`
+        approximates). Optional: a system without it still works with every
+        gradient strategy, only not with `lc.simulate`.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not define `batch_loss(t, w, g, x, y)`, the "
+            "minibatch loss lc.simulate runs SGD on; implement it to simulate SGD."
+        )
+
     def jump_times(self) -> Float[Array, " jumps"]:
         """Times at which the dynamics jump (e.g. task switches). None by default."""
         return jnp.zeros((0,))

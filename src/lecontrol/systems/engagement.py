@@ -167,6 +167,18 @@ class TaskEngagement(AbstractLearningSystem):
         fit = weighted_fit(S.Sx, S.Sxy, S.Sy, W2 @ W1, self._output_weights(g))
         return fit + _regulariser(self.lam, W1, W2)
 
+    def batch_loss(self, t, w, g, x, y):
+        r"""$\frac1\tau[\frac1{2B}\sum_n\sum_o\psi_{\tau(o)}(y_{no} - \hat y_{no})^2$ + regulariser$]$.
+
+        The $\psi$-weighted minibatch loss on concatenated samples; its mean is
+        `aux_loss`$/\tau$ (SGD's gradient weights each task by $\psi_\tau$, while
+        performance, `loss`, stays unweighted).
+        """
+        W1, W2 = w
+        c = self._output_weights(g)
+        fit = 0.5 * jnp.mean(jnp.sum(c * (y - x @ W1.T @ W2.T) ** 2, axis=-1))
+        return (fit + _regulariser(self.lam, W1, W2)) / self.tau
+
     def loss(self, t, w, g):
         W1, W2 = w
         S = self.tasks
@@ -271,6 +283,14 @@ class CategoryEngagement(AbstractLearningSystem):
         S = self.task
         fit = weighted_fit(S.Sx, S.Sxy, S.Sy, W2 @ W1, jnp.square(g))
         return fit + _regulariser(self.lam, W1, W2)
+
+    def batch_loss(self, t, w, g, x, y):
+        r"""$\frac1\tau[\frac1{2B}\sum_n\sum_c\varphi_c^2(y_{nc} - \hat y_{nc})^2$ + regulariser$]$; its mean is `aux_loss`$/\tau$."""
+        W1, W2 = w
+        fit = 0.5 * jnp.mean(
+            jnp.sum(jnp.square(g) * (y - x @ W1.T @ W2.T) ** 2, axis=-1)
+        )
+        return (fit + _regulariser(self.lam, W1, W2)) / self.tau
 
     def loss(self, t, w, g):
         W1, W2 = w

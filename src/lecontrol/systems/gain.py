@@ -103,3 +103,15 @@ class TwoLayerGain(AbstractLearningSystem):
         We = ((1.0 + G2) * W2) @ ((1.0 + G1) * W1)
         reg = 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
         return linear_fit(S.Sx, S.Sxy, S.Sy, We) + reg
+
+    def batch_loss(self, t, w, g, x, y):
+        r"""$\frac1\tau[\frac1{2B}\sum_n\lVert y_n - \tilde W_2\tilde W_1x_n\rVert^2$ + regulariser$]$; its mean is `loss`·$/\tau$.
+
+        The gains scale the weights inside the forward pass, so SGD's gradient
+        on the raw weights carries the factors $\tilde G_i$ of the flow.
+        """
+        (W1, W2), (G1, G2) = w, g
+        pred = x @ ((1.0 + G1) * W1).T @ ((1.0 + G2) * W2).T
+        fit = 0.5 * jnp.mean(jnp.sum((y - pred) ** 2, axis=-1))
+        reg = 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
+        return (fit + reg) / self.tau

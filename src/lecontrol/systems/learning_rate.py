@@ -92,3 +92,14 @@ class LearningRate(AbstractLearningSystem):
         S = self.task
         reg = 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
         return linear_fit(S.Sx, S.Sxy, S.Sy, W2 @ W1) + reg
+
+    def batch_loss(self, t, w, g, x, y):
+        r"""$\frac{1 + \rho}\tau[\frac1{2B}\sum_n\lVert y_n - W_2W_1x_n\rVert^2$ + regulariser$]$.
+
+        SGD with step $\alpha(1 + \rho)$ on the plain loss; its mean is
+        $(1 + \rho)\,$`loss`$/\tau$.
+        """
+        W1, W2 = w
+        fit = 0.5 * jnp.mean(jnp.sum((y - x @ W1.T @ W2.T) ** 2, axis=-1))
+        reg = 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
+        return (1.0 + g) * (fit + reg) / self.tau

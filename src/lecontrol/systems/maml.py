@@ -155,3 +155,20 @@ class MAML(AbstractLearningSystem):
             return linear_fit(Sx, Sxy, Sy, W2 @ W1) + reg
 
         return jnp.mean(jax.vmap(task_loss)(self.Sx, self.Sxy, self.Sy, U1, U2))
+
+    def batch_loss(self, t, w, g, x, y):
+        r"""$\frac1\tau\sum_k L_k$ on each task's own batch: `x` `(tasks, B, inputs)`, `y` `(tasks, B, outputs)`.
+
+        $L_k$ is the minibatch loss of task $k$'s network $(g + U_k)$ on its
+        batch $(x_k, y_k)$. Summed, not averaged, over tasks: each task's
+        displacement $U_k$ then gets its own task's gradient (every task runs
+        its own SGD from $g$), and the mean is $K\,$`loss`$/\tau$.
+        """
+        (U1, U2), (G1, G2) = w, g
+
+        def task_loss(U1k, U2k, xk, yk):
+            W1, W2 = G1 + U1k, G2 + U2k
+            fit = 0.5 * jnp.mean(jnp.sum((yk - xk @ W1.T @ W2.T) ** 2, axis=-1))
+            return fit + 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
+
+        return jnp.sum(jax.vmap(task_loss)(U1, U2, x, y)) / self.tau

@@ -72,3 +72,8 @@ class SingleLayerGain(AbstractLearningSystem):
         S = self.task
         fit = jnp.trace(S.Sy) - 2 * jnp.sum(Wt.T * S.Sxy) + jnp.sum((Wt @ S.Sx) * Wt)
         return 0.5 * fit + 0.5 * self.lam * jnp.sum(w**2)
+
+    def batch_loss(self, t, w, g, x, y):
+        r"""$\frac1\tau[\frac1{2B}\sum_n\lVert y_n - \tilde W x_n\rVert^2 + \frac\lambda2\lVert W\rVert_F^2]$; its mean is `loss`·$/\tau$."""
+        fit = 0.5 * jnp.mean(jnp.sum((y - x @ ((1.0 + g) * w).T) ** 2, axis=-1))
+        return (fit + 0.5 * self.lam * jnp.sum(w**2)) / self.tau

@@ -68,3 +68,8 @@ class SingleNeuronGain(AbstractLearningSystem):
         return (
             0.5 * (sy - 2 * sxy * w * gt + sx * (w * gt) ** 2) + 0.5 * self.lam * w**2
         )
+
+    def batch_loss(self, t, w, g, x, y):
+        r"""$\frac1\tau[\frac1{2B}\sum_n (y_n - x_n w\tilde g)^2 + \frac\lambda2 w^2]$; its mean is `loss`·$/\tau$."""
+        fit = 0.5 * jnp.mean((y[:, 0] - x[:, 0] * w * (1.0 + g)) ** 2)
+        return (fit + 0.5 * self.lam * w**2) / self.tau

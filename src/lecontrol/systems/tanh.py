@@ -148,6 +148,18 @@ class TanhTaylor(AbstractLearningSystem):
         reg = 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
         return 0.5 * jnp.sum((my - b) ** 2) + 0.5 * fit + reg
 
+    def batch_loss(self, t, w, g, x, y):
+        r"""The **real** tanh network's minibatch loss (not the Taylor approximation), divided by $\tau$.
+
+        $\frac1\tau[\frac1{2B}\sum_n\lVert y_n - \tilde W_2\tanh(\tilde W_1x_n)\rVert^2$
+        + regulariser$]$: SGD on it is the actual network that the control found
+        on the approximation (`loss`, `vector_field`) is applied to.
+        """
+        W1, W2 = w
+        fit = 0.5 * jnp.mean(jnp.sum((y - self.predict(w, g, x)) ** 2, axis=-1))
+        reg = 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
+        return (fit + reg) / self.tau
+
     def vector_field(self, t, w, g):
         grad = jax.grad(self.loss, argnums=1)(t, w, g)
         return jax.tree.map(lambda d: -d / self.tau, grad)

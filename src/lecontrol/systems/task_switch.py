@@ -133,3 +133,11 @@ class TaskSwitch(AbstractLearningSystem):
         We = ((1.0 + G2) * W2) @ ((1.0 + G1) * W1)
         reg = 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
         return linear_fit(S.Sx_at(t), S.Sxy_at(t), S.Sy_at(t), We) + reg
+
+    def batch_loss(self, t, w, g, x, y):
+        r"""As `TwoLayerGain.batch_loss`, on a batch from the task active at `t`; its mean is `loss`$/\tau$."""
+        (W1, W2), (G1, G2) = w, g
+        pred = x @ ((1.0 + G1) * W1).T @ ((1.0 + G2) * W2).T
+        fit = 0.5 * jnp.mean(jnp.sum((y - pred) ** 2, axis=-1))
+        reg = 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
+        return (fit + reg) / self.tau

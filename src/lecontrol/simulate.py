@@ -1,0 +1,353 @@
+r"""Real minibatch SGD with a control schedule applied: the check of the ODE.
+
+Every learning system's vector field is the gradient-flow limit of SGD on a
+minibatch loss, its `batch_loss(t, w, g, x, y)`:
+$\mathbb E[-\nabla_w\,\text{batch\_loss}] = h(w, g)$. `simulate` runs that SGD,
+
+$$w_{i+1} = w_i - \alpha\,\nabla_w\,\text{batch\_loss}\big(t_i, w_i, g(t_i),
+x_i, y_i\big),\qquad t_i = i\alpha,$$
+
+with a fresh batch $(x_i, y_i)$ of `batch_size` samples at every step, so $N$
+steps cover the time $T = N\alpha$ of the ODE (PAPER.md "Notation", with the
+system's $\tau$ inside `batch_loss` like inside `vector_field`). As
+$\alpha \to 0$ the SGD weights follow the ODE; the expected loss
+`system.loss` evaluated on them is the theory-versus-simulation curve of the
+paper. How each system's control enters SGD is written in its `batch_loss`:
+gains multiply the weights in the forward pass, a learning-rate multiplier
+scales the step, engagement coefficients weight the losses of tasks or classes
+in the gradient (performance stays unweighted), MAML runs every task's SGD
+from the shared initialisation $g$, and `TanhTaylor` trains the real tanh
+network (not its Taylor approximation).
+
+Runs are seeded and vectorised: `jax.vmap` over seeds, `jax.lax.scan` over
+steps.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree, Real
+
+from ._checks import concrete
+from .controls import AbstractControl
+from .costs import Quadratic
+from .objective import Objective, _problem
+from .systems import (
+    MAML,
+    AbstractLearningSystem,
+    CategoryEngagement,
+    LearningRate,
+    SingleLayerGain,
+    SingleNeuronGain,
+    TanhTaylor,
+    TaskEngagement,
+    TaskSwitch,
+    TwoLayerGain,
+    TwoLayerLinear,
+)
+from .tasks import AbstractTask, SwitchingTasks
+
+# ------------------------------------------------------------------ data sources
+
+
+class _AbstractData(eqx.Module):
+    """Where SGD's minibatches come from."""
+
+    @abc.abstractmethod
+    def sample(self, key: PRNGKeyArray, t: Real[Array, ""], n: int):
+        """A batch `(x, y)` of `n` samples for the step at time `t`."""
+
+
+class _TaskData(_AbstractData):
+    task: AbstractTask
+
+    def sample(self, key, t, n):
+        return self.task.sample(key, n)
+
+
+class _SwitchingData(_AbstractData):
+    switching: SwitchingTasks
+
+    def sample(self, key, t, n):
+        return self.switching.sample(key, n, t)
+
+
+class _PerTaskData(_AbstractData):
+    tasks: tuple[AbstractTask, ...]
+
+    def sample(self, key, t, n):
+        keys = jax.random.split(key, len(self.tasks))
+        xs, ys = zip(*(task.sample(k, n) for task, k in zip(self.tasks, keys)))
+        return jnp.stack(xs), jnp.stack(ys)
+
+
+def _as_data(data) -> _AbstractData:
+    if isinstance(data, AbstractTask):
+        return _TaskData(data)
+    if isinstance(data, SwitchingTasks):
+        return _SwitchingData(data)
+    if isinstance(data, (list, tuple)) and data:
+        if all(isinstance(d, AbstractTask) for d in data):
+            return _PerTaskData(tuple(data))
+    raise TypeError(
+        "`data` must be an lc.tasks.AbstractTask, an lc.tasks.SwitchingTasks, or a "
+        "non-empty sequence of tasks (one batch per task, for MAML); got "
+        f"{type(data).__name__}."
+    )
+
+
+@functools.singledispatch
+def _default_data(system: AbstractLearningSystem) -> _AbstractData:
+    raise ValueError(
+        f"lc.simulate does not know where {type(system).__name__}'s samples come "
+        "from: pass `data=` (an lc.tasks task whose `sample` draws its (x, y))."
+    )
+
+
+@_default_data.register(SingleNeuronGain)
+@_default_data.register(SingleLayerGain)
+@_default_data.register(TwoLayerLinear)
+@_default_data.register(TwoLayerGain)
+@_default_data.register(LearningRate)
+@_default_data.register(CategoryEngagement)
+@_default_data.register(TanhTaylor)
+def _(system):
+    return _TaskData(system.task)
+
+
+@_default_data.register
+def _(system: TaskEngagement):
+    return _TaskData(system.tasks)
+
+
+@_default_data.register
+def _(system: TaskSwitch):
+    return _SwitchingData(system.switching)
+
+
+@_default_data.register
+def _(system: MAML):
+    raise ValueError(
+        "MAML keeps only its tasks' statistics, not their samplers: pass the tasks "
+        "it was built from, `data=[task_1, ..., task_K]` (same order)."
+    )
+
+
+# ----------------------------------------------------------------------- result
+
+
+class SimulationResult(eqx.Module):
+    r"""Minibatch SGD runs, one per seed, recorded every `record_every` steps.
+
+    - `ts`: record times $i\alpha$ for steps $i = 0, k, 2k, \dots, N$
+      (the first record is the initial state).
+    - `loss`: expected loss `system.loss(t, w, g(t))` at the SGD weights,
+      shape `(seeds, records)`; compare with `lc.solve(...).loss` at `ts`.
+      (For engagement systems this is the unweighted performance loss. For
+      `TanhTaylor` it is the Taylor approximation evaluated at the real
+      network's weights; the real network's loss is `system.batch_loss` on a
+      large held-out sample, e.g. `jax.vmap(jax.vmap(lambda w:
+      system.batch_loss(t, w, g, x, y)))(result.w)`.)
+    - `w`: SGD weights, pytree with leading axes `(seeds, records)`.
+    - `g`: the control at `ts` (pytree, leading axis over records).
+    """
+
+    ts: Float[Array, " records"]
+    loss: Float[Array, "seeds records"]
+    w: PyTree[Float[Array, "seeds records ..."]]
+    g: PyTree[Float[Array, "records ..."]]
+
+    @property
+    def mean_loss(self) -> Float[Array, " records"]:
+        """Loss averaged over seeds."""
+        return jnp.mean(self.loss, axis=0)
+
+    @property
+    def stderr_loss(self) -> Float[Array, " records"]:
+        """Standard error of `mean_loss` across seeds (zero for one seed)."""
+        n = self.loss.shape[0]
+        if n < 2:
+            return jnp.zeros(self.loss.shape[1:])
+        return jnp.std(self.loss, axis=0, ddof=1) / np.sqrt(n)
+
+
+# ------------------------------------------------------------------------- verb
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
+    if value < 1:
+        raise ValueError(f"`{name}` must be a positive integer; got {value}.")
+    return int(value)
+
+
+def _keys(seeds) -> PRNGKeyArray:
+    if isinstance(seeds, jax.Array) and jax.dtypes.issubdtype(
+        seeds.dtype, jax.dtypes.prng_key
+    ):
+        if seeds.ndim != 1 or seeds.shape[0] == 0:
+            raise ValueError(
+                f"`seeds` given as PRNG keys must be a non-empty 1-D key array; got "
+                f"shape {seeds.shape}."
+            )
+        return seeds
+    if isinstance(seeds, (int, np.integer)):
+        raise ValueError(
+            f"`seeds` must be a sequence of integer seeds, one per run; got the "
+            f"single int {seeds}. Pass seeds=range({seeds}) for {seeds} runs or "
+            f"seeds=[{seeds}] for one run with seed {seeds}."
+        )
+    arr = np.asarray(list(seeds) if isinstance(seeds, range) else seeds)
+    if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(
+            "`seeds` must be a non-empty 1-D sequence of integers (e.g. range(16)) "
+            f"or a 1-D array of jax.random keys; got {seeds!r}."
+        )
+    return jax.vmap(jax.random.key)(jnp.asarray(arr))
+
+
+@eqx.filter_jit
+def _run(system, control, theta, data, keys, alpha, steps, batch_size, every):
+    blocks = steps // every
+
+    def one_seed(key):
+        def sgd_step(w, i):
+            t = i * alpha
+            g = control(theta, t)
+            x, y = data.sample(jax.random.fold_in(key, i), t, batch_size)
+            grad = jax.grad(system.batch_loss, argnums=1)(t, w, g, x, y)
+            return jax.tree.map(lambda a, d: a - alpha * d, w, grad), None
+
+        def block(w, j):
+            w, _ = jax.lax.scan(sgd_step, w, j * every + jnp.arange(every))
+            return w, w
+
+        w0 = system.init_state()
+        _, ws = jax.lax.scan(block, w0, jnp.arange(blocks))
+        return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), w0, ws)
+
+    ws = jax.vmap(one_seed)(keys)
+    ts = jnp.arange(blocks + 1) * every * alpha
+    gs = jax.vmap(lambda t: control(theta, t))(ts)
+    per_record = jax.vmap(system.loss)
+    loss = jax.vmap(lambda w: per_record(ts, w, gs))(ws)
+    return ts, loss, ws, gs
+
+
+def simulate(
+    system: AbstractLearningSystem,
+    control: AbstractControl,
+    theta: PyTree[Array],
+    *,
+    alpha: float,
+    steps: int,
+    batch_size: int,
+    seeds: Sequence[int] | Int[Array, " seeds"] | PRNGKeyArray = (0,),
+    record_every: int = 1,
+    data: AbstractTask | SwitchingTasks | Sequence[AbstractTask] | None = None,
+) -> SimulationResult:
+    r"""Run real minibatch SGD on `system` with the control $g(t;\theta)$ applied.
+
+    Step $i$ draws a batch $(x_i, y_i)$ of `batch_size` fresh samples and sets
+    $w_{i+1} = w_i - \alpha\,\nabla_w\,$`system.batch_loss`$(t_i, w_i, g(t_i), x_i,
+    y_i)$ with $t_i = i\alpha$. Since the expected negative gradient of
+    `batch_loss` is the system's vector field, the mean over seeds follows the
+    ODE of `lc.solve` up to $O(\alpha)$ (Euler discretisation and the bias of
+    SGD noise in the loss, which shrinks as $\alpha/B$) plus the seed-average's
+    sampling error. The horizon is $T = $ `steps`$\cdot\alpha$, which must be the
+    control's horizon (its last knot), as for `lc.value`.
+
+    The batch key of step $i$ of a run is `jax.random.fold_in(key, i)` with the
+    run's key `jax.random.key(seed)`: the same seed always gives the same run.
+
+    **Arguments:**
+
+    - `system`: a learning system implementing `batch_loss`.
+    - `control`, `theta`: the control schedule and its coefficients
+      (e.g. `result.theta` of `lc.optimize`).
+    - `alpha`: SGD learning rate $\alpha > 0$ (= the time per step).
+    - `steps`: number of SGD steps $N$.
+    - `batch_size`: samples per step $B$.
+    - `seeds`: a sequence of integer seeds (one run each; e.g. `range(16)`), or
+      a 1-D array of `jax.random` keys.
+    - `record_every`: record every $k$-th step ($k$ must divide `steps`).
+    - `data`: where the samples come from. Default: the system's own task
+      (`system.task`, `system.tasks` or `system.switching`). For `MAML` pass its
+      tasks, `[task_1, ..., task_K]`: each step then draws one batch per task,
+      `x` of shape `(K, B, inputs)`. Any `lc.tasks.AbstractTask` (or a
+      `SwitchingTasks`) may replace a system's task, e.g. a finite training set.
+
+    **Returns:** a `SimulationResult` (`ts`, `loss` of shape `(seeds, records)`,
+    `w`, `g`).
+    """
+    steps = _positive_int("steps", steps)
+    batch_size = _positive_int("batch_size", batch_size)
+    record_every = _positive_int("record_every", record_every)
+    if steps % record_every:
+        raise ValueError(
+            f"`record_every` ({record_every}) must divide `steps` ({steps}) so that "
+            "the last record is the final state."
+        )
+    a = concrete(alpha)
+    if a is None or a.shape != () or not (np.isfinite(a) and a > 0):
+        raise ValueError(
+            f"`alpha` (the SGD learning rate) must be a finite number > 0; got {alpha!r}."
+        )
+    alpha = float(a)
+    T = steps * alpha
+    try:
+        _problem(system, control, theta, Quadratic(0.0), Objective(T=T))
+    except ValueError as err:
+        raise ValueError(
+            f"{err} (lc.simulate runs steps * alpha = {steps} * {alpha} = {T} time "
+            "units; the control must cover exactly that horizon.)"
+        ) from err
+    data = _default_data(system) if data is None else _as_data(data)
+    keys = _keys(seeds)
+    _check_batch(system, control, theta, data, batch_size)
+    ts, loss, w, g = _run(
+        system,
+        control,
+        theta,
+        data,
+        keys,
+        jnp.asarray(alpha),
+        steps,
+        batch_size,
+        record_every,
+    )
+    return SimulationResult(ts=ts, loss=loss, w=w, g=g)
+
+
+def _check_batch(system, control, theta, data, batch_size) -> None:
+    """Trace one batch and one gradient to turn shape mismatches into clear errors."""
+    t = jnp.zeros(())
+    key = jax.random.key(0)
+    x, y = jax.eval_shape(lambda k: data.sample(k, t, batch_size), key)
+
+    def probe(x, y):
+        w = system.init_state()
+        return jax.grad(system.batch_loss, argnums=1)(t, w, control(theta, t), x, y)
+
+    try:
+        grad = jax.eval_shape(probe, x, y)
+    except (TypeError, ValueError, IndexError) as err:
+        raise ValueError(
+            f"The batches of `data` (x {x.shape}, y {y.shape}) do not fit "
+            f"{type(system).__name__}.batch_loss: {err}"
+        ) from err
+    want = jax.tree.map(jnp.shape, system.init_state())
+    got = jax.tree.map(lambda s: s.shape, grad)
+    if want != got:
+        raise ValueError(
+            f"{type(system).__name__}.batch_loss returns a gradient shaped {got}; "
+            f"the weights are shaped {want}. Check the batch layout of `data`."
+        )
