@@ -52,6 +52,11 @@ class AbstractGradientStrategy(eqx.Module):
     def value(self, problem: Problem, numerics: Numerics) -> Float[Array, ""]:
         """The value $V$, differentiable with respect to every array in `problem`."""
 
+    def bind(self, problem: Problem) -> AbstractGradientStrategy:
+        """This strategy with anything it needs to know statically about
+        `problem` fixed, called before compilation (e.g. Euler's step count)."""
+        return self
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -284,9 +289,12 @@ class EulerUnrolled(AbstractGradientStrategy):
 
     - `dt`: the step, e.g. the SGD learning rate $\alpha$. The horizon must be
       an integer multiple of it.
+    - `n_steps`: the number of steps $T/\Delta t$; filled in from the horizon
+      before compilation (set it yourself only to trace or vmap over $T$).
     """
 
     dt: float = eqx.field(static=True)
+    n_steps: int | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         if not (self.dt > 0):
@@ -297,7 +305,8 @@ class EulerUnrolled(AbstractGradientStrategy):
         if Tc is None:
             raise ValueError(
                 "EulerUnrolled needs a concrete horizon T (its number of steps is "
-                "static); do not trace or vmap over T with this strategy."
+                "static): do not trace or vmap over T, or pass "
+                "EulerUnrolled(dt, n_steps=T/dt) explicitly."
             )
         n = int(round(float(Tc) / self.dt))
         if n < 1 or abs(n * self.dt - float(Tc)) > 1e-9 * max(1.0, float(Tc)):
@@ -307,8 +316,13 @@ class EulerUnrolled(AbstractGradientStrategy):
             )
         return n
 
+    def bind(self, problem):
+        if self.n_steps is not None or concrete(problem.objective.T) is None:
+            return self
+        return EulerUnrolled(self.dt, self.steps(problem.objective.T))
+
     def value(self, problem, numerics):
-        n = self.steps(problem.objective.T)
+        n = self.n_steps if self.n_steps is not None else self.steps(problem.objective.T)
         dt = self.dt
 
         def step(carry, i):

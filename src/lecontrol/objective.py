@@ -140,7 +140,8 @@ def value(
     **Returns:** the scalar $V$.
     """
     problem = _problem(system, control, theta, cost, objective)
-    return _value(problem, adjoint, _numerics(solver, rtol, atol, max_steps, dt0))
+    numerics = _numerics(solver, rtol, atol, max_steps, dt0)
+    return _value(problem, adjoint.bind(problem), numerics)
 
 
 @eqx.filter_jit
