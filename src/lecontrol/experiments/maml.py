@@ -96,7 +96,7 @@ class MAMLConfig(ExperimentConfig):
     quadrature_intervals: int = 16
     rtol: float = 1e-7
     atol: float = 1e-9
-    max_steps: int = 512
+    max_steps: int = 128
 
     def check(self) -> None:
         require_float(self, "alpha", positive=True)
