@@ -4,17 +4,25 @@
     lecontrol show NAME [--quick]
     lecontrol run NAME [--quick] [--out DIR] [--set KEY=VALUE ...]
                   [--config FILE.toml] [--seed N] [--overwrite] [--no-progress]
+    lecontrol run NAME --resume DIR
     lecontrol plot DIR
 
-Exit status: 0 on success; 1 if the run stopped early (non-finite value or
-gradient; see `summary.json`) or figures cannot be drawn; 2 for a usage or
-configuration error (the message names the key or argument to fix).
+Long runs save checkpoints with `--set checkpoint_every=K`; `--resume DIR`
+continues an interrupted run from them (with the configuration saved in
+`DIR/config.json`) and ends with the same results as an uninterrupted run.
+
+Exit status: 0 on success; 1 if the run failed (solver failure), stopped early
+(non-finite value or gradient; see `summary.json`) or figures cannot be drawn;
+2 for a usage or configuration error (the message names the key or argument to
+fix); 130 or 143 if interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +32,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 class UsageError(Exception):
     """A user error: printed without a traceback, exit status 2."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind (removing temporary files), exit status 143."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-progress", action="store_true", help="do not show the progress bar"
     )
+    run.add_argument(
+        "--resume",
+        metavar="DIR",
+        type=Path,
+        help="continue the interrupted run in DIR from its checkpoints (saved "
+        "with --set checkpoint_every=K), with the configuration in DIR/config.json",
+    )
 
     plot = sub.add_parser("plot", help="redraw the figures of a finished run")
     plot.add_argument("dir", metavar="DIR", type=Path, help="folder written by `run`")
@@ -131,7 +150,10 @@ def _build_config(experiment, args):
     config = experiment.default_config(quick=args.quick)
     if args.config is not None:
         config = apply_overrides(
-            config, load_toml(args.config), source=f"config file {args.config}"
+            config,
+            load_toml(args.config),
+            source=f"config file {args.config}",
+            parse_strings=False,
         )
     if args.assignments:
         config = apply_overrides(
@@ -155,25 +177,122 @@ def _default_out(name: str) -> Path:
 
 def _runtime_message(err: Exception) -> str:
     """The message raised inside JIT, without equinox's debugging boilerplate."""
-    marker = "EquinoxRuntimeError: "
-    lines = [ln for ln in str(err).splitlines() if ln.startswith("equinox." + marker)]
-    if lines:
-        return lines[-1].split(marker, 1)[1]
-    return str(err).strip().splitlines()[0]
+    from .optimize import runtime_error_message
+
+    return runtime_error_message(err)
+
+
+def _resumed_config(experiment, args, argv: Sequence[str]):
+    """The configuration saved in `--resume DIR`, after checking that the folder
+    holds an unfinished run of this experiment and that any configuration
+    options given agree with it."""
+    from . import io
+    from .experiments.base import config_from_dict, config_to_dict
+
+    folder: Path = args.resume
+    where = f"--resume {folder}"
+    if args.out is not None and Path(args.out).resolve() != folder.resolve():
+        raise UsageError(
+            f"{where}: --out {args.out} names another folder; a resumed run writes "
+            "into the folder it resumes (leave out --out)."
+        )
+    if not folder.is_dir():
+        raise UsageError(f"{where}: no such folder.")
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        raise UsageError(
+            f"{where}: the folder has no config.json; pass a folder written by "
+            "`lecontrol run`."
+        )
+    if (folder / "summary.json").exists():
+        raise UsageError(
+            f"{where}: that run has finished (it has a summary.json); there is "
+            "nothing to resume."
+        )
+    try:
+        meta = io.read_json(cfg_path)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{where}: cannot read {cfg_path}: {e}") from None
+    if not isinstance(meta, dict) or "experiment" not in meta or "config" not in meta:
+        raise UsageError(f"{where}: {cfg_path} is not a run configuration.")
+    if meta["experiment"] != experiment.name:
+        raise UsageError(
+            f"{where}: that folder holds a run of {meta['experiment']!r}, not "
+            f"{experiment.name!r}; resume it with `lecontrol run "
+            f"{meta['experiment']} --resume {folder}`."
+        )
+    saved = config_from_dict(experiment.config, meta["config"], source=str(cfg_path))
+    if (
+        args.quick
+        or args.config is not None
+        or args.assignments
+        or args.seed is not None
+    ):
+        asked = config_to_dict(_build_config(experiment, args))
+        old = config_to_dict(saved)
+        diff = [
+            f"{k} (saved {old[k]!r}, asked {asked[k]!r})"
+            for k in old
+            if old[k] != asked[k]
+        ]
+        if diff:
+            raise UsageError(
+                f"{where}: the configuration asked for differs from the saved one "
+                f"in {', '.join(diff)}. Resume without --quick/--config/--set/--seed "
+                "to use the saved configuration, or start a new run."
+            )
+    experiment.validate(saved)
+    io.prepare_out_dir(folder, overwrite=True)  # still writable?
+    io.remove_stale_temporaries(folder)
+    meta["resumed"] = [
+        *meta.get("resumed", []),
+        {
+            "command": ["lecontrol", *argv],
+            "started": datetime.datetime.now()
+            .astimezone()
+            .isoformat(timespec="seconds"),
+        },
+    ]
+    io.write_json(cfg_path, meta)
+    return saved, folder
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """Turn SIGTERM into `Terminated`, so that the run unwinds like Ctrl-C."""
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args, argv: Sequence[str]) -> int:
     import equinox as eqx
+    import jax
 
     from . import experiments, io
+    from .checkpoint import CheckpointFolder
 
     experiment = experiments.get(args.name)
-    config = _build_config(experiment, args)
-    out = io.prepare_out_dir(
-        args.out if args.out is not None else _default_out(experiment.name),
-        overwrite=args.overwrite,
-    )
-    print(f"{experiment.name}: writing results to {out}", file=sys.stderr)
+    if args.resume is not None:
+        config, out = _resumed_config(experiment, args, argv)
+        print(f"{experiment.name}: resuming the run in {out}", file=sys.stderr)
+    else:
+        config = _build_config(experiment, args)
+        out = io.prepare_out_dir(
+            args.out if args.out is not None else _default_out(experiment.name),
+            overwrite=args.overwrite,
+        )
+        print(f"{experiment.name}: writing results to {out}", file=sys.stderr)
     metadata = {
         "quick": bool(args.quick),
         "config_file": str(args.config) if args.config is not None else None,
@@ -181,14 +300,45 @@ def _run(args, argv: Sequence[str]) -> int:
         "command": ["lecontrol", *argv],
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
+
+    def log(message: str) -> None:
+        print(f"{experiment.name}: {message}", file=sys.stderr)
+
+    def resume_hint() -> None:
+        if CheckpointFolder(out, 0).existing():
+            print(
+                f"lecontrol: its checkpoints are kept; continue with `lecontrol run "
+                f"{experiment.name} --resume {out}`",
+                file=sys.stderr,
+            )
+
     try:
-        summary = experiments.execute(
-            experiment, config, out, progress=not args.no_progress, metadata=metadata
-        )
-    except eqx.EquinoxRuntimeError as e:  # solver failure, with its advice
+        with _sigterm_unwinds():
+            summary = experiments.execute(
+                experiment,
+                config,
+                out,
+                progress=not args.no_progress,
+                metadata=metadata,
+                resume=args.resume is not None,
+                log=log,
+            )
+    except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as e:
+        # solver failure, with its advice
         print(f"lecontrol: run failed: {_runtime_message(e)}", file=sys.stderr)
         print(f"(no summary.json was written to {out})", file=sys.stderr)
         return EXIT_FAILED
+    except FloatingPointError as e:  # non-finite results: nothing written
+        print(f"lecontrol: run failed: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("lecontrol: interrupted", file=sys.stderr)
+        resume_hint()
+        return 130
+    except Terminated:
+        print("lecontrol: terminated (SIGTERM)", file=sys.stderr)
+        resume_hint()
+        return 143
     print(
         f"V_baseline = {summary['V_baseline']:.8g}   V_control = "
         f"{summary['V_control']:.8g}   ({summary['iterations']} iterations, "
@@ -233,6 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `lecontrol` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    from .checkpoint import CheckpointError
     from .experiments.base import ConfigError
     from .io import OutputDirError
 
@@ -244,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args, argv)
         return _plot(args)
-    except (UsageError, ConfigError, OutputDirError) as e:
+    except (UsageError, ConfigError, OutputDirError, CheckpointError) as e:
         print(f"lecontrol: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -29,6 +29,7 @@ __all__ = [
     "prepare_out_dir",
     "read_json",
     "read_npz",
+    "remove_stale_temporaries",
     "save_figure",
     "write_json",
     "write_npz",
@@ -88,6 +89,21 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files `atomic_file` left in `folder` when a process
+    was killed mid-write (`.NAME.XXXX.tmp`); the targets themselves are whole.
+
+    **Returns:** the paths removed.
+    """
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        if tmp.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
 
 
 # ------------------------------------------------------------------------- JSON

@@ -13,6 +13,7 @@ import numpy as np
 from jaxtyping import Array, PyTree
 
 from .adjoint import AbstractGradientStrategy, ContinuousAdjoint
+from .checkpoint import Checkpointer, Progress
 from .controls import AbstractControl
 from .costs import AbstractCost
 from .objective import (
@@ -37,7 +38,9 @@ class OptimizeResult(eqx.Module):
       (`iterations` means the final coefficients, evaluated after the loop).
     - `iterations`: iterations completed.
     - `wall_time`: seconds, compilation included.
-    - `status`: `"completed"` or `"nonfinite"` (the loop stopped early).
+    - `status`: `"completed"` or `"nonfinite"` (the loop stopped early because
+      $V$ or its gradient was not finite, or the solver failed; `values` and
+      `grad_norms` then hold only the finite iterations before it).
     - `message`: why it stopped.
     - `final_theta`, `state`: where the optimiser stands, to resume from.
     """
@@ -80,6 +83,24 @@ def _value(problem, numerics, adjoint):
     return adjoint.value(problem, numerics)
 
 
+def runtime_error_message(err: Exception) -> str:
+    """The message of an error raised inside JIT (`eqx.error_if`), without
+    equinox's debugging boilerplate."""
+    # `equinox.EquinoxRuntimeError: ...` when raised through `eqx.filter_jit`;
+    # `_EquinoxRuntimeError: ...` inside a `jax.errors.JaxRuntimeError` when
+    # raised in a transformed computation (e.g. the backward pass of grad).
+    marker = "EquinoxRuntimeError: "
+    lines = [
+        ln.split(marker, 1)[1]
+        for ln in str(err).splitlines()
+        if ln.lstrip().startswith(("equinox.", "_Equinox")) and marker in ln
+    ]
+    if lines:
+        return lines[-1]
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def optimize(
     system: AbstractLearningSystem,
     control: AbstractControl,
@@ -97,6 +118,7 @@ def optimize(
     rtol: float = DEFAULT_RTOL,
     atol: float = DEFAULT_ATOL,
     max_steps: int = DEFAULT_MAX_STEPS,
+    checkpoint: Checkpointer | None = None,
 ) -> OptimizeResult:
     r"""Maximise $V(\theta)$ over the control coefficients.
 
@@ -118,6 +140,10 @@ def optimize(
     - `state`: optimiser state to resume from (`result.state`; then `theta0`
       must be `result.final_theta`).
     - `solver`, `rtol`, `atol`, `max_steps`: as `lc.value`.
+    - `checkpoint`: a `lecontrol.checkpoint.Checkpointer`: save the progress
+      every `checkpoint.every` iterations and after the last one, and (with
+      `resume=True`) start from its file when there is one. A resumed run ends
+      with bitwise the same result as an uninterrupted one (`wall_time` aside).
 
     **Returns:** an `OptimizeResult`.
     """
@@ -131,16 +157,38 @@ def optimize(
 
     values, norms = [], []
     best_value, best_theta, best_iteration = -np.inf, theta, 0
+    first = 0
+    signature = repr(optimizer)
+    if checkpoint is not None:
+        restored = checkpoint.restore(
+            theta,
+            lambda: eqx.filter_eval_shape(
+                _step, optimizer, problem, numerics, adjoint, theta, state
+            )[1],
+            signature=signature,
+            steps=int(steps),
+        )
+        if restored is not None:
+            first, theta, state = restored.iteration, restored.theta, restored.state
+            values, norms = restored.values, restored.grad_norms
+            best_value, best_theta = restored.best_value, restored.best_theta
+            best_iteration = restored.best_iteration
     status, message = "completed", f"completed {steps} iterations"
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=int(steps), desc="optimising V", unit="it", dynamic_ncols=True)
+        bar = tqdm(
+            total=int(steps),
+            initial=first,
+            desc="optimising V",
+            unit="it",
+            dynamic_ncols=True,
+        )
     start = time.perf_counter()
-    i = 0
+    i = first
     try:
-        for i in range(int(steps)):
+        for i in range(first, int(steps)):
             try:
                 new_theta, new_state, V, gnorm = _step(
                     optimizer, problem, numerics, adjoint, theta, state
@@ -149,11 +197,10 @@ def optimize(
             except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as err:
                 status = "nonfinite"
                 message = (
-                    f"stopped at iteration {i}: {str(err).strip().splitlines()[0]}"
+                    f"stopped at iteration {i}: {runtime_error_message(err)} Kept "
+                    f"the best theta (iteration {best_iteration})."
                 )
                 break
-            values.append(V)
-            norms.append(gnorm)
             if not (np.isfinite(V) and np.isfinite(gnorm)):
                 status = "nonfinite"
                 what = "V" if not np.isfinite(V) else "the gradient of V"
@@ -163,6 +210,8 @@ def optimize(
                     "tighten the solver tolerances."
                 )
                 break
+            values.append(V)
+            norms.append(gnorm)
             if V > best_value:
                 best_value, best_theta, best_iteration = V, theta, i
             if bar is not None:
@@ -174,6 +223,21 @@ def optimize(
                 i += 1
                 break
             theta, state = new_theta, new_state
+            if checkpoint is not None and checkpoint.due(i + 1, int(steps)):
+                checkpoint.save(
+                    Progress(
+                        i + 1,
+                        theta,
+                        state,
+                        values,
+                        norms,
+                        best_value,
+                        best_theta,
+                        best_iteration,
+                    ),
+                    signature=signature,
+                    steps=int(steps),
+                )
         else:
             i = int(steps)
         if status == "completed":

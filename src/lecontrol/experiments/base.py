@@ -62,12 +62,17 @@ class ExperimentConfig:
     """Fields shared by every experiment's configuration.
 
     - `seed`: seed of every random draw of the run (recorded in `config.json`).
+    - `checkpoint_every`: save the optimisation's progress every this many
+      iterations (0: never), so that `lecontrol run NAME --resume DIR` can
+      continue an interrupted run. It does not change the results.
     """
 
     seed: int = 0
+    checkpoint_every: int = 0
 
     def __post_init__(self):
         require_int(self, "seed", minimum=0)
+        require_int(self, "checkpoint_every", minimum=0)
         self.check()
 
     def check(self) -> None:
@@ -142,7 +147,7 @@ class Experiment:
         """Build the problem once; report constructor errors as `ConfigError`."""
         try:
             self.build(config)
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, OSError) as e:
             if isinstance(e, ConfigError):
                 raise
             raise ConfigError(f"invalid configuration for {self.name}: {e}") from e
@@ -186,35 +191,72 @@ def execute(
     *,
     progress: bool = False,
     metadata: Mapping[str, Any] | None = None,
+    resume: bool = False,
+    log: Callable[[str], object] | None = None,
 ) -> dict[str, Any]:
     """Run an experiment and write its files into `out_dir` (which must exist).
 
     Files, each written atomically: `config.json` first (the complete
     configuration, seed, package versions and `metadata`), then
     `results.npz`, the figures, and `summary.json` last, so a folder with a
-    `summary.json` holds a finished run.
+    `summary.json` holds a finished run. With `config.checkpoint_every > 0`
+    the optimisations save `checkpoint-N.npz` files while they run (removed
+    once `summary.json` is written).
+
+    **Arguments:**
+
+    - `resume`: continue an interrupted run in `out_dir` from its checkpoints.
+      Its `config.json` is kept; the caller checks that `config` matches it.
+    - `log`: receives one-line progress notes (e.g. which checkpoint resumed).
 
     **Returns:** the summary (also in `summary.json`), with the figure names.
     """
-    from .. import io
+    import warnings
+
+    from .. import checkpoint, io
 
     out_dir = Path(out_dir)
-    io.write_json(
-        out_dir / "config.json",
-        {
-            "experiment": experiment.name,
-            "seed": config.seed,
-            "config": config_to_dict(config),
-            **dict(metadata or {}),
-            "versions": io.package_versions(),
-        },
-    )
+    if not resume:
+        io.write_json(
+            out_dir / "config.json",
+            {
+                "experiment": experiment.name,
+                "seed": config.seed,
+                "config": config_to_dict(config),
+                **dict(metadata or {}),
+                "versions": io.package_versions(),
+            },
+        )
+    checkpoints = None
+    if config.checkpoint_every > 0 or resume:
+        checkpoints = checkpoint.CheckpointFolder(
+            out_dir, config.checkpoint_every, resume=resume, log=log
+        )
     start = time.perf_counter()
-    output = experiment.run(config, out_dir, progress)
+    with checkpoint.activate(checkpoints):
+        output = experiment.run(config, out_dir, progress)
+    if checkpoints is not None and checkpoints.handed_out == 0:
+        warnings.warn(
+            f"experiment {experiment.name!r} does not checkpoint its optimisation "
+            "(it does not use experiments.common.compare or "
+            "lecontrol.checkpoint.next_checkpointer); `checkpoint_every` had no "
+            "effect and a resumed run starts over.",
+            stacklevel=2,
+        )
     missing = [k for k in SUMMARY_KEYS if k not in output.summary]
     if missing:
         raise RuntimeError(
             f"experiment {experiment.name!r} returned a summary without {missing}."
+        )
+    bad = [
+        name
+        for name, value in output.results.items()
+        if np.asarray(value).dtype.kind in "fc" and not np.all(np.isfinite(value))
+    ]
+    if bad:
+        raise FloatingPointError(
+            f"experiment {experiment.name!r} produced non-finite values (nan or inf) "
+            f"in {bad}; results.npz and the figures were not written."
         )
     io.write_npz(out_dir / "results.npz", output.results)
     figures = experiment.plot(output.results, config, out_dir)
@@ -225,6 +267,8 @@ def execute(
         "figures": [Path(f).name for f in figures],
     }
     io.write_json(out_dir / "summary.json", summary)
+    if checkpoints is not None:
+        checkpoints.clear()
     return summary
 
 
@@ -314,13 +358,28 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     )
 
 
+def _is_none_text(value: str, tp: Any) -> bool:
+    """`"none"` for an optional field (how `lecontrol show` writes `None`)."""
+    optional = typing.get_origin(tp) in (
+        types.UnionType,
+        typing.Union,
+    ) and type(None) in typing.get_args(tp)
+    return optional and value.strip().lower() in ("none", "null")
+
+
 def apply_overrides(
-    config: ExperimentConfig, values: Mapping[str, Any], *, source: str
+    config: ExperimentConfig,
+    values: Mapping[str, Any],
+    *,
+    source: str,
+    parse_strings: bool = True,
 ) -> Any:
     """A copy of `config` with `values` replaced, keys and types checked.
 
-    Values that are strings are parsed to the field type when the field is not
-    a string (so `--set` text and TOML numbers both work).
+    With `parse_strings` (for `--set` text), values that are strings are parsed
+    to the field type when the field is not a string. Without it (for TOML and
+    JSON files, whose values are typed), a string for a non-string field is a
+    type error, except `"none"` for an optional field.
 
     **Raises:** `ConfigError` naming an unknown key (with close matches), a
     value of the wrong type, or a value out of range.
@@ -332,7 +391,11 @@ def apply_overrides(
         if key not in types_:
             raise _unknown_key(key, known, source)
         tp = types_[key]
-        if isinstance(value, str) and tp is not str:
+        if (
+            isinstance(value, str)
+            and tp is not str
+            and (parse_strings or _is_none_text(value, tp))
+        ):
             changes[key] = _from_string(value, tp, key)
         else:
             changes[key] = _coerce(value, tp, key, source)
@@ -378,5 +441,6 @@ def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
 def config_from_dict(
     cls: type[ExperimentConfig], data: Mapping[str, Any], *, source: str
 ) -> Any:
-    """Rebuild a configuration from `config_to_dict` output (keys checked)."""
-    return apply_overrides(cls(), data, source=source)
+    """Rebuild a configuration from `config_to_dict` output (keys and types
+    checked)."""
+    return apply_overrides(cls(), data, source=source, parse_strings=False)

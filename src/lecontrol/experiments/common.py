@@ -17,6 +17,7 @@ import numpy as np
 
 import lecontrol as lc
 
+from ..checkpoint import Checkpointer, next_checkpointer
 from .base import Setup
 
 
@@ -44,10 +45,18 @@ def compare(
     progress: bool,
     baseline_value: float = 0.0,
     adjoint: lc.AbstractGradientStrategy | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> Comparison:
-    """Solve the baseline, optimise from `setup.theta0`, solve the optimum."""
+    """Solve the baseline, optimise from `setup.theta0`, solve the optimum.
+
+    `checkpoint` saves (and resumes) the optimisation; by default the next
+    checkpointer of the run's active `lecontrol.checkpoint.CheckpointFolder`
+    (set up by `execute` when `checkpoint_every > 0` or when resuming), if any.
+    """
     s = setup
     kw = {} if adjoint is None else {"adjoint": adjoint}
+    if checkpoint is None:
+        checkpoint = next_checkpointer()
 
     def trajectory(theta):
         return lc.solve(
@@ -65,6 +74,7 @@ def compare(
         optimizer=optimizer,
         steps=iterations,
         progress=progress,
+        checkpoint=checkpoint,
         **kw,
         **numerics,
     )

@@ -6,7 +6,10 @@ import abc
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._checks import check_finite, check_symmetric_psd
 
 
 class AbstractTask(eqx.Module):
@@ -17,7 +20,24 @@ class AbstractTask(eqx.Module):
     $\Sigma_{xy} = \langle x y^\top\rangle$ (`Sxy`, inputs × outputs) and
     $\Sigma_y = \langle y y^\top\rangle$ (`Sy`, outputs × outputs). A task also
     samples $(x, y)$ pairs, for the SGD simulations that validate the ODE.
+
+    Every task, including one written by a user, is checked when it is built:
+    `Sx` and `Sy` must be finite, symmetric and positive semi-definite, and
+    `Sxy` finite with shape `(inputs, outputs)` (skipped for traced values).
     """
+
+    def __check_init__(self):
+        Sx, Sxy, Sy = self.Sx, self.Sxy, self.Sy
+        cls = type(self).__name__
+        check_symmetric_psd(f"Sx of {cls}", Sx)
+        check_symmetric_psd(f"Sy of {cls}", Sy)
+        check_finite(f"Sxy of {cls}", Sxy)
+        want = (jnp.shape(Sx)[0], jnp.shape(Sy)[0])
+        if jnp.shape(Sxy) != want:
+            raise ValueError(
+                f"`Sxy` of {cls} has shape {jnp.shape(Sxy)}; with Sx "
+                f"{jnp.shape(Sx)} and Sy {jnp.shape(Sy)} it must be {want}."
+            )
 
     @property
     @abc.abstractmethod
