@@ -205,23 +205,32 @@ def _continuous_value_bwd(fwd, cotangent, perturbed, problem, strategy, numerics
     L = jax.lax.stop_gradient(jax.tree.map(lambda x: x[::-1], lam_nodes))
     W = jax.lax.stop_gradient(jax.vmap(lambda t: fwd.evaluate(t)[0])(ts))
 
-    def quadrature(p):
+    # Differentiate only what the caller differentiates (`perturbed`): e.g.
+    # θ alone inside `lc.optimize`, never integer data held by a task.
+    diff, static = eqx.partition(problem, perturbed)
+
+    def quadrature(d):
+        p = eqx.combine(d, static)
         return jnp.sum(
             ws * jax.vmap(lambda t, w, lam: _integrand(p, t, w, lam))(ts, W, L)
         )
 
-    grads = eqx.filter_grad(quadrature)(problem)
+    grads = jax.grad(quadrature)(diff)
 
     # λ(0)ᵀ ∂w0/∂p: the initial weights may depend on parameters.
-    _, init_vjp = eqx.filter_vjp(lambda s: s.init_state(), problem.system)
-    (g_init,) = init_vjp(lam0)
-    grads = eqx.tree_at(lambda p: p.system, grads, _tree_add(grads.system, g_init))
+    if jax.tree.leaves(diff.system):
+        _, init_vjp = jax.vjp(
+            lambda d: eqx.combine(d, static.system).init_state(), diff.system
+        )
+        (g_init,) = init_vjp(lam0)
+        grads = eqx.tree_at(
+            lambda p: p.system, grads, _tree_add(grads.system, g_init)
+        )
 
     # ∂V/∂T = v(T): the integrand at the upper limit (λ(T) = 0).
-    T = problem.objective.T
-    wT = fwd.evaluate(T)[0]
-    vT = problem.reward(T, wT, problem.control_at(T))
-    if grads.objective.T is not None:
+    if perturbed.objective.T:
+        T = problem.objective.T
+        vT = problem.reward(T, fwd.evaluate(T)[0], problem.control_at(T))
         grads = eqx.tree_at(lambda p: p.objective.T, grads, grads.objective.T + vT)
 
     return jax.tree.map(lambda x: x * cotangent, grads)
