@@ -36,6 +36,7 @@ from .learning_rate import (
     system,
 )
 from .single_neuron_sweep import (
+    announce,
     batch_arrays,
     check_values,
     plot_curves_by_value,
@@ -127,6 +128,7 @@ def run(config: LearningRateSweepConfig, out_dir: Path, progress: bool) -> RunOu
     """Optimise every point of both sweeps at once; solve baseline and optimum."""
     params, segments = points(config)
     make = problem(config)
+    announce(progress, len(params["gamma"]), config.iterations)
     res = lc.sweep.optimize_batch(
         make,
         params,

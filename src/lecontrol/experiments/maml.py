@@ -39,7 +39,7 @@ from .base import (
     require_float,
     require_int,
 )
-from .single_neuron_sweep import check_values, plot_curves_by_value
+from .single_neuron_sweep import announce, check_values, plot_curves_by_value
 
 NAME = "maml"
 DESCRIPTION = (
@@ -198,6 +198,7 @@ def run(config: MAMLConfig, out_dir: Path, progress: bool) -> RunOutput:
     """Optimise the initialisation per horizon, then evaluate each on one window."""
     net = system(config)
     horizons = np.asarray(config.horizons, dtype=int)
+    announce(progress, len(horizons), config.iterations)
     res = lc.sweep.optimize_batch(
         problem(config, net),
         horizons * config.alpha,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -205,6 +206,19 @@ def sweep_points(
     return params, segments
 
 
+def announce(progress: bool, problems: int, iterations: int) -> None:
+    """A sweep runs as one computation, without a progress bar: say what it does."""
+    if progress:
+        import jax
+
+        print(
+            f"optimising {problems} problems x {iterations} iterations as one "
+            f"computation on {jax.device_count()} device(s)...",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def rank_correlation(x, y) -> float:
     """Spearman's rank correlation of `x` and `y` (0 when either is constant)."""
     rx = np.argsort(np.argsort(np.asarray(x, dtype=float))).astype(float)
@@ -327,6 +341,7 @@ def run(config: SingleNeuronSweepConfig, out_dir: Path, progress: bool) -> RunOu
     params, segments = points(config)
     make = problem(config)
     numerics = {"rtol": config.rtol, "atol": config.atol, "max_steps": config.max_steps}
+    announce(progress, len(params["T"]), config.iterations)
     res = lc.sweep.optimize_batch(
         make, params, optimizer=optimizer(config), steps=config.iterations, **numerics
     )
@@ -547,6 +562,7 @@ __all__ = [
     "EXPERIMENT",
     "SingleNeuronSweepConfig",
     "Segment",
+    "announce",
     "batch_arrays",
     "build",
     "optimizer",
