@@ -64,13 +64,13 @@ def _grad_norm(grad) -> Array:
 
 @eqx.filter_jit
 def _step(optimizer, problem, numerics, adjoint, theta, state):
-    def value_and_grad(th):
-        p = eqx.tree_at(lambda q: q.theta, problem, th)
-        return jax.value_and_grad(lambda q: adjoint.value(q, numerics))(p)
-
     def vg_theta(th):
-        V, gp = value_and_grad(th)
-        return V, gp.theta
+        # Differentiate θ alone: the system may hold data (even integer arrays)
+        # that needs no gradient.
+        def V(th_):
+            return adjoint.value(eqx.tree_at(lambda q: q.theta, problem, th_), numerics)
+
+        return jax.value_and_grad(V)(th)
 
     new_theta, new_state, V, grad = optimizer.step(
         vg_theta, theta, state, problem.control
@@ -151,6 +151,7 @@ def optimize(
         raise ValueError(f"`steps` must be >= 0; got {steps}.")
     problem = _problem(system, control, theta0, cost, objective)
     numerics = _numerics(solver, rtol, atol, max_steps, None)
+    adjoint = adjoint.bind(problem)
     theta = control.project(theta0)
     if state is None:
         state = optimizer.init(theta, control)
