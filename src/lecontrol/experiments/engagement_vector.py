@@ -1,0 +1,5 @@
+"""`engagement-vector`: see `lecontrol.experiments.engagement`."""
+
+from .engagement import VECTOR as EXPERIMENT
+
+__all__ = ["EXPERIMENT"]

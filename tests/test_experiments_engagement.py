@@ -1,0 +1,304 @@
+"""Task and category engagement experiments (PAPER.md systems 6 and 7).
+
+Each experiment's `--quick` run goes through the command line end to end, as a
+user would run it; the tests then check the files, that the optimised
+engagement is worth at least the baseline (psi = 1, plain gradient flow), the
+mathematics of the saved arrays (per-task/class losses add up to the total;
+SGD replays follow the gradient flow) and the paper's findings where a quick
+run can show them. The finding measures themselves are checked on curves with
+known answers.
+"""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import lecontrol as lc
+from lecontrol import cli, io
+from lecontrol.experiments import get, names
+from lecontrol.experiments.base import ConfigError, apply_overrides
+from lecontrol.experiments.engagement import (
+    DISENGAGED,
+    ActiveConfig,
+    AttentiveConfig,
+    VectorConfig,
+    cost_of,
+    engagement_timing,
+    half_loss_time,
+    order,
+    rank_correlation,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ENGAGEMENT = ["engagement-attentive", "engagement-active", "engagement-vector"]
+CATEGORY = ["category-digits", "category-semantic"]
+PART_FIGURE = {
+    "engagement-attentive": "task_losses.png",
+    "engagement-active": "task_losses.png",
+    "engagement-vector": "task_losses.png",
+    "category-digits": "class_losses.png",
+    "category-semantic": "feature_losses.png",
+}
+
+
+def _lecontrol(*args, timeout=900):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run(
+        [sys.executable, "-m", "lecontrol.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+class Run:
+    def __init__(self, name, out):
+        self.name = name
+        self.out = out
+        self.config = get(name).default_config(quick=True)
+        self.summary = json.loads((out / "summary.json").read_text())
+        self.results = io.read_npz(out / "results.npz")
+
+
+@pytest.fixture(scope="module", params=ENGAGEMENT + CATEGORY)
+def quick_run(request, tmp_path_factory):
+    """`lecontrol run NAME --quick` in this process (the engagement variants
+    share compiled code this way; tests/test_cli.py runs the CLI in a fresh
+    interpreter)."""
+    name = request.param
+    out = tmp_path_factory.mktemp(name) / "run"
+    assert cli.main(["run", name, "--quick", "--out", str(out), "--no-progress"]) == 0
+    return Run(name, out)
+
+
+@pytest.mark.slow
+def test_quick_run_in_a_fresh_interpreter(tmp_path):
+    """One experiment as a user runs it: a new process, the console entry point."""
+    out = tmp_path / "run"
+    proc = _lecontrol("run", "engagement-vector", "--quick", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "optimising V" in proc.stderr  # the progress bar
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["V_control"] >= summary["V_baseline"]
+
+
+# ------------------------------------------------------------ registration
+
+
+def test_registered_with_paper_defaults():
+    assert set(ENGAGEMENT + CATEGORY) <= set(names())
+    bounds = {"engagement-attentive": 2.0, "engagement-active": 1.0}
+    for name in ENGAGEMENT:
+        c = get(name).default_config()
+        assert (c.alpha, c.steps, c.hidden, c.lam) == (5e-3, 13000, 20, 0.0)
+        assert (c.gamma, c.beta, c.lr, c.iterations) == (0.99, 0.1, 1.0, 800)
+        assert (c.lower, c.upper) == (0.0, bounds.get(name, 2.0))
+        assert c.labels == ["0v1", "7v1", "8v9"]
+    d = get("category-digits").default_config()
+    assert (d.alpha, d.steps, d.hidden, d.classes) == (
+        5e-2,
+        30000,
+        50,
+        tuple(range(10)),
+    )
+    s = get("category-semantic").default_config()
+    assert (s.alpha, s.steps, s.hidden, s.levels) == (5e-3, 18000, 30, 4)
+    for c in (d, s):
+        assert (c.lower, c.upper, c.gamma, c.beta, c.iterations) == (0, 2, 0.99, 5, 600)
+
+
+def test_costs_are_the_papers():
+    psi = np.array([0.5, 1.0, 2.0])
+    beta = 0.1
+    assert float(cost_of(AttentiveConfig(), 3)(psi)) == pytest.approx(
+        beta * np.sum((psi - 1) ** 2)
+    )
+    assert float(cost_of(ActiveConfig(), 3)(psi)) == pytest.approx(
+        beta * np.sum(psi**2)
+    )
+    assert float(cost_of(VectorConfig(), 3)(psi)) == pytest.approx(
+        beta * (np.sum(psi**2) - 3) ** 2
+    )
+    # The baseline psi = 1 costs nothing except in the active variant.
+    one = np.ones(3)
+    assert float(cost_of(AttentiveConfig(), 3)(one)) == 0.0
+    assert float(cost_of(VectorConfig(), 3)(one)) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("samples", "400"), ("gradient", "backsolve"), ("pairs", "0,1,7"), ("knots", "1")],
+)
+def test_bad_config_values_name_the_key(key, value):
+    with pytest.raises(ConfigError, match=key):
+        apply_overrides(AttentiveConfig(), {key: value}, source="test")
+
+
+# --------------------------------------------------------- finding measures
+
+
+def test_engagement_timing_on_known_curves():
+    ts = np.linspace(0.0, 10.0, 1001)
+    # Symmetric bumps on a floor of 1: centre = peak = the bump's centre.
+    g = np.stack([1 + np.exp(-((ts - c) ** 2)) for c in (3.0, 5.0, 7.0)], axis=1)
+    timing = engagement_timing(ts, g)
+    np.testing.assert_allclose(timing["peak"], [3.0, 5.0, 7.0])
+    np.testing.assert_allclose(timing["centre"], [3.0, 5.0, 7.0], atol=1e-3)
+    # Half way down from the peak (2) to the end (~1): c + sqrt(ln 2).
+    np.testing.assert_allclose(
+        timing["release"], np.array([3.0, 5.0, 7.0]) + math.sqrt(math.log(2)), atol=0.02
+    )
+    np.testing.assert_allclose(timing["min"], 1.0, atol=1e-6)
+    np.testing.assert_allclose(timing["mean"], 1 + math.sqrt(math.pi) / 10, atol=1e-3)
+    # A constant coefficient has no centre.
+    flat = engagement_timing(ts, np.ones((ts.size, 1)))
+    assert np.isnan(flat["centre"][0]) and np.isnan(flat["release"][0])
+
+
+def test_half_loss_time_and_orders():
+    ts = np.linspace(0.0, 20.0, 20001)
+    for rate in (0.5, 1.0, 3.0):
+        loss = np.exp(-rate * ts)
+        expected = math.log(2 / (1 + np.exp(-rate * 20.0))) / rate
+        assert half_loss_time(ts, loss) == pytest.approx(expected, abs=2e-3)
+    assert order(["a", "b", "c"], np.array([3.0, np.nan, 1.0])) == ["c", "a", "b"]
+    assert rank_correlation(np.array([1, 2, 3]), np.array([3, 2, 1])) == -1.0
+    assert rank_correlation(np.array([1, 2, 3]), np.array([10, 20, 30])) == 1.0
+
+
+# ------------------------------------------------------------ quick runs
+
+
+def test_quick_run_writes_every_file(quick_run):
+    files = {p.name for p in quick_run.out.iterdir()}
+    assert {"config.json", "results.npz", "summary.json"} <= files
+    figures = set(quick_run.summary["figures"])
+    assert {
+        "loss.png",
+        "engagement.png",
+        "net_reward_difference.png",
+        "sgd_replay.png",
+        "optimisation.png",
+        PART_FIGURE[quick_run.name],
+    } <= figures
+    if quick_run.name == "category-semantic":
+        assert "engagement_levels.png" in figures
+    for name in figures:
+        assert (quick_run.out / name).read_bytes()[:8] == PNG_MAGIC, name
+    meta = json.loads((quick_run.out / "config.json").read_text())
+    assert meta["experiment"] == quick_run.name and meta["quick"] is True
+
+
+def test_quick_run_control_is_worth_at_least_the_baseline(quick_run):
+    s, r, cfg = quick_run.summary, quick_run.results, quick_run.config
+    assert s["status"] == "completed"
+    assert s["V_control"] >= s["V_baseline"]
+    # A gradient step from the baseline raises V: the optimisation moved.
+    assert s["V_gain"] > 0
+    assert r["values"][-1] > r["values"][0]
+    assert s["V_control"] == pytest.approx(r["control_V"][-1], rel=1e-12)
+    assert s["V_baseline"] == pytest.approx(r["baseline_V"][-1], rel=1e-12)
+    # The baseline is psi = 1 (plain gradient flow); the control keeps its bounds.
+    np.testing.assert_array_equal(r["baseline_g"], 1.0)
+    assert r["control_g"].min() >= cfg.lower and r["control_g"].max() <= cfg.upper
+    assert np.abs(r["control_g"] - 1.0).max() > 1e-4
+
+
+def test_quick_run_parts_add_up_to_the_total_loss(quick_run):
+    # With lambda = 0 the expected loss is the sum of the task (class) losses.
+    r = quick_run.results
+    n_parts = r["control_g"].shape[1]
+    for prefix in ("baseline", "control"):
+        parts = r[f"{prefix}_parts"]
+        assert parts.shape == (r["ts"].size, n_parts)
+        np.testing.assert_allclose(parts.sum(axis=1), r[f"{prefix}_loss"], atol=1e-10)
+        # SGD records: mean over seeds of the parts = mean of the totals.
+        np.testing.assert_allclose(
+            r[f"sgd_{prefix}_parts"].sum(axis=1),
+            r[f"sgd_{prefix}_loss"].mean(axis=0),
+            atol=1e-10,
+        )
+
+
+def test_quick_run_sgd_replay_follows_gradient_flow(quick_run):
+    r, cfg = quick_run.results, quick_run.config
+    np.testing.assert_allclose(r["sgd_ts"], r["ts"], atol=1e-12)
+    for prefix in ("baseline", "control"):
+        sgd = r[f"sgd_{prefix}_loss"]
+        assert sgd.shape == (cfg.sgd_seeds, r["ts"].size)
+        ode = r[f"{prefix}_loss"]
+        assert np.abs(sgd.mean(axis=0) - ode).max() <= 0.02 * ode[0]
+
+
+def test_quick_run_no_part_fully_disengaged(quick_run):
+    s = quick_run.summary
+    mins = s["engagement_min"]
+    assert min(mins.values()) > DISENGAGED
+    assert s["findings"]["no_part_fully_disengaged"] is True
+    np.testing.assert_allclose(
+        sorted(mins.values()), np.sort(quick_run.results["control_g"].min(axis=0))
+    )
+
+
+def test_quick_run_easier_tasks_released_first(quick_run):
+    """Already the first iterations let go of the easy task (0v1) first.
+
+    Difficulty: the baseline halves the loss of 0v1, then 7v1, then 8v9. In
+    `engagement-active` the cost pulls every psi below 1 over the whole run,
+    so only the release order (not the engagement-weighted mean time) shows
+    the finding there.
+    """
+    if quick_run.name not in ENGAGEMENT:
+        pytest.skip("task engagement only")
+    s = quick_run.summary
+    tasks = ["0v1", "7v1", "8v9"]
+    assert s["order_by_difficulty"] == tasks
+    assert s["order_by_engagement_release"] == tasks
+    assert s["findings"]["easier_released_first"] is True
+    assert s["findings"]["released_in_listed_order"] is True
+    if quick_run.name != "engagement-active":
+        assert s["order_by_engagement_centre"] == tasks
+        assert s["findings"]["easier_centred_earlier"] is True
+
+
+def test_quick_run_semantic_levels(quick_run):
+    """Higher levels of the hierarchy get more engagement, earlier."""
+    if quick_run.name != "category-semantic":
+        pytest.skip("semantic hierarchy only")
+    s, r = quick_run.summary, quick_run.results
+    levels = r["levels"]
+    np.testing.assert_array_equal(
+        levels, lc.tasks.SemanticHierarchy(quick_run.config.levels).level_of_output()
+    )
+    mean = [s["level_engagement_mean"][f"level {i}"] for i in range(4)]
+    centre = [s["level_engagement_centre_time"][f"level {i}"] for i in range(4)]
+    assert np.all(np.diff(mean) < 0), mean
+    assert np.all(np.diff(centre) > 0), centre
+    assert s["level_findings"] == {
+        "higher_levels_more_engagement": True,
+        "higher_levels_engaged_earlier": True,
+    }
+    # The baseline learns the hierarchy level by level (the root first).
+    t_half = s["baseline_half_loss_time"]
+    by_level = [
+        max(t for k, t in t_half.items() if k.startswith(f"L{i}.")) for i in range(4)
+    ]
+    assert np.all(np.diff(by_level) > 0), by_level
+
+
+def test_plot_redraws_the_figures(quick_run, tmp_path, capsys):
+    if quick_run.name != "engagement-attentive":
+        pytest.skip("one experiment is enough")
+    run = tmp_path / "copy"
+    shutil.copytree(quick_run.out, run)
+    for png in run.glob("*.png"):
+        png.unlink()
+    assert cli.main(["plot", str(run)]) == 0, capsys.readouterr().err
+    assert {p.name for p in run.glob("*.png")} == set(quick_run.summary["figures"])
