@@ -88,7 +88,12 @@ def check_result(out, sol: diffrax.Solution, numerics: Numerics):
     """Raise a runtime error with advice if the solve did not succeed."""
     R = diffrax.RESULTS
     msgs = [
-        SOLVER_ADVICE.format(what="max_steps reached", max_steps=numerics.max_steps),
+        SOLVER_ADVICE.format(
+            what="max_steps reached; if the weights diverge (a non-finite state "
+            "makes every step fail), more steps will not help: check the task "
+            "statistics, bounds and time constant",
+            max_steps=numerics.max_steps,
+        ),
         SOLVER_ADVICE.format(
             what="step size underflow or non-finite state", max_steps=numerics.max_steps
         ),
