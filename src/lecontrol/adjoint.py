@@ -223,9 +223,7 @@ def _continuous_value_bwd(fwd, cotangent, perturbed, problem, strategy, numerics
             lambda d: eqx.combine(d, static.system).init_state(), diff.system
         )
         (g_init,) = init_vjp(lam0)
-        grads = eqx.tree_at(
-            lambda p: p.system, grads, _tree_add(grads.system, g_init)
-        )
+        grads = eqx.tree_at(lambda p: p.system, grads, _tree_add(grads.system, g_init))
 
     # ∂V/∂T = v(T): the integrand at the upper limit (λ(T) = 0).
     if perturbed.objective.T:
@@ -331,7 +329,11 @@ class EulerUnrolled(AbstractGradientStrategy):
         return EulerUnrolled(self.dt, self.steps(problem.objective.T))
 
     def value(self, problem, numerics):
-        n = self.n_steps if self.n_steps is not None else self.steps(problem.objective.T)
+        n = (
+            self.n_steps
+            if self.n_steps is not None
+            else self.steps(problem.objective.T)
+        )
         dt = self.dt
 
         def step(carry, i):

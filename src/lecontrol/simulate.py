@@ -15,9 +15,10 @@ $\alpha \to 0$ the SGD weights follow the ODE; the expected loss
 paper. How each system's control enters SGD is written in its `batch_loss`:
 gains multiply the weights in the forward pass, a learning-rate multiplier
 scales the step, engagement coefficients weight the losses of tasks or classes
-in the gradient (performance stays unweighted), MAML runs every task's SGD
-from the shared initialisation $g$, and `TanhTaylor` trains the real tanh
-network (not its Taylor approximation).
+in the gradient (performance stays unweighted) or, for category engagement with
+`class_proportions=True`, set how many samples of each class a batch holds;
+MAML runs every task's SGD from the shared initialisation $g$, and
+`TanhTaylor` trains the real tanh network (not its Taylor approximation).
 
 Runs are seeded and vectorised: `jax.vmap` over seeds, `jax.lax.scan` over
 steps.
@@ -64,6 +65,11 @@ class _AbstractData(eqx.Module):
     def sample(self, key: PRNGKeyArray, t: Real[Array, ""], n: int):
         """A batch `(x, y)` of `n` samples for the step at time `t`."""
 
+    def gradient(self, system, key, t, w, g, n: int):
+        """The minibatch gradient of SGD's step at time `t` with control `g`."""
+        x, y = self.sample(key, t, n)
+        return jax.grad(system.batch_loss, argnums=1)(t, w, g, x, y)
+
 
 class _TaskData(_AbstractData):
     task: AbstractTask
@@ -86,6 +92,93 @@ class _PerTaskData(_AbstractData):
         keys = jax.random.split(key, len(self.tasks))
         xs, ys = zip(*(task.sample(k, n) for task, k in zip(self.tasks, keys)))
         return jnp.stack(xs), jnp.stack(ys)
+
+
+class _ClassProportions(_AbstractData):
+    r"""Batches whose class counts follow the control: $\mathbb E\,n_c = \varphi_c B/C$.
+
+    The training samples are sorted by class (`start`, `count` locate class
+    $c$'s rows). A step draws `per_class` rows of every class uniformly with
+    replacement and keeps the first $n_c$ of class $c$, where
+    $n_c = \lfloor v_c\rfloor + \text{Bernoulli}(v_c - \lfloor v_c\rfloor)$,
+    $v_c = \varphi_c(t)B/C$ (stochastic rounding, so $\mathbb E\,n_c = v_c$
+    exactly); `per_class` bounds $n_c$ over the whole schedule.
+    """
+
+    x: Float[Array, "N inputs"]
+    y: Float[Array, "N outputs"]
+    start: Int[Array, " classes"]
+    count: Int[Array, " classes"]
+    per_class: int = eqx.field(static=True)
+
+    def sample(self, key, t, n):
+        raise NotImplementedError("class-proportion batches depend on the control")
+
+    def draw(self, key, phi, n):
+        """Rows `(x, y)` of a batch with mask, `per_class` rows per class."""
+        C, m = self.start.shape[0], self.per_class
+        k_round, k_rows = jax.random.split(key)
+        v = phi * n / C
+        n_c = jnp.floor(v) + (jax.random.uniform(k_round, (C,)) < v - jnp.floor(v))
+        rows = self.start[:, None] + jax.random.randint(
+            k_rows, (C, m), 0, self.count[:, None]
+        )
+        mask = jnp.arange(m)[None, :] < n_c[:, None]
+        rows, mask = rows.reshape(-1), mask.reshape(-1)
+        return self.x[rows], self.y[rows], mask.astype(self.x.dtype)
+
+    def gradient(self, system, key, t, w, g, n):
+        x, y, mask = self.draw(key, g, n)
+        return jax.grad(system.class_batch_loss, argnums=1)(t, w, x, y, mask, n)
+
+
+def _class_proportions(system, data, control, theta, ts, batch_size):
+    """The class-proportion data source, with its inputs checked."""
+    if not isinstance(system, CategoryEngagement):
+        raise ValueError(
+            "`class_proportions=True` applies a CategoryEngagement control as class "
+            f"proportions in the batches; {type(system).__name__} has no classes."
+        )
+    task = system.task if data is None else data
+    x, y, labels = (getattr(task, f"{a}_train", None) for a in ("x", "y", "labels"))
+    classes = getattr(task, "classes", None)
+    if x is None or y is None or labels is None or classes is None:
+        raise ValueError(
+            "Class-proportion batches sample each class separately, so the task "
+            "must hold labelled training samples (`x_train`, `y_train`, "
+            f"`labels_train`, `classes`), as lc.tasks.Digits does; "
+            f"{type(task).__name__} does not."
+        )
+    C = system.control_shape[0]
+    if len(classes) != C:
+        raise ValueError(
+            f"The task has {len(classes)} classes but the system {C} outputs; class "
+            "proportions need one output (and one engagement coefficient) per class."
+        )
+    labels = np.asarray(labels)
+    position = {int(c): i for i, c in enumerate(classes)}
+    cls = np.array([position.get(int(lab), -1) for lab in labels])
+    count = np.bincount(cls[cls >= 0], minlength=C)
+    if np.any(count == 0):
+        raise ValueError(
+            f"Classes {[classes[i] for i in np.flatnonzero(count == 0)]} have no "
+            "training samples."
+        )
+    order = np.argsort(cls, kind="stable")[np.sum(cls < 0) :]
+    phi = np.asarray(jax.vmap(lambda t: control(theta, t))(ts))
+    if not np.all(np.isfinite(phi)) or np.any(phi < 0):
+        raise ValueError(
+            "Class proportions need a finite, non-negative control phi(t) at every "
+            f"step; its range over the schedule is [{np.nanmin(phi)}, {np.nanmax(phi)}]."
+        )
+    per_class = int(np.floor(np.max(phi) * batch_size / C)) + 1
+    return _ClassProportions(
+        x=jnp.asarray(x)[order],
+        y=jnp.asarray(y)[order],
+        start=jnp.asarray(np.concatenate([[0], np.cumsum(count)[:-1]])),
+        count=jnp.asarray(count),
+        per_class=per_class,
+    )
 
 
 def _as_data(data) -> _AbstractData:
@@ -222,8 +315,9 @@ def _run(system, control, theta, data, keys, alpha, steps, batch_size, every):
         def sgd_step(w, i):
             t = i * alpha
             g = control(theta, t)
-            x, y = data.sample(jax.random.fold_in(key, i), t, batch_size)
-            grad = jax.grad(system.batch_loss, argnums=1)(t, w, g, x, y)
+            grad = data.gradient(
+                system, jax.random.fold_in(key, i), t, w, g, batch_size
+            )
             return jax.tree.map(lambda a, d: a - alpha * d, w, grad), None
 
         def block(w, j):
@@ -253,6 +347,7 @@ def simulate(
     seeds: Sequence[int] | Int[Array, " seeds"] | PRNGKeyArray = (0,),
     record_every: int = 1,
     data: AbstractTask | SwitchingTasks | Sequence[AbstractTask] | None = None,
+    class_proportions: bool = False,
 ) -> SimulationResult:
     r"""Run real minibatch SGD on `system` with the control $g(t;\theta)$ applied.
 
@@ -284,6 +379,17 @@ def simulate(
       tasks, `[task_1, ..., task_K]`: each step then draws one batch per task,
       `x` of shape `(K, B, inputs)`. Any `lc.tasks.AbstractTask` (or a
       `SwitchingTasks`) may replace a system's task, e.g. a finite training set.
+    - `class_proportions`: for `CategoryEngagement` only. Apply $\varphi(t)$ as
+      *class proportions* in the batches (PAPER.md system 7, follow-up) instead
+      of as output weights: step $i$'s batch holds $n_c$ samples of class $c$,
+      drawn uniformly from that class's training samples, with
+      $\mathbb E\,n_c = \varphi_c(t_i)B/C$ (stochastic rounding of
+      $\varphi_cB/C$), and the gradient is that of the unweighted loss summed
+      over the batch and divided by $B$ (`CategoryEngagement.class_batch_loss`).
+      In expectation this is gradient flow on $\sum_c\frac{\varphi_c}{C}L_c$
+      ($L_c$: the loss on class $c$), not on `aux_loss`. The task (or `data`)
+      must hold labelled training samples, as `lc.tasks.Digits` does, with one
+      output per class.
 
     **Returns:** a `SimulationResult` (`ts`, `loss` of shape `(seeds, records)`,
     `w`, `g`).
@@ -310,9 +416,14 @@ def simulate(
             f"{err} (lc.simulate runs steps * alpha = {steps} * {alpha} = {T} time "
             "units; the control must cover exactly that horizon.)"
         ) from err
-    data = _default_data(system) if data is None else _as_data(data)
+    if class_proportions:
+        data = _class_proportions(
+            system, data, control, theta, jnp.arange(steps) * alpha, batch_size
+        )
+    else:
+        data = _default_data(system) if data is None else _as_data(data)
+        _check_batch(system, control, theta, data, batch_size)
     keys = _keys(seeds)
-    _check_batch(system, control, theta, data, batch_size)
     ts, loss, w, g = _run(
         system,
         control,

@@ -292,6 +292,26 @@ class CategoryEngagement(AbstractLearningSystem):
         )
         return (fit + _regulariser(self.lam, W1, W2)) / self.tau
 
+    def class_batch_loss(self, t, w, x, y, mask, batch_size) -> Float[Array, ""]:
+        r"""The unweighted loss of a batch whose *class proportions* carry $\varphi$.
+
+        The class-proportion follow-up of PAPER.md system 7: instead of
+        weighting output $c$'s error by $\varphi_c^2$, the batch of nominal size
+        $B$ = `batch_size` holds $n_c$ samples of class $c$ with
+        $\mathbb E\,n_c = \varphi_c B/C$, and the loss is unweighted,
+        $\frac1\tau[\frac1{2B}\sum_n m_n\lVert y_n - W_2W_1x_n\rVert^2$ +
+        regulariser$]$, where the mask $m_n \in \{0, 1\}$ marks the samples in
+        use (`x`, `y` have a fixed number of rows, as `jit` needs). Its mean is
+        $\frac1\tau[\sum_c\frac{\varphi_c}{C}L_c$ + regulariser$]$ with $L_c$
+        the loss on class $c$ alone: linear in $\varphi$ and per *sample* class,
+        a different flow from `vector_field`'s $\varphi^2$ weighting of outputs.
+        `lc.simulate(..., class_proportions=True)` draws such batches.
+        """
+        W1, W2 = w
+        err = jnp.sum((y - x @ W1.T @ W2.T) ** 2, axis=-1)
+        fit = 0.5 * jnp.sum(mask * err) / batch_size
+        return (fit + _regulariser(self.lam, W1, W2)) / self.tau
+
     def loss(self, t, w, g):
         W1, W2 = w
         S = self.task
