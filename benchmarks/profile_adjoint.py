@@ -2,10 +2,11 @@
 
 Stages of one value-and-gradient (all jitted, timed after compilation, median):
 
-1. forward solve of (w, V) with dense output;
-2. backward costate solve (reads w from the forward interpolant);
-3. quadrature: w and λ at the Gauss–Legendre nodes, the vector–Jacobian
-   products, and the projection onto the basis;
+1. forward solve of (w, V), saving w at the ends and Gauss nodes of every
+   interval between breakpoints (what ContinuousAdjoint stores);
+2. backward costate solve (reads w from the `NodeInterpolant` of those values);
+3. quadrature: the vector–Jacobian products at the Gauss–Legendre nodes and
+   the projection onto the basis (θ only);
 plus one vector-field evaluation and one vector–Jacobian product alone, so the
 per-step cost can be compared with the cost of the mathematics inside it.
 
@@ -30,7 +31,13 @@ from problems import PROBLEMS  # noqa: E402
 
 import lecontrol as lc  # noqa: E402
 from lecontrol._dynamics import Numerics, Problem, forward_solve  # noqa: E402
-from lecontrol.adjoint import _integrand, costate_solve, gauss_legendre  # noqa: E402
+from lecontrol.adjoint import (  # noqa: E402
+    NodeInterpolant,
+    _integrand,
+    costate_solve,
+    gauss_legendre,
+    sample_times,
+)
 
 
 def timed(fn, *args, repeat=20):
@@ -57,25 +64,38 @@ def main(argv=None):
     prob = Problem(theta, p.system, p.control, p.cost, p.objective)
     nodes = lc.ContinuousAdjoint().nodes
 
-    fwd = eqx.filter_jit(
-        lambda q: forward_solve(q, num, diffrax.SaveAt(t1=True, dense=True))
+    breakpoints = prob.quadrature_breakpoints()
+    save = diffrax.SaveAt(
+        subs=[
+            diffrax.SubSaveAt(t1=True),
+            diffrax.SubSaveAt(
+                ts=sample_times(breakpoints, nodes), fn=lambda t, y, a: y[0]
+            ),
+        ]
     )
-    sol = fwd(prob)
-    ts, ws = gauss_legendre(prob.quadrature_breakpoints(), nodes)
+
+    @eqx.filter_jit
+    def fwd(q):
+        sol = forward_solve(q, num, save)
+        return NodeInterpolant.from_saved(breakpoints, sol.ys[1], nodes), sol.stats
+
+    sol, fwd_stats = fwd(prob)
+    ts, ws = gauss_legendre(breakpoints, nodes)
     bwd = eqx.filter_jit(lambda q, s: costate_solve(q, num, s, ts))
     bsol = bwd(prob, sol)
 
     @eqx.filter_jit
     def quadrature(q, s, lam_nodes):
-        W = jax.vmap(lambda t: s.evaluate(t)[0])(ts)
+        W = s.at_nodes()
         L = jax.tree.map(lambda x: x[::-1], lam_nodes)
 
-        def total(q_):
+        def total(theta):
+            q_ = eqx.tree_at(lambda p: p.theta, q, theta)
             return jnp.sum(
                 ws * jax.vmap(lambda t, w, lam: _integrand(q_, t, w, lam))(ts, W, L)
             )
 
-        return eqx.filter_grad(total)(q).theta
+        return jax.grad(total)(q.theta)
 
     full = jax.jit(
         jax.grad(
@@ -97,7 +117,7 @@ def main(argv=None):
         lambda w, lam: jax.vjp(lambda w_: p.system.vector_field(1.0, w_, g0), w)[1](lam)
     )
 
-    n_fwd = int(sol.stats["num_steps"])
+    n_fwd = int(fwd_stats["num_steps"])
     n_bwd = int(bsol.stats["num_steps"])
     t_fwd = timed(fwd, prob, repeat=args.repeat)
     t_bwd = timed(bwd, prob, sol, repeat=args.repeat)
@@ -109,7 +129,7 @@ def main(argv=None):
         f"{p.name}, rtol={args.rtol:g}: {n_fwd} forward steps, {n_bwd} backward steps, {ts.shape[0]} quadrature nodes"
     )
     print(
-        f"forward solve (dense)   {t_fwd:8.2f} ms  ({1e3 * t_fwd / n_fwd:6.1f} µs/step)"
+        f"forward solve (saving)  {t_fwd:8.2f} ms  ({1e3 * t_fwd / n_fwd:6.1f} µs/step)"
     )
     print(
         f"costate solve           {t_bwd:8.2f} ms  ({1e3 * t_bwd / n_bwd:6.1f} µs/step)"

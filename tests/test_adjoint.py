@@ -38,7 +38,11 @@ class Quartic(lc.systems.AbstractLearningSystem):
 
     def loss(self, t, w, g):
         gt = 1.0 + g
-        return 0.5 * gt**2 * w @ self.A @ w - gt * self.b @ w + 0.25 * self.c * jnp.sum(w**4)
+        return (
+            0.5 * gt**2 * w @ self.A @ w
+            - gt * self.b @ w
+            + 0.25 * self.c * jnp.sum(w**4)
+        )
 
     def vector_field(self, t, w, g):
         gt = 1.0 + g
@@ -48,8 +52,15 @@ class Quartic(lc.systems.AbstractLearningSystem):
 def _neuron(T=0.6):
     task = lc.tasks.TwoGaussians(mu=2.0, sigma=1.0)
     system = lc.systems.SingleNeuronGain(task, lam=0.1, tau=1.0, w0=0.2)
-    control = lc.controls.PiecewiseLinear(jnp.linspace(0, T, 7), shape=(), lower=0.0, upper=0.5)
-    return system, control, lc.costs.Quadratic(0.3), lc.Objective(T=T, gamma=0.9, eta=1.0)
+    control = lc.controls.PiecewiseLinear(
+        jnp.linspace(0, T, 7), shape=(), lower=0.0, upper=0.5
+    )
+    return (
+        system,
+        control,
+        lc.costs.Quadratic(0.3),
+        lc.Objective(T=T, gamma=0.9, eta=1.0),
+    )
 
 
 class _Task(lc.tasks.AbstractTask):
@@ -79,17 +90,33 @@ def _layer(T=1.0):
     Sx = X @ X.T / 3 + 0.2 * jnp.eye(3)
     Sxy = jax.random.normal(k2, (3, 2))
     task = _Task(Sx, Sxy, jnp.eye(2))
-    system = lc.systems.SingleLayerGain(task, lam=0.05, tau=0.7, W0=0.1 * jnp.ones((2, 3)))
+    system = lc.systems.SingleLayerGain(
+        task, lam=0.05, tau=0.7, W0=0.1 * jnp.ones((2, 3))
+    )
     control = lc.controls.PiecewiseLinear(
         jnp.linspace(0, T, 5), shape=system.control_shape, lower=-0.5, upper=0.5
     )
-    return system, control, lc.costs.ExpQuadratic(0.1), lc.Objective(T=T, gamma=0.95, eta=2.0)
+    return (
+        system,
+        control,
+        lc.costs.ExpQuadratic(0.1),
+        lc.Objective(T=T, gamma=0.95, eta=2.0),
+    )
 
 
 def _quartic(T=1.5):
-    system = Quartic(jnp.array([[2.0, 0.3], [0.3, 1.0]]), jnp.array([1.0, -0.5]), jnp.asarray(0.5))
-    control = lc.controls.PiecewiseConstant(jnp.linspace(0, T, 4), shape=(), lower=-0.5, upper=1.0)
-    return system, control, lc.costs.Quadratic(0.2, offset=0.1), lc.Objective(T=T, gamma=0.8)
+    system = Quartic(
+        jnp.array([[2.0, 0.3], [0.3, 1.0]]), jnp.array([1.0, -0.5]), jnp.asarray(0.5)
+    )
+    control = lc.controls.PiecewiseConstant(
+        jnp.linspace(0, T, 4), shape=(), lower=-0.5, upper=1.0
+    )
+    return (
+        system,
+        control,
+        lc.costs.Quadratic(0.2, offset=0.1),
+        lc.Objective(T=T, gamma=0.8),
+    )
 
 
 PROBLEMS = {"single-neuron": _neuron, "single-layer": _layer, "user-quartic": _quartic}
@@ -101,7 +128,10 @@ def _random_theta(control, key):
     keys = jax.random.split(key, len(leaves))
     lo = max(control.lower, -1.0)
     hi = min(control.upper, 1.0)
-    new = [jax.random.uniform(k, x.shape, minval=lo, maxval=hi) for k, x in zip(keys, leaves)]
+    new = [
+        jax.random.uniform(k, x.shape, minval=lo, maxval=hi)
+        for k, x in zip(keys, leaves)
+    ]
     return jax.tree.unflatten(tree, new)
 
 
@@ -124,8 +154,12 @@ def _fd_directional(f, theta, direction, h=1e-4):
 def test_adjoint_strategies_agree_with_each_other_and_finite_differences(name):
     system, control, cost, obj = PROBLEMS[name]()
     theta = _random_theta(control, jax.random.key(0))
-    g_cont = _flat(_grad(lc.ContinuousAdjoint(), system, control, theta, cost, obj, **TIGHT))
-    g_ckpt = _flat(_grad(lc.CheckpointAdjoint(), system, control, theta, cost, obj, **TIGHT))
+    g_cont = _flat(
+        _grad(lc.ContinuousAdjoint(), system, control, theta, cost, obj, **TIGHT)
+    )
+    g_ckpt = _flat(
+        _grad(lc.CheckpointAdjoint(), system, control, theta, cost, obj, **TIGHT)
+    )
     scale = jnp.max(jnp.abs(g_ckpt))
     np.testing.assert_allclose(g_cont, g_ckpt, rtol=1e-6, atol=1e-6 * scale)
 
@@ -145,16 +179,24 @@ def test_euler_unrolled_is_the_exact_gradient_of_its_own_discretisation(name):
     g = _flat(_grad(euler, system, control, theta, cost, obj))
     V = jax.jit(lambda th: lc.value(system, control, th, cost, obj, adjoint=euler))
     d = _random_theta(control, jax.random.key(2))
-    np.testing.assert_allclose(jnp.vdot(g, _flat(d)), _fd_directional(V, theta, d), rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(
+        jnp.vdot(g, _flat(d)), _fd_directional(V, theta, d), rtol=1e-6, atol=1e-10
+    )
 
 
 def test_euler_gradient_converges_to_the_adjoint_at_first_order():
     system, control, cost, obj = _neuron()
     theta = _random_theta(control, jax.random.key(4))
-    ref = _flat(_grad(lc.ContinuousAdjoint(), system, control, theta, cost, obj, **TIGHT))
+    ref = _flat(
+        _grad(lc.ContinuousAdjoint(), system, control, theta, cost, obj, **TIGHT)
+    )
     errs = []
     for n in (150, 300, 600):
-        g = _flat(_grad(lc.EulerUnrolled(dt=float(obj.T) / n), system, control, theta, cost, obj))
+        g = _flat(
+            _grad(
+                lc.EulerUnrolled(dt=float(obj.T) / n), system, control, theta, cost, obj
+            )
+        )
         errs.append(float(jnp.linalg.norm(g - ref) / jnp.linalg.norm(ref)))
     # Explicit Euler is first order: halving dt halves the error (ratio ~2).
     assert errs[2] < errs[1] < errs[0] < 0.05
@@ -183,7 +225,9 @@ def test_gradient_with_respect_to_system_cost_and_objective_parameters():
     # mode through diffrax's clipped step-size controller is off by ~1e-3 here,
     # so the horizon is pinned against v(T) itself (and against finite
     # differences in test_horizon_gradient_with_constant_control).
-    vT = lc.solve(system, control, theta, cost, obj, ts=jnp.asarray([obj.T]), **TIGHT).v[0]
+    vT = lc.solve(
+        system, control, theta, cost, obj, ts=jnp.asarray([obj.T]), **TIGHT
+    ).v[0]
     np.testing.assert_allclose(g_cont[2].T, vT, rtol=1e-8)
     # Finite differences for gamma, mu, lam and w0.
     for path in (
@@ -195,7 +239,9 @@ def test_gradient_with_respect_to_system_cost_and_objective_parameters():
         h = 1e-5
         plus = eqx.tree_at(path, args, path(args) + h)
         minus = eqx.tree_at(path, args, path(args) - h)
-        fd = (V(plus, lc.CheckpointAdjoint()) - V(minus, lc.CheckpointAdjoint())) / (2 * h)
+        fd = (V(plus, lc.CheckpointAdjoint()) - V(minus, lc.CheckpointAdjoint())) / (
+            2 * h
+        )
         np.testing.assert_allclose(path(g_cont), fd, rtol=1e-6, atol=1e-9)
 
 
@@ -205,13 +251,27 @@ def test_horizon_gradient_with_constant_control():
     theta = jnp.asarray(0.2)
 
     def V(T, adjoint):
-        return lc.value(system, control, theta, cost, lc.Objective(T, 0.9, 1.0), adjoint=adjoint, **TIGHT)
+        return lc.value(
+            system,
+            control,
+            theta,
+            cost,
+            lc.Objective(T, 0.9, 1.0),
+            adjoint=adjoint,
+            **TIGHT,
+        )
 
     g = jax.grad(V)(jnp.asarray(0.6), lc.ContinuousAdjoint())
-    fd = (V(0.6 + 1e-5, lc.CheckpointAdjoint()) - V(0.6 - 1e-5, lc.CheckpointAdjoint())) / 2e-5
+    fd = (
+        V(0.6 + 1e-5, lc.CheckpointAdjoint()) - V(0.6 - 1e-5, lc.CheckpointAdjoint())
+    ) / 2e-5
     np.testing.assert_allclose(g, fd, rtol=1e-6)
     gth = jax.grad(lambda th: lc.value(system, control, th, cost, obj, **TIGHT))(theta)
-    gth_ref = jax.grad(lambda th: lc.value(system, control, th, cost, obj, adjoint=lc.CheckpointAdjoint(), **TIGHT))(theta)
+    gth_ref = jax.grad(
+        lambda th: lc.value(
+            system, control, th, cost, obj, adjoint=lc.CheckpointAdjoint(), **TIGHT
+        )
+    )(theta)
     np.testing.assert_allclose(gth, gth_ref, rtol=1e-6)
 
 
@@ -226,7 +286,9 @@ def test_functional_gradient_projects_onto_the_basis_gradient():
     lam = lc.costate(system, control, theta, cost, obj, ts=ts, **TIGHT)
     assert abs(float(lam[-1])) < 1e-12
     grad = jax.grad(lambda th: lc.value(system, control, th, cost, obj, **TIGHT))(theta)
-    basis = jax.vmap(lambda k: jax.vmap(lambda t: control(jnp.eye(7)[k], t))(ts))(jnp.arange(7))
+    basis = jax.vmap(lambda k: jax.vmap(lambda t: control(jnp.eye(7)[k], t))(ts))(
+        jnp.arange(7)
+    )
     proj = jnp.trapezoid(dg[None, :] * basis, ts, axis=1)
     np.testing.assert_allclose(proj, grad, rtol=1e-5, atol=1e-8)
 
@@ -242,7 +304,9 @@ def test_backsolve_adjoint_fails_on_gradient_flow():
     T = 6.0
     task = lc.tasks.TwoGaussians(mu=2.0, sigma=1.0)
     system = lc.systems.SingleNeuronGain(task, lam=0.1, tau=1.0, w0=0.0)
-    control = lc.controls.PiecewiseLinear(jnp.linspace(0, T, 31), shape=(), lower=0.0, upper=0.5)
+    control = lc.controls.PiecewiseLinear(
+        jnp.linspace(0, T, 31), shape=(), lower=0.0, upper=0.5
+    )
     cost, obj = lc.costs.Quadratic(0.3), lc.Objective(T=T, gamma=0.99, eta=1.0)
     theta = control.init(0.1)
     kw = dict(rtol=1e-9, atol=1e-12)
@@ -251,7 +315,9 @@ def test_backsolve_adjoint_fails_on_gradient_flow():
     back = _flat(_grad(lc.BacksolveAdjoint(), system, control, theta, cost, obj, **kw))
     err = lambda g: float(jnp.linalg.norm(g - ref) / jnp.linalg.norm(ref))  # noqa: E731
     assert err(cont) < 1e-6
-    assert err(back) > 1e-3, f"BacksolveAdjoint error {err(back):.2e} unexpectedly small"
+    assert err(back) > 1e-3, (
+        f"BacksolveAdjoint error {err(back):.2e} unexpectedly small"
+    )
 
 
 def test_jit_vmap_and_grad_of_vmap_pass_through_value():
@@ -306,3 +372,52 @@ def test_other_solvers_are_accepted():
     for solver in (diffrax.Dopri5(), diffrax.Dopri8()):
         V = lc.value(system, control, theta, cost, obj, solver=solver, **TIGHT)
         np.testing.assert_allclose(V, ref, rtol=1e-8)
+
+
+# ------------------------------------------------- the stored forward pass
+
+
+def test_node_interpolant_rebuilds_w_between_breakpoints():
+    # Breakpoints with a repeat (a task switch on a knot): an empty interval.
+    from lecontrol.adjoint import NodeInterpolant, sample_times
+
+    b = jnp.array([0.0, 0.5, 0.5, 1.3, 2.0])
+    nodes = 8
+    ts = sample_times(b, nodes)
+    assert ts.shape == (4 * (nodes + 1) + 1,)
+    assert np.all(np.diff(np.asarray(ts)) >= 0)
+
+    def f(t):  # a pytree, as w is
+        return {"a": jnp.sin(3 * t) + t**2, "b": jnp.stack([t**9, jnp.exp(-t)])}
+
+    interp = NodeInterpolant.from_saved(b, jax.vmap(f)(ts), nodes)
+    probe = jnp.concatenate([jnp.linspace(0.0, 2.0, 401), b])
+    got, want = jax.vmap(interp)(probe), jax.vmap(f)(probe)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert np.all(np.isfinite(np.asarray(g)))
+        # Degree n + 1 = 9 on each interval: t^9 exactly, smooth functions to
+        # ~(width·rate)^10/10! (measured 3.8e-9 here).
+        np.testing.assert_allclose(g, w, rtol=0, atol=2e-8)
+    # The Gauss nodes themselves come back exactly.
+    at = interp.at_nodes()
+    want = jax.vmap(f)(lc.adjoint.gauss_legendre(b, nodes)[0])
+    for g, w in zip(jax.tree.leaves(at), jax.tree.leaves(want)):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_continuous_adjoint_memory_does_not_depend_on_max_steps():
+    # The forward pass saves w at the quadrature nodes only (no dense output
+    # sized by max_steps), so the step budget costs no memory.
+    system, control, cost, obj = _layer()
+    theta = _random_theta(control, jax.random.key(0))
+
+    def memory(max_steps):
+        f = jax.jit(
+            jax.grad(
+                lambda th: lc.value(system, control, th, cost, obj, max_steps=max_steps)
+            )
+        )
+        m = f.lower(theta).compile().memory_analysis()
+        return m.temp_size_in_bytes + m.output_size_in_bytes
+
+    assert memory(64) == memory(65536)

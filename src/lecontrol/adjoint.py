@@ -4,10 +4,10 @@ Three ways to differentiate the value $V[\theta]$, all behind `lc.value(...,
 adjoint=...)`:
 
 - `ContinuousAdjoint` (default, optimise-then-discretise): one forward solve
-  with dense output, one backward solve of the costate
+  saving $w$ at the quadrature nodes, one backward solve of the costate
   $$\dot\lambda = -(\partial h/\partial w)^\top\lambda - \partial v/\partial w,
   \qquad \lambda(T) = 0,$$
-  reading $w(t)$ from the stored forward interpolant, then
+  reading $w(t)$ from an interpolant of those saved values, then
   $$\frac{dV}{dp} = \int_0^T \Big[\lambda^\top\frac{\partial h}{\partial p}
   + \frac{\partial v}{\partial p}\Big]dt
   + \lambda(0)^\top\frac{\partial w_0}{\partial p}$$
@@ -26,6 +26,7 @@ adjoint=...)`:
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 import diffrax
 import equinox as eqx
@@ -89,22 +90,102 @@ def gauss_legendre(breakpoints: Float[Array, " B"], nodes: int):
     return ts, ws
 
 
+def _reference_points(nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The interval's ends and its Gauss nodes on [-1, 1], with barycentric weights."""
+    x = np.concatenate([[-1.0], np.polynomial.legendre.leggauss(nodes)[0], [1.0]])
+    weights = np.array([1 / np.prod(x[j] - np.delete(x, j)) for j in range(len(x))])
+    return x, weights / np.max(np.abs(weights))
+
+
+def sample_times(breakpoints: Float[Array, " B"], nodes: int) -> Float[Array, " S"]:
+    """Each interval's left end and Gauss nodes, in order, then the last breakpoint.
+
+    Where the forward pass saves $w$ for `NodeInterpolant`.
+    """
+    ts, _ = gauss_legendre(breakpoints, nodes)
+    inner = jnp.concatenate(
+        [breakpoints[:-1, None], ts.reshape(-1, nodes)], axis=1
+    ).reshape(-1)
+    return jnp.concatenate([inner, breakpoints[-1:]])
+
+
+class NodeInterpolant(eqx.Module):
+    r"""$w(t)$ rebuilt from its values at the breakpoints and Gauss nodes.
+
+    Between two consecutive breakpoints (knots of the control, task switches)
+    the right-hand side is smooth, so $w$ is smooth there, and the $n + 2$
+    samples on the interval (both ends and the $n$ Gauss–Legendre nodes of the
+    quadrature) define its polynomial interpolant of degree $n + 1$, evaluated
+    in barycentric form. Its error is that of the $n$-node quadrature itself:
+    both assume $w$ is polynomial-like on every interval. Storage is
+    `(breakpoints - 1) × (n + 2)` states: independent of the horizon, of the
+    number of SGD steps it stands for and of `max_steps`.
+
+    **Arguments:**
+
+    - `breakpoints`: sorted times (repeats allowed: empty intervals are skipped).
+    - `samples`: pytree like $w$ with leading axes `(breakpoints - 1, n + 2)`.
+    """
+
+    breakpoints: Float[Array, " B"]
+    samples: PyTree[Float[Array, "intervals points ..."]]
+
+    @classmethod
+    def from_saved(cls, breakpoints, saved, nodes: int) -> NodeInterpolant:
+        """From `w` saved at `sample_times(breakpoints, nodes)`."""
+
+        def split(x):
+            body = x[:-1].reshape((-1, nodes + 1) + x.shape[1:])
+            right = x[nodes + 1 :: nodes + 1]
+            return jnp.concatenate([body, right[:, None]], axis=1)
+
+        return cls(breakpoints, jax.tree.map(split, saved))
+
+    @property
+    def nodes(self) -> int:
+        return jax.tree.leaves(self.samples)[0].shape[1] - 2
+
+    def at_nodes(self) -> PyTree[Float[Array, "nodes_total ..."]]:
+        """$w$ at the Gauss nodes of every interval, in time order."""
+        return jax.tree.map(
+            lambda x: x[:, 1:-1].reshape((-1,) + x.shape[2:]), self.samples
+        )
+
+    def __call__(self, t: Float[Array, ""]) -> PyTree[Float[Array, ...]]:
+        x, weights = _reference_points(self.nodes)
+        b = self.breakpoints
+        # The interval (b_i, b_{i+1}] holding t; empty intervals never hold it
+        # except at their own point, where every sample is that same value.
+        i = jnp.clip(jnp.searchsorted(b, t, side="left") - 1, 0, b.shape[0] - 2)
+        width = b[i + 1] - b[i]
+        safe = jnp.where(width > 0, width, 1.0)
+        s = jnp.where(width > 0, (2 * t - b[i] - b[i + 1]) / safe, 0.0)
+        d = s - x
+        exact = d == 0
+        c = jnp.where(
+            jnp.any(exact), exact.astype(d.dtype), weights / jnp.where(exact, 1.0, d)
+        )
+        c = c / jnp.sum(c)
+        return jax.tree.map(lambda v: jnp.tensordot(c, v[i], axes=1), self.samples)
+
+
 def costate_solve(
     problem: Problem,
     numerics: Numerics,
-    fwd: diffrax.Solution,
+    w_at: Callable[[Float[Array, ""]], PyTree[Array]],
     ts: Float[Array, " times"] | None = None,
 ) -> diffrax.Solution:
     r"""Solve the costate equation backwards from $\lambda(T) = 0$ to $t = 0$.
 
-    $w(t)$ is read from the dense forward solution `fwd`; it is never
+    $w(t)$ is read from the stored forward pass, `w_at(t)` (e.g. a
+    `NodeInterpolant`, or a dense forward solution's `evaluate`); it is never
     re-integrated backwards (which would be unstable for gradient flow).
     With `ts` (increasing), `ys` is `(λ at ts[::-1], λ(0))`; without, the
     solution is dense.
     """
 
     def rhs(t, lam, args):
-        w = fwd.evaluate(t)[0]
+        w = w_at(t)
         g = problem.control_at(t)
 
         def f(w_):
@@ -150,10 +231,12 @@ def _integrand(problem: Problem, t, w, lam) -> Float[Array, ""]:
 class ContinuousAdjoint(AbstractGradientStrategy):
     r"""Optimise-then-discretise: forward solve, backward costate solve, quadrature.
 
-    Memory is that of the dense forward solution (buffers sized by
-    `max_steps`) and of $\lambda$ at the quadrature nodes: independent of the
-    number of SGD steps the horizon represents. See the module docstring for
-    the maths.
+    The forward pass saves $w$ at the ends and Gauss nodes of every interval
+    between breakpoints and rebuilds $w(t)$ for the costate solve from them
+    (`NodeInterpolant`); the backward pass saves $\lambda$ at the nodes.
+    Memory is $(\text{breakpoints} - 1)(n + 2)$ states: independent of the
+    number of SGD steps the horizon represents and of `max_steps`. See the
+    module docstring for the maths.
 
     **Arguments:**
 
@@ -189,21 +272,37 @@ def _continuous_value(problem, strategy, numerics):
 
 @_continuous_value.def_fwd
 def _continuous_value_fwd(perturbed, problem, strategy, numerics):
-    sol = forward_solve(problem, numerics, diffrax.SaveAt(t1=True, dense=True))
-    return _value_from(sol, numerics), sol
+    # Save w only where the backward pass needs it: the ends and Gauss nodes
+    # of every interval between breakpoints (not diffrax's dense output, whose
+    # buffers are sized by max_steps).
+    breakpoints = problem.quadrature_breakpoints()
+    saveat = diffrax.SaveAt(
+        subs=[
+            diffrax.SubSaveAt(t1=True),
+            diffrax.SubSaveAt(
+                ts=sample_times(breakpoints, strategy.nodes), fn=lambda t, y, a: y[0]
+            ),
+        ]
+    )
+    sol = forward_solve(problem, numerics, saveat)
+    (_, V), saved = check_result(sol.ys, sol, numerics)
+    w_at = NodeInterpolant.from_saved(breakpoints, saved, strategy.nodes)
+    w_T = jax.tree.map(lambda x: x[-1], saved)
+    return finite_value(V[-1]), (w_at, w_T)
 
 
 @_continuous_value.def_bwd
 def _continuous_value_bwd(fwd, cotangent, perturbed, problem, strategy, numerics):
+    w_at, w_T = fwd
     back = strategy.backward_numerics(numerics)
     # ∫ λᵀ ∂h/∂p + ∂v/∂p dt by Gauss–Legendre on each smooth interval: the
-    # backward solve saves λ at the nodes, the forward interpolant gives w.
-    ts, ws = gauss_legendre(problem.quadrature_breakpoints(), strategy.nodes)
-    bwd = costate_solve(problem, back, fwd, ts)
+    # backward solve saves λ at the nodes, the forward pass saved w there.
+    ts, ws = gauss_legendre(w_at.breakpoints, strategy.nodes)
+    bwd = costate_solve(problem, back, w_at, ts)
     lam_nodes, lam0 = check_result(bwd.ys, bwd, back)
     lam0 = jax.tree.map(lambda x: x[-1], lam0)
     L = jax.lax.stop_gradient(jax.tree.map(lambda x: x[::-1], lam_nodes))
-    W = jax.lax.stop_gradient(jax.vmap(lambda t: fwd.evaluate(t)[0])(ts))
+    W = jax.lax.stop_gradient(w_at.at_nodes())
 
     # Differentiate only what the caller differentiates (`perturbed`): e.g.
     # θ alone inside `lc.optimize`, never integer data held by a task.
@@ -228,7 +327,7 @@ def _continuous_value_bwd(fwd, cotangent, perturbed, problem, strategy, numerics
     # ∂V/∂T = v(T): the integrand at the upper limit (λ(T) = 0).
     if perturbed.objective.T:
         T = problem.objective.T
-        vT = problem.reward(T, fwd.evaluate(T)[0], problem.control_at(T))
+        vT = problem.reward(T, w_T, problem.control_at(T))
         grads = eqx.tree_at(lambda p: p.objective.T, grads, grads.objective.T + vT)
 
     return jax.tree.map(lambda x: x * cotangent, grads)

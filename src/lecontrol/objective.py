@@ -221,7 +221,7 @@ def _adjoint_solutions(
 ):
     fwd = forward_solve(problem, numerics, diffrax.SaveAt(t1=True, dense=True))
     back = adjoint.backward_numerics(numerics)
-    bwd = costate_solve(problem, back, fwd)
+    bwd = costate_solve(problem, back, lambda t: fwd.evaluate(t)[0])
     return fwd, bwd
 
 
