@@ -242,17 +242,40 @@ class ContinuousAdjoint(AbstractGradientStrategy):
 
     - `nodes`: Gauss–Legendre nodes per interval between breakpoints. With
       `PiecewiseLinear` controls the integrand is smooth on each interval, so 8
-      nodes integrate it to the accuracy of the solver's interpolant.
+      nodes integrate it (and interpolate $w$) to the accuracy of the solver.
+    - `min_intervals`: when the control and system declare fewer breakpoint
+      intervals than this (a few knots, or a constant control), a uniform grid
+      of `min_intervals` intervals on $[0, T]$ is added to them, so that
+      quadrature and interpolation resolve $w$ on long horizons.
     - `rtol`, `atol`: tolerances of the backward costate solve (default: those
       of the forward solve).
     """
 
     nodes: int = eqx.field(static=True, default=8)
+    min_intervals: int = eqx.field(static=True, default=32)
     rtol: float | None = None
     atol: float | None = None
 
+    def __check_init__(self):
+        for name in ("nodes", "min_intervals"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"`{name}` of ContinuousAdjoint must be an integer >= 1; got "
+                    f"{value!r}."
+                )
+
     def value(self, problem, numerics):
         return _continuous_value(problem, self, numerics)
+
+    def breakpoints(self, problem: Problem) -> Float[Array, " B"]:
+        """Sorted times between which quadrature and interpolation are done."""
+        b = problem.quadrature_breakpoints()
+        if b.shape[0] - 1 >= self.min_intervals:
+            return b
+        T = jax.lax.stop_gradient(problem.objective.T)
+        grid = jnp.linspace(0.0, 1.0, self.min_intervals + 1) * T
+        return jnp.sort(jnp.concatenate([b, grid]))
 
     def backward_numerics(self, numerics: Numerics) -> Numerics:
         return Numerics(
@@ -275,7 +298,7 @@ def _continuous_value_fwd(perturbed, problem, strategy, numerics):
     # Save w only where the backward pass needs it: the ends and Gauss nodes
     # of every interval between breakpoints (not diffrax's dense output, whose
     # buffers are sized by max_steps).
-    breakpoints = problem.quadrature_breakpoints()
+    breakpoints = strategy.breakpoints(problem)
     saveat = diffrax.SaveAt(
         subs=[
             diffrax.SubSaveAt(t1=True),
