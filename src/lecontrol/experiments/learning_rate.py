@@ -69,8 +69,7 @@ class LearningRateConfig(ExperimentConfig):
     - `control_init`: the constant $\rho$ the optimisation starts from.
     - `record_every`: SGD steps between saved time points (must divide `steps`).
     - `rtol`, `atol`, `max_steps`: ODE solver tolerances and step budget (a
-      solve takes a few hundred steps; a larger budget only costs memory and
-      time in the dense adjoint buffers).
+      solve takes a few hundred steps).
     - `seed`: initial weights.
     """
 
@@ -94,7 +93,7 @@ class LearningRateConfig(ExperimentConfig):
     record_every: int = 20
     rtol: float = 1e-7
     atol: float = 1e-9
-    max_steps: int = 1024
+    max_steps: int = 4096
 
     def check(self) -> None:
         check_learning_rate(self)

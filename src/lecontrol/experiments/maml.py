@@ -73,8 +73,7 @@ class MAMLConfig(ExperimentConfig):
     - `quadrature_intervals`: sub-intervals of $[0, T]$ on which the continuous
       adjoint integrates $\delta V/\delta g$ (the control has no knots).
     - `rtol`, `atol`, `max_steps`: ODE solver tolerances and step budget (the
-      inner loops take a few dozen steps; the budget sizes the dense buffers of
-      every problem of the batch, so it is kept small).
+      inner loops take a few dozen steps).
     - `seed`: the random initialisation and the train/test split of the images.
     """
 
@@ -96,7 +95,7 @@ class MAMLConfig(ExperimentConfig):
     quadrature_intervals: int = 16
     rtol: float = 1e-7
     atol: float = 1e-9
-    max_steps: int = 128
+    max_steps: int = 4096
 
     def check(self) -> None:
         require_float(self, "alpha", positive=True)
