@@ -1,0 +1,72 @@
+"""The benchmark scripts run from a clean install (smallest problem, one repeat).
+
+They are benchmarks, not tests: nothing here checks a time. What is checked is
+that each script runs, prints its table, writes its figure, and that the
+gradient errors it reports for the adaptive strategies are small while the
+paper's Euler method's is not (the single neuron, N = 600).
+"""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(*args):
+    out = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_gradients_benchmark_runs():
+    text = _run(
+        "benchmarks/gradients.py",
+        "--problems",
+        "single-neuron",
+        "--repeat",
+        "1",
+        "--rtol",
+        "1e-6",
+        "--no-memory",
+    )
+    errors = {
+        m.group(1).strip(): float(m.group(2))
+        for m in re.finditer(
+            r"^(\S+)\s+[\d.]+\s+[\d.]+\s+\d+\s+[\d.-]+\s+(\S+)$", text, re.M
+        )
+    }
+    assert set(errors) == {
+        "ContinuousAdjoint",
+        "ContinuousAdjoint(nodes=3)",
+        "CheckpointAdjoint",
+        "EulerUnrolled(dt=0.001)",
+    }, text
+    assert errors["ContinuousAdjoint"] < 1e-6
+    assert errors["EulerUnrolled(dt=0.001)"] > 1e-3
+    assert "faster" in text
+
+
+def test_work_precision_benchmark_writes_a_figure(tmp_path):
+    text = _run(
+        "benchmarks/work_precision.py",
+        "--problems",
+        "single-neuron",
+        "--repeat",
+        "1",
+        "--rtols",
+        "1e-4",
+        "--euler-factors",
+        "1",
+        "--out",
+        str(tmp_path),
+    )
+    assert (tmp_path / "work_precision_single-neuron.png").stat().st_size > 10_000
+    assert "EulerUnrolled" in text
