@@ -12,4 +12,7 @@ from .single_layer import SingleLayerGain as SingleLayerGain
 from .single_neuron import SingleNeuronGain as SingleNeuronGain
 from .tanh import TanhTaylor as TanhTaylor
 from .task_switch import TaskSwitch as TaskSwitch
-from .two_layer import TwoLayerLinear as TwoLayerLinear
+from .two_layer import (
+    AbstractTwoLayerSystem as AbstractTwoLayerSystem,
+    TwoLayerLinear as TwoLayerLinear,
+)

@@ -24,9 +24,14 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._checks import check_positive
-from ..tasks import AbstractTask, ConcatenatedTasks
+from ..tasks import ConcatenatedTasks
 from .base import AbstractLearningSystem
-from .two_layer import check_two_layer_weights, initial_weights, linear_fit
+from .two_layer import (
+    AbstractTwoLayerSystem,
+    check_two_layer_weights,
+    initial_weights,
+    linear_fit,
+)
 
 
 def _f(x) -> Array:
@@ -196,7 +201,7 @@ class TaskEngagement(AbstractLearningSystem):
         )
 
 
-class CategoryEngagement(AbstractLearningSystem):
+class CategoryEngagement(AbstractTwoLayerSystem):
     r"""One engagement coefficient per output class.
 
     PAPER.md system 7. With $d(\varphi) = \operatorname{diag}(\varphi)$,
@@ -233,44 +238,9 @@ class CategoryEngagement(AbstractLearningSystem):
     - `scale`: standard deviation of that draw (default 0.01).
     """
 
-    task: AbstractTask
-    lam: Float[Array, ""] = eqx.field(converter=_f)
-    tau: Float[Array, ""] = eqx.field(converter=_f)
-    W1_0: Float[Array, "hidden inputs"] = eqx.field(converter=_f)
-    W2_0: Float[Array, "outputs hidden"] = eqx.field(converter=_f)
-
-    def __init__(
-        self,
-        task: AbstractTask,
-        *,
-        hidden: int | None = None,
-        lam=0.0,
-        tau=1.0,
-        W1_0=None,
-        W2_0=None,
-        seed: int = 0,
-        scale: float = 0.01,
-    ):
-        self.task = task
-        self.lam = lam
-        self.tau = tau
-        _, self.W1_0, self.W2_0 = initial_weights(task, hidden, W1_0, W2_0, seed, scale)
-
-    def __check_init__(self):
-        check_positive("lam", self.lam, allow_zero=True)
-        check_positive("tau", self.tau)
-        check_two_layer_weights(self.task, self.hidden, self.W1_0, self.W2_0)
-
-    @property
-    def hidden(self) -> int:
-        return self.W1_0.shape[0]
-
     @property
     def control_shape(self) -> tuple[int, ...]:
         return (self.task.n_outputs,)
-
-    def init_state(self):
-        return (self.W1_0, self.W2_0)
 
     def vector_field(self, t, w, g):
         W1, W2 = w
@@ -282,7 +252,7 @@ class CategoryEngagement(AbstractLearningSystem):
         W1, W2 = w
         S = self.task
         fit = weighted_fit(S.Sx, S.Sxy, S.Sy, W2 @ W1, jnp.square(g))
-        return fit + _regulariser(self.lam, W1, W2)
+        return fit + self.regulariser(W1, W2)
 
     def batch_loss(self, t, w, g, x, y):
         r"""$\frac1\tau[\frac1{2B}\sum_n\sum_c\varphi_c^2(y_{nc} - \hat y_{nc})^2$ + regulariser$]$; its mean is `aux_loss`$/\tau$."""
@@ -290,7 +260,7 @@ class CategoryEngagement(AbstractLearningSystem):
         fit = 0.5 * jnp.mean(
             jnp.sum(jnp.square(g) * (y - x @ W1.T @ W2.T) ** 2, axis=-1)
         )
-        return (fit + _regulariser(self.lam, W1, W2)) / self.tau
+        return (fit + self.regulariser(W1, W2)) / self.tau
 
     def class_batch_loss(self, t, w, x, y, mask, batch_size) -> Float[Array, ""]:
         r"""The unweighted loss of a batch whose *class proportions* carry $\varphi$.
@@ -310,12 +280,12 @@ class CategoryEngagement(AbstractLearningSystem):
         W1, W2 = w
         err = jnp.sum((y - x @ W1.T @ W2.T) ** 2, axis=-1)
         fit = 0.5 * jnp.sum(mask * err) / batch_size
-        return (fit + _regulariser(self.lam, W1, W2)) / self.tau
+        return (fit + self.regulariser(W1, W2)) / self.tau
 
     def loss(self, t, w, g):
         W1, W2 = w
         S = self.task
-        return linear_fit(S.Sx, S.Sxy, S.Sy, W2 @ W1) + _regulariser(self.lam, W1, W2)
+        return linear_fit(S.Sx, S.Sxy, S.Sy, W2 @ W1) + self.regulariser(W1, W2)
 
     def class_losses(self, w) -> Float[Array, " outputs"]:
         r"""$\tfrac12\langle(y_c - \hat y_c)^2\rangle$ for every output (no regulariser)."""

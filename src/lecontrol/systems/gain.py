@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import Array, Float
 
-from .._checks import check_positive
-from ..tasks import AbstractTask
-from .base import AbstractLearningSystem
-from .two_layer import (
-    check_two_layer_weights,
-    initial_weights,
-    linear_fit,
-    two_layer_flow,
-)
+from .two_layer import AbstractTwoLayerSystem, linear_fit, two_layer_flow
 
 
-def _f(x) -> Array:
-    return jnp.asarray(x, dtype=float)
-
-
-class TwoLayerGain(AbstractLearningSystem):
+class TwoLayerGain(AbstractTwoLayerSystem):
     r"""Two-layer linear network whose every weight is scaled by a controlled gain.
 
     The control is the pair of gain matrices $g = (G_1, G_2)$, shaped like the
@@ -49,44 +35,9 @@ class TwoLayerGain(AbstractLearningSystem):
     `tau`, `W1_0`, `W2_0`, `seed`, `scale`).
     """
 
-    task: AbstractTask
-    lam: Float[Array, ""] = eqx.field(converter=_f)
-    tau: Float[Array, ""] = eqx.field(converter=_f)
-    W1_0: Float[Array, "hidden inputs"] = eqx.field(converter=_f)
-    W2_0: Float[Array, "outputs hidden"] = eqx.field(converter=_f)
-
-    def __init__(
-        self,
-        task: AbstractTask,
-        *,
-        hidden: int | None = None,
-        lam=0.0,
-        tau=1.0,
-        W1_0=None,
-        W2_0=None,
-        seed: int = 0,
-        scale: float = 0.01,
-    ):
-        self.task = task
-        self.lam = lam
-        self.tau = tau
-        _, self.W1_0, self.W2_0 = initial_weights(task, hidden, W1_0, W2_0, seed, scale)
-
-    def __check_init__(self):
-        check_positive("lam", self.lam, allow_zero=True)
-        check_positive("tau", self.tau)
-        check_two_layer_weights(self.task, self.hidden, self.W1_0, self.W2_0)
-
-    @property
-    def hidden(self) -> int:
-        return self.W1_0.shape[0]
-
     @property
     def control_shape(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         return (tuple(self.W1_0.shape), tuple(self.W2_0.shape))
-
-    def init_state(self):
-        return (self.W1_0, self.W2_0)
 
     def vector_field(self, t, w, g):
         (W1, W2), (G1, G2) = w, g
@@ -101,7 +52,7 @@ class TwoLayerGain(AbstractLearningSystem):
         (W1, W2), (G1, G2) = w, g
         S = self.task
         We = ((1.0 + G2) * W2) @ ((1.0 + G1) * W1)
-        reg = 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
+        reg = self.regulariser(W1, W2)
         return linear_fit(S.Sx, S.Sxy, S.Sy, We) + reg
 
     def batch_loss(self, t, w, g, x, y):
@@ -113,5 +64,5 @@ class TwoLayerGain(AbstractLearningSystem):
         (W1, W2), (G1, G2) = w, g
         pred = x @ ((1.0 + G1) * W1).T @ ((1.0 + G2) * W2).T
         fit = 0.5 * jnp.mean(jnp.sum((y - pred) ** 2, axis=-1))
-        reg = 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
+        reg = self.regulariser(W1, W2)
         return (fit + reg) / self.tau

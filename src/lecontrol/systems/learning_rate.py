@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import Array, Float
 
-from .._checks import check_positive
-from ..tasks import AbstractTask
-from .base import AbstractLearningSystem
-from .two_layer import (
-    check_two_layer_weights,
-    initial_weights,
-    linear_fit,
-    two_layer_flow,
-)
+from .two_layer import AbstractTwoLayerSystem, linear_fit, two_layer_flow
 
 
-def _f(x) -> Array:
-    return jnp.asarray(x, dtype=float)
-
-
-class LearningRate(AbstractLearningSystem):
+class LearningRate(AbstractTwoLayerSystem):
     r"""Two-layer linear network whose learning rate is scaled by $1 + \rho(t)$.
 
     The control is a scalar $\rho$ (PAPER.md, system 5, the bilevel-programming
@@ -42,44 +28,9 @@ class LearningRate(AbstractLearningSystem):
     `tau`, `W1_0`, `W2_0`, `seed`, `scale`).
     """
 
-    task: AbstractTask
-    lam: Float[Array, ""] = eqx.field(converter=_f)
-    tau: Float[Array, ""] = eqx.field(converter=_f)
-    W1_0: Float[Array, "hidden inputs"] = eqx.field(converter=_f)
-    W2_0: Float[Array, "outputs hidden"] = eqx.field(converter=_f)
-
-    def __init__(
-        self,
-        task: AbstractTask,
-        *,
-        hidden: int | None = None,
-        lam=0.0,
-        tau=1.0,
-        W1_0=None,
-        W2_0=None,
-        seed: int = 0,
-        scale: float = 0.01,
-    ):
-        self.task = task
-        self.lam = lam
-        self.tau = tau
-        _, self.W1_0, self.W2_0 = initial_weights(task, hidden, W1_0, W2_0, seed, scale)
-
-    def __check_init__(self):
-        check_positive("lam", self.lam, allow_zero=True)
-        check_positive("tau", self.tau)
-        check_two_layer_weights(self.task, self.hidden, self.W1_0, self.W2_0)
-
-    @property
-    def hidden(self) -> int:
-        return self.W1_0.shape[0]
-
     @property
     def control_shape(self) -> tuple[int, ...]:
         return ()
-
-    def init_state(self):
-        return (self.W1_0, self.W2_0)
 
     def vector_field(self, t, w, g):
         W1, W2 = w
@@ -90,7 +41,7 @@ class LearningRate(AbstractLearningSystem):
     def loss(self, t, w, g):
         W1, W2 = w
         S = self.task
-        reg = 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
+        reg = self.regulariser(W1, W2)
         return linear_fit(S.Sx, S.Sxy, S.Sy, W2 @ W1) + reg
 
     def batch_loss(self, t, w, g, x, y):
@@ -101,5 +52,5 @@ class LearningRate(AbstractLearningSystem):
         """
         W1, W2 = w
         fit = 0.5 * jnp.mean(jnp.sum((y - x @ W1.T @ W2.T) ** 2, axis=-1))
-        reg = 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
+        reg = self.regulariser(W1, W2)
         return (1.0 + g) * (fit + reg) / self.tau

@@ -7,17 +7,16 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .._checks import check_finite, check_positive
+from .._checks import check_finite
 from ..tasks import AbstractTask
-from .base import AbstractLearningSystem
-from .two_layer import check_two_layer_weights, initial_weights
+from .two_layer import AbstractTwoLayerSystem, initial_weights
 
 
 def _f(x) -> Array:
     return jnp.asarray(x, dtype=float)
 
 
-class TanhTaylor(AbstractLearningSystem):
+class TanhTaylor(AbstractTwoLayerSystem):
     r"""Two-layer tanh network with per-weight gains, Taylor-expanded around $\langle x\rangle$.
 
     The network is $\hat y = \tilde W_2 f(\tilde W_1 x)$ with $f = \tanh$ and
@@ -69,11 +68,6 @@ class TanhTaylor(AbstractLearningSystem):
       exact value when it is known).
     """
 
-    task: AbstractTask
-    lam: Float[Array, ""] = eqx.field(converter=_f)
-    tau: Float[Array, ""] = eqx.field(converter=_f)
-    W1_0: Float[Array, "hidden inputs"] = eqx.field(converter=_f)
-    W2_0: Float[Array, "outputs hidden"] = eqx.field(converter=_f)
     mean_x: Float[Array, " inputs"] = eqx.field(converter=_f)
     mean_y: Float[Array, " outputs"] = eqx.field(converter=_f)
 
@@ -102,9 +96,7 @@ class TanhTaylor(AbstractLearningSystem):
         self.mean_y = mean_y
 
     def __check_init__(self):
-        check_positive("lam", self.lam, allow_zero=True)
-        check_positive("tau", self.tau)
-        check_two_layer_weights(self.task, self.hidden, self.W1_0, self.W2_0)
+        # The weights and lam, tau are checked by AbstractTwoLayerSystem.
         check_finite("mean_x", self.mean_x)
         check_finite("mean_y", self.mean_y)
         if self.mean_x.shape != (self.task.n_inputs,):
@@ -119,15 +111,8 @@ class TanhTaylor(AbstractLearningSystem):
             )
 
     @property
-    def hidden(self) -> int:
-        return self.W1_0.shape[0]
-
-    @property
     def control_shape(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         return (tuple(self.W1_0.shape), tuple(self.W2_0.shape))
-
-    def init_state(self):
-        return (self.W1_0, self.W2_0)
 
     def predict(self, w, g, x: Float[Array, "n inputs"]) -> Float[Array, "n outputs"]:
         r"""The real network's output $\tilde W_2\tanh(\tilde W_1 x)$ for a batch `x`."""
@@ -145,7 +130,7 @@ class TanhTaylor(AbstractLearningSystem):
         Cxy = self.task.Sxy - jnp.outer(m, my)
         Cy = self.task.Sy - jnp.outer(my, my)
         fit = jnp.trace(Cy) - 2 * jnp.sum(J.T * Cxy) + jnp.sum((J @ Cx) * J)
-        reg = 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
+        reg = self.regulariser(W1, W2)
         return 0.5 * jnp.sum((my - b) ** 2) + 0.5 * fit + reg
 
     def batch_loss(self, t, w, g, x, y):
@@ -157,7 +142,7 @@ class TanhTaylor(AbstractLearningSystem):
         """
         W1, W2 = w
         fit = 0.5 * jnp.mean(jnp.sum((y - self.predict(w, g, x)) ** 2, axis=-1))
-        reg = 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
+        reg = self.regulariser(W1, W2)
         return (fit + reg) / self.tau
 
     def vector_field(self, t, w, g):

@@ -111,20 +111,11 @@ def check_two_layer_weights(task: AbstractTask, hidden: int, W1_0, W2_0) -> None
 # ----------------------------------------------------------------------- system
 
 
-class TwoLayerLinear(AbstractLearningSystem):
-    r"""Two-layer linear network $\hat Y = W_2 W_1 X$ under plain gradient flow.
+class AbstractTwoLayerSystem(AbstractLearningSystem):
+    r"""What the two-layer systems on one task share: weights $(W_1, W_2)$.
 
-    With $W = W_2 W_1$ (PAPER.md, system 3),
-
-    $$\langle L\rangle = \tfrac12\operatorname{tr}\big(\Sigma_y - 2W\Sigma_{xy}
-    + W\Sigma_x W^\top\big) + \tfrac{\lambda}{2}\big(\lVert W_1\rVert_F^2
-    + \lVert W_2\rVert_F^2\big),$$
-    $$\tau\dot W_1 = W_2^\top(\Sigma_{xy}^\top - W\Sigma_x) - \lambda W_1,\qquad
-    \tau\dot W_2 = (\Sigma_{xy}^\top - W\Sigma_x)W_1^\top - \lambda W_2.$$
-
-    This is the uncontrolled baseline: `control_shape` is `()` and the control
-    $g$ has **no effect** on the dynamics or the loss (only its cost counts).
-    The state is the pair `(W1, W2)`.
+    The state is the pair `(W1, W2)`, starting from `(W1_0, W2_0)`. Subclasses
+    write `vector_field`, `loss`, `control_shape` (and `batch_loss` for SGD).
 
     **Arguments:**
 
@@ -138,7 +129,7 @@ class TwoLayerLinear(AbstractLearningSystem):
       $\mathcal N(0, \text{scale}^2)$ entries from `jax.random.key(seed)`
       (split in two: first key $W_1$, second key $W_2$).
     - `seed`: integer seed of that draw.
-    - `scale`: standard deviation of that draw.
+    - `scale`: standard deviation of that draw (default 0.01).
     """
 
     task: AbstractTask
@@ -173,12 +164,47 @@ class TwoLayerLinear(AbstractLearningSystem):
     def hidden(self) -> int:
         return self.W1_0.shape[0]
 
+    def init_state(self):
+        return (self.W1_0, self.W2_0)
+
+    def regulariser(self, W1, W2) -> Float[Array, ""]:
+        r"""$\tfrac\lambda2(\lVert W_1\rVert_F^2 + \lVert W_2\rVert_F^2)$."""
+        return 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
+
+
+class TwoLayerLinear(AbstractTwoLayerSystem):
+    r"""Two-layer linear network $\hat Y = W_2 W_1 X$ under plain gradient flow.
+
+    With $W = W_2 W_1$ (PAPER.md, system 3),
+
+    $$\langle L\rangle = \tfrac12\operatorname{tr}\big(\Sigma_y - 2W\Sigma_{xy}
+    + W\Sigma_x W^\top\big) + \tfrac{\lambda}{2}\big(\lVert W_1\rVert_F^2
+    + \lVert W_2\rVert_F^2\big),$$
+    $$\tau\dot W_1 = W_2^\top(\Sigma_{xy}^\top - W\Sigma_x) - \lambda W_1,\qquad
+    \tau\dot W_2 = (\Sigma_{xy}^\top - W\Sigma_x)W_1^\top - \lambda W_2.$$
+
+    This is the uncontrolled baseline: `control_shape` is `()` and the control
+    $g$ has **no effect** on the dynamics or the loss (only its cost counts).
+    The state is the pair `(W1, W2)`.
+
+    **Arguments:**
+
+    - `task`: any `lc.tasks.AbstractTask` (statistics `Sx`, `Sxy`, `Sy`).
+    - `hidden`: number of hidden units $H$ (may be omitted when `W1_0` or
+      `W2_0` is given).
+    - `lam`: L2 regularisation $\lambda \ge 0$.
+    - `tau`: time constant $\tau > 0$.
+    - `W1_0`, `W2_0`: initial weights, shapes `(hidden, inputs)` and
+      `(outputs, hidden)`. A missing one is drawn with i.i.d.
+      $\mathcal N(0, \text{scale}^2)$ entries from `jax.random.key(seed)`
+      (split in two: first key $W_1$, second key $W_2$).
+    - `seed`: integer seed of that draw.
+    - `scale`: standard deviation of that draw.
+    """
+
     @property
     def control_shape(self) -> tuple[int, ...]:
         return ()
-
-    def init_state(self):
-        return (self.W1_0, self.W2_0)
 
     def vector_field(self, t, w, g):
         W1, W2 = w
@@ -188,12 +214,12 @@ class TwoLayerLinear(AbstractLearningSystem):
     def loss(self, t, w, g):
         W1, W2 = w
         S = self.task
-        reg = 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
+        reg = self.regulariser(W1, W2)
         return linear_fit(S.Sx, S.Sxy, S.Sy, W2 @ W1) + reg
 
     def batch_loss(self, t, w, g, x, y):
         r"""$\frac1\tau[\frac1{2B}\sum_n\lVert y_n - W_2W_1x_n\rVert^2$ + regulariser$]$; its mean is `loss`·$/\tau$."""
         W1, W2 = w
         fit = 0.5 * jnp.mean(jnp.sum((y - x @ W1.T @ W2.T) ** 2, axis=-1))
-        reg = 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
+        reg = self.regulariser(W1, W2)
         return (fit + reg) / self.tau
