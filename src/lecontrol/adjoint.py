@@ -244,9 +244,9 @@ class ContinuousAdjoint(AbstractGradientStrategy):
       `PiecewiseLinear` controls the integrand is smooth on each interval, so 8
       nodes integrate it (and interpolate $w$) to the accuracy of the solver.
     - `min_intervals`: when the control and system declare fewer breakpoint
-      intervals than this (a few knots, or a constant control), a uniform grid
-      of `min_intervals` intervals on $[0, T]$ is added to them, so that
-      quadrature and interpolation resolve $w$ on long horizons.
+      intervals than this (a few knots, or a constant control), every interval
+      is split into equal parts so that there are at least `min_intervals`, and
+      quadrature and interpolation resolve $w$ on long intervals.
     - `rtol`, `atol`: tolerances of the backward costate solve (default: those
       of the forward solve).
     """
@@ -271,11 +271,14 @@ class ContinuousAdjoint(AbstractGradientStrategy):
     def breakpoints(self, problem: Problem) -> Float[Array, " B"]:
         """Sorted times between which quadrature and interpolation are done."""
         b = problem.quadrature_breakpoints()
-        if b.shape[0] - 1 >= self.min_intervals:
+        intervals = b.shape[0] - 1
+        if intervals >= self.min_intervals:
             return b
-        T = jax.lax.stop_gradient(problem.objective.T)
-        grid = jnp.linspace(0.0, 1.0, self.min_intervals + 1) * T
-        return jnp.sort(jnp.concatenate([b, grid]))
+        # Split every interval into m equal parts (static: shapes only).
+        m = -(-self.min_intervals // intervals)
+        parts = jnp.arange(m, dtype=b.dtype) / m
+        inner = b[:-1, None] + (b[1:] - b[:-1])[:, None] * parts[None, :]
+        return jnp.concatenate([inner.reshape(-1), b[-1:]])
 
     def backward_numerics(self, numerics: Numerics) -> Numerics:
         return Numerics(

@@ -203,6 +203,8 @@ def run(config: MAMLConfig, out_dir: Path, progress: bool) -> RunOutput:
         horizons * config.alpha,
         optimizer=lc.optimizers.Adam(lr=config.lr),
         steps=config.iterations,
+        # The configured intervals, not ContinuousAdjoint's default minimum.
+        adjoint=lc.ContinuousAdjoint(min_intervals=config.quadrature_intervals),
         **_numerics(config),
     )
     # Row 0: the random initialisation (baseline); then one row per horizon.
