@@ -31,7 +31,7 @@ class TwoLayerGain(AbstractTwoLayerSystem):
     *neuron basis* (one gain per output neuron, $G_1 = 0$) is the control
     wrapper `lc.controls.NeuronBasis`; the system itself is unchanged.
 
-    **Arguments:** as `lc.systems.TwoLayerLinear` (`task`, `hidden`, `lam`,
+    **Arguments:** as `lc.systems.AbstractTwoLayerSystem` (`task`, `hidden`, `lam`,
     `tau`, `W1_0`, `W2_0`, `seed`, `scale`).
     """
 

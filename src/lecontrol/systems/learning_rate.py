@@ -24,7 +24,7 @@ class LearningRate(AbstractTwoLayerSystem):
 
     `control_shape` is `()`.
 
-    **Arguments:** as `lc.systems.TwoLayerLinear` (`task`, `hidden`, `lam`,
+    **Arguments:** as `lc.systems.AbstractTwoLayerSystem` (`task`, `hidden`, `lam`,
     `tau`, `W1_0`, `W2_0`, `seed`, `scale`).
     """
 

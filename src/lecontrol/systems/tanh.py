@@ -59,7 +59,7 @@ class TanhTaylor(AbstractTwoLayerSystem):
     `control_shape` is `((hidden, inputs), (outputs, hidden))`. `predict`
     evaluates the real (not linearised) network, e.g. for SGD simulations.
 
-    **Arguments:** as `lc.systems.TwoLayerLinear` (`task`, `hidden`, `lam`,
+    **Arguments:** as `lc.systems.AbstractTwoLayerSystem` (`task`, `hidden`, `lam`,
     `tau`, `W1_0`, `W2_0`, `seed`, `scale`), and
 
     - `mean_x`: $\langle x\rangle$; default `task.mean_x()`.

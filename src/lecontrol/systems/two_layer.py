@@ -187,19 +187,8 @@ class TwoLayerLinear(AbstractTwoLayerSystem):
     $g$ has **no effect** on the dynamics or the loss (only its cost counts).
     The state is the pair `(W1, W2)`.
 
-    **Arguments:**
-
-    - `task`: any `lc.tasks.AbstractTask` (statistics `Sx`, `Sxy`, `Sy`).
-    - `hidden`: number of hidden units $H$ (may be omitted when `W1_0` or
-      `W2_0` is given).
-    - `lam`: L2 regularisation $\lambda \ge 0$.
-    - `tau`: time constant $\tau > 0$.
-    - `W1_0`, `W2_0`: initial weights, shapes `(hidden, inputs)` and
-      `(outputs, hidden)`. A missing one is drawn with i.i.d.
-      $\mathcal N(0, \text{scale}^2)$ entries from `jax.random.key(seed)`
-      (split in two: first key $W_1$, second key $W_2$).
-    - `seed`: integer seed of that draw.
-    - `scale`: standard deviation of that draw.
+    **Arguments:** as `lc.systems.AbstractTwoLayerSystem` (`task`, `hidden`,
+    `lam`, `tau`, `W1_0`, `W2_0`, `seed`, `scale`).
     """
 
     @property
