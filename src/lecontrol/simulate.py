@@ -59,33 +59,40 @@ from .tasks import AbstractTask, SwitchingTasks
 
 
 class _AbstractData(eqx.Module):
-    """Where SGD's minibatches come from."""
+    """Where SGD's minibatches come from, and the gradient they give."""
+
+    @abc.abstractmethod
+    def gradient(self, system, key, t, w, g, n: int):
+        """The minibatch gradient of SGD's step at time `t` with control `g`."""
+
+
+class _AbstractSampledData(_AbstractData):
+    """Batches drawn independently of the control, fed to `system.batch_loss`."""
 
     @abc.abstractmethod
     def sample(self, key: PRNGKeyArray, t: Real[Array, ""], n: int):
         """A batch `(x, y)` of `n` samples for the step at time `t`."""
 
     def gradient(self, system, key, t, w, g, n: int):
-        """The minibatch gradient of SGD's step at time `t` with control `g`."""
         x, y = self.sample(key, t, n)
         return jax.grad(system.batch_loss, argnums=1)(t, w, g, x, y)
 
 
-class _TaskData(_AbstractData):
+class _TaskData(_AbstractSampledData):
     task: AbstractTask
 
     def sample(self, key, t, n):
         return self.task.sample(key, n)
 
 
-class _SwitchingData(_AbstractData):
+class _SwitchingData(_AbstractSampledData):
     switching: SwitchingTasks
 
     def sample(self, key, t, n):
         return self.switching.sample(key, n, t)
 
 
-class _PerTaskData(_AbstractData):
+class _PerTaskData(_AbstractSampledData):
     tasks: tuple[AbstractTask, ...]
 
     def sample(self, key, t, n):
@@ -110,9 +117,6 @@ class _ClassProportions(_AbstractData):
     start: Int[Array, " classes"]
     count: Int[Array, " classes"]
     per_class: int = eqx.field(static=True)
-
-    def sample(self, key, t, n):
-        raise NotImplementedError("class-proportion batches depend on the control")
 
     def draw(self, key, phi, n):
         """Rows `(x, y)` of a batch with mask, `per_class` rows per class."""
@@ -181,7 +185,7 @@ def _class_proportions(system, data, control, theta, ts, batch_size):
     )
 
 
-def _as_data(data) -> _AbstractData:
+def _as_data(data) -> _AbstractSampledData:
     if isinstance(data, AbstractTask):
         return _TaskData(data)
     if isinstance(data, SwitchingTasks):
@@ -197,7 +201,7 @@ def _as_data(data) -> _AbstractData:
 
 
 @functools.singledispatch
-def _default_data(system: AbstractLearningSystem) -> _AbstractData:
+def _default_data(system: AbstractLearningSystem) -> _AbstractSampledData:
     raise ValueError(
         f"lc.simulate does not know where {type(system).__name__}'s samples come "
         "from: pass `data=` (an lc.tasks task whose `sample` draws its (x, y))."
