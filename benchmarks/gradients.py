@@ -26,6 +26,8 @@ import time
 import jax
 import jax.numpy as jnp
 
+jax.config.update("jax_enable_x64", True)  # before any array is made
+
 sys.path.insert(0, os.path.dirname(__file__))
 from problems import PROBLEMS, Problem  # noqa: E402
 
@@ -41,7 +43,10 @@ def _flat(tree):
 def value_and_grad_fn(p: Problem, adjoint, **kw):
     def f(theta):
         return lc.value(
-            p.system, p.control, theta, p.cost, p.objective, adjoint=adjoint, **kw
+            p.problem,
+            theta,
+            adjoint=adjoint,
+            options=lc.SolverOptions(**kw),
         )
 
     return jax.jit(jax.value_and_grad(f))
@@ -75,13 +80,10 @@ def measure(p: Problem, adjoint, theta, repeat: int, **kw):
 
 def solver_steps(p: Problem, theta, **kw) -> int:
     traj = lc.solve(
-        p.system,
-        p.control,
+        p.problem,
         theta,
-        p.cost,
-        p.objective,
         ts=jnp.asarray([p.objective.T]),
-        **kw,
+        options=lc.SolverOptions(**kw),
     )
     return int(traj.num_steps)
 

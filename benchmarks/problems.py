@@ -26,6 +26,10 @@ class Problem:
     alpha: float  # SGD learning rate = EulerUnrolled's dt
     steps: int  # N
 
+    @property
+    def problem(self) -> lc.Problem:
+        return lc.Problem(self.system, self.control, self.cost, self.objective)
+
     def theta(self, seed: int = 0, amplitude: float = 0.2):
         """A fixed, smooth, non-trivial control inside the bounds.
 

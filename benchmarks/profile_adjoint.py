@@ -26,11 +26,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+jax.config.update("jax_enable_x64", True)  # before any array is made
+
 sys.path.insert(0, os.path.dirname(__file__))
 from problems import PROBLEMS  # noqa: E402
 
 import lecontrol as lc  # noqa: E402
-from lecontrol._dynamics import Numerics, Problem, forward_solve  # noqa: E402
+from lecontrol._dynamics import Posed, forward_solve  # noqa: E402
 from lecontrol.adjoint import (  # noqa: E402
     NodeInterpolant,
     _integrand,
@@ -60,8 +62,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     p = PROBLEMS[args.problem]()
     theta = p.theta()
-    num = Numerics(diffrax.Tsit5(), args.rtol, args.rtol * 1e-2, 4096, None)
-    prob = Problem(theta, p.system, p.control, p.cost, p.objective)
+    num = lc.SolverOptions(rtol=args.rtol, atol=args.rtol * 1e-2)
+    prob = Posed(theta, p.system, p.control, p.cost, p.objective)
     nodes = lc.ContinuousAdjoint().nodes
 
     breakpoints = prob.quadrature_breakpoints()
@@ -100,13 +102,9 @@ def main(argv=None):
     full = jax.jit(
         jax.grad(
             lambda th: lc.value(
-                p.system,
-                p.control,
+                p.problem,
                 th,
-                p.cost,
-                p.objective,
-                rtol=args.rtol,
-                atol=args.rtol * 1e-2,
+                options=lc.SolverOptions(rtol=args.rtol, atol=args.rtol * 1e-2),
             )
         )
     )

@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from gradients import REFERENCE, measure  # noqa: E402
+from gradients import REFERENCE, measure  # noqa: E402  (switches on float64)
 from problems import PROBLEMS  # noqa: E402
 
 import lecontrol as lc  # noqa: E402

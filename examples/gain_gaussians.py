@@ -12,9 +12,12 @@ both in real minibatch SGD (`lc.simulate`) and prints their loss curves.
 
 import argparse
 
+import jax
 import jax.numpy as jnp
 
 import lecontrol as lc
+
+jax.config.update("jax_enable_x64", True)  # solves and gradients in float64
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument(
@@ -33,10 +36,11 @@ control = lc.controls.PiecewiseLinear(
 )
 cost = lc.costs.ExpQuadratic(beta=0.3)
 obj = lc.Objective(T=T, gamma=0.99, eta=1.0)
+problem = lc.Problem(system, control, cost, obj)
 theta0 = control.init(0.0)  # the baseline: G = 0
 # The paper's control lr (per SGD step of size alpha) as a step per knot.
 pga = lc.optimizers.ProjectedGradientAscent(lr=10 * alpha / (T / (knots - 1)))
-result = lc.optimize(system, control, cost, obj, theta0, optimizer=pga, steps=iters)
+result = lc.optimize(problem, theta0, optimizer=pga, steps=iters)
 V0 = result.values[0]  # V at the first iterate, theta0
 print(f"V baseline {V0:.6f}   V control {result.best_value:.6f}")
 

@@ -21,7 +21,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-import lecontrol as lc  # also switches JAX to float64
+import lecontrol as lc
+
+jax.config.update("jax_enable_x64", True)  # solves and gradients in float64
 
 
 # --8<-- [start:system]
@@ -102,7 +104,9 @@ def main(argv=None) -> dict:
     #    discretise-then-optimise through the same solve must agree with it.
     #    jax.jit compiles the forward and backward solves into one program.
     def V(th, adjoint=lc.ContinuousAdjoint()):
-        return lc.value(system, control, th, cost, objective, adjoint=adjoint)
+        return lc.value(
+            lc.Problem(system, control, cost, objective), th, adjoint=adjoint
+        )
 
     V0, dV = jax.jit(jax.value_and_grad(V))(theta)
     dV_ckpt = jax.jit(jax.grad(lambda th: V(th, lc.CheckpointAdjoint())))(theta)
@@ -118,7 +122,7 @@ def main(argv=None) -> dict:
     #    the regulariser lambda (eqx.tree_at replaces one field).
     def V_of_lam(lam):
         s = eqx.tree_at(lambda m: m.lam, system, lam)
-        return lc.value(s, control, theta, cost, objective)
+        return lc.value(lc.Problem(s, control, cost, objective), theta)
 
     print(f"dV/dlambda  = {float(jax.jit(jax.grad(V_of_lam))(system.lam)):.6f}")
     # --8<-- [end:parameter]
@@ -126,10 +130,7 @@ def main(argv=None) -> dict:
     # --8<-- [start:optimize]
     # 4. Optimise the control (the paper's projected gradient ascent).
     result = lc.optimize(
-        system,
-        control,
-        cost,
-        objective,
+        lc.Problem(system, control, cost, objective),
         theta,
         optimizer=lc.optimizers.ProjectedGradientAscent(lr=2.0),
         steps=steps,

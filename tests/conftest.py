@@ -20,4 +20,4 @@ def neuron_problem():
     )
     cost = lc.costs.Quadratic(beta=0.3)
     objective = lc.Objective(T=T, gamma=0.99, eta=1.0)
-    return system, control, cost, objective
+    return lc.Problem(system, control, cost, objective)

@@ -136,7 +136,14 @@ def _random_theta(control, key):
 
 
 def _grad(strategy, system, control, theta, cost, obj, **kw):
-    f = lambda th: lc.value(system, control, th, cost, obj, adjoint=strategy, **kw)  # noqa: E731
+    def f(th):
+        return lc.value(
+            lc.Problem(system, control, cost, obj),
+            th,
+            adjoint=strategy,
+            options=lc.SolverOptions(**kw),
+        )
+
     return jax.jit(jax.grad(f))(theta)
 
 
@@ -163,7 +170,13 @@ def test_adjoint_strategies_agree_with_each_other_and_finite_differences(name):
     scale = jnp.max(jnp.abs(g_ckpt))
     np.testing.assert_allclose(g_cont, g_ckpt, rtol=1e-6, atol=1e-6 * scale)
 
-    V = jax.jit(lambda th: lc.value(system, control, th, cost, obj, **TIGHT))
+    V = jax.jit(
+        lambda th: lc.value(
+            lc.Problem(system, control, cost, obj),
+            th,
+            options=lc.SolverOptions(**TIGHT),
+        )
+    )
     for seed in range(3):
         d = _random_theta(control, jax.random.key(10 + seed))
         fd = _fd_directional(V, theta, d)
@@ -177,7 +190,9 @@ def test_euler_unrolled_is_the_exact_gradient_of_its_own_discretisation(name):
     theta = _random_theta(control, jax.random.key(1))
     euler = lc.EulerUnrolled(dt=float(obj.T) / 300)
     g = _flat(_grad(euler, system, control, theta, cost, obj))
-    V = jax.jit(lambda th: lc.value(system, control, th, cost, obj, adjoint=euler))
+    V = jax.jit(
+        lambda th: lc.value(lc.Problem(system, control, cost, obj), th, adjoint=euler)
+    )
     d = _random_theta(control, jax.random.key(2))
     np.testing.assert_allclose(
         jnp.vdot(g, _flat(d)), _fd_directional(V, theta, d), rtol=1e-6, atol=1e-10
@@ -211,7 +226,12 @@ def test_gradient_with_respect_to_system_cost_and_objective_parameters():
 
     def V(args, adjoint):
         s, c, o = args
-        return lc.value(s, control, theta, c, o, adjoint=adjoint, **TIGHT)
+        return lc.value(
+            lc.Problem(s, control, c, o),
+            theta,
+            adjoint=adjoint,
+            options=lc.SolverOptions(**TIGHT),
+        )
 
     g_cont = jax.grad(V)(args, lc.ContinuousAdjoint())
     g_ckpt = jax.grad(V)(args, lc.CheckpointAdjoint())
@@ -226,7 +246,10 @@ def test_gradient_with_respect_to_system_cost_and_objective_parameters():
     # so the horizon is pinned against v(T) itself (and against finite
     # differences in test_horizon_gradient_with_constant_control).
     vT = lc.solve(
-        system, control, theta, cost, obj, ts=jnp.asarray([obj.T]), **TIGHT
+        lc.Problem(system, control, cost, obj),
+        theta,
+        ts=jnp.asarray([obj.T]),
+        options=lc.SolverOptions(**TIGHT),
     ).v[0]
     np.testing.assert_allclose(g_cont[2].T, vT, rtol=1e-8)
     # Finite differences for gamma, mu, lam and w0.
@@ -252,13 +275,10 @@ def test_horizon_gradient_with_constant_control():
 
     def V(T, adjoint):
         return lc.value(
-            system,
-            control,
+            lc.Problem(system, control, cost, lc.Objective(T, 0.9, 1.0)),
             theta,
-            cost,
-            lc.Objective(T, 0.9, 1.0),
             adjoint=adjoint,
-            **TIGHT,
+            options=lc.SolverOptions(**TIGHT),
         )
 
     g = jax.grad(V)(jnp.asarray(0.6), lc.ContinuousAdjoint())
@@ -266,10 +286,19 @@ def test_horizon_gradient_with_constant_control():
         V(0.6 + 1e-5, lc.CheckpointAdjoint()) - V(0.6 - 1e-5, lc.CheckpointAdjoint())
     ) / 2e-5
     np.testing.assert_allclose(g, fd, rtol=1e-6)
-    gth = jax.grad(lambda th: lc.value(system, control, th, cost, obj, **TIGHT))(theta)
+    gth = jax.grad(
+        lambda th: lc.value(
+            lc.Problem(system, control, cost, obj),
+            th,
+            options=lc.SolverOptions(**TIGHT),
+        )
+    )(theta)
     gth_ref = jax.grad(
         lambda th: lc.value(
-            system, control, th, cost, obj, adjoint=lc.CheckpointAdjoint(), **TIGHT
+            lc.Problem(system, control, cost, obj),
+            th,
+            adjoint=lc.CheckpointAdjoint(),
+            options=lc.SolverOptions(**TIGHT),
         )
     )(theta)
     np.testing.assert_allclose(gth, gth_ref, rtol=1e-6)
@@ -282,10 +311,26 @@ def test_functional_gradient_projects_onto_the_basis_gradient():
     control = lc.controls.PiecewiseLinear(knots, shape=(), lower=0.0, upper=0.5)
     theta = _random_theta(control, jax.random.key(6))
     ts = jnp.linspace(0, obj.T, 6001)
-    dg = lc.functional_gradient(system, control, theta, cost, obj, ts=ts, **TIGHT)
-    lam = lc.costate(system, control, theta, cost, obj, ts=ts, **TIGHT)
+    dg = lc.functional_gradient(
+        lc.Problem(system, control, cost, obj),
+        theta,
+        ts=ts,
+        options=lc.SolverOptions(**TIGHT),
+    )
+    lam = lc.costate(
+        lc.Problem(system, control, cost, obj),
+        theta,
+        ts=ts,
+        options=lc.SolverOptions(**TIGHT),
+    )
     assert abs(float(lam[-1])) < 1e-12
-    grad = jax.grad(lambda th: lc.value(system, control, th, cost, obj, **TIGHT))(theta)
+    grad = jax.grad(
+        lambda th: lc.value(
+            lc.Problem(system, control, cost, obj),
+            th,
+            options=lc.SolverOptions(**TIGHT),
+        )
+    )(theta)
     basis = jax.vmap(lambda k: jax.vmap(lambda t: control(jnp.eye(7)[k], t))(ts))(
         jnp.arange(7)
     )
@@ -325,7 +370,7 @@ def test_jit_vmap_and_grad_of_vmap_pass_through_value():
     thetas = jnp.stack([_random_theta(control, jax.random.key(k)) for k in range(4)])
 
     def V(th):
-        return lc.value(system, control, th, cost, obj)
+        return lc.value(lc.Problem(system, control, cost, obj), th)
 
     batched = jax.jit(jax.vmap(V))(thetas)
     single = jnp.stack([V(th) for th in thetas])
@@ -340,7 +385,7 @@ def test_jit_vmap_and_grad_of_vmap_pass_through_value():
 
     def V_sigma(s):
         sys_s = eqx.tree_at(lambda x: x.task.sigma, system, s)
-        return lc.value(sys_s, control, thetas[0], cost, obj)
+        return lc.value(lc.Problem(sys_s, control, cost, obj), thetas[0])
 
     gs = jax.vmap(jax.grad(V_sigma))(sigmas)
     assert gs.shape == (3,) and bool(jnp.all(jnp.isfinite(gs)))
@@ -350,8 +395,15 @@ def test_solve_reports_consistent_trajectory():
     system, control, cost, obj = _neuron()
     theta = _random_theta(control, jax.random.key(7))
     ts = jnp.linspace(0, obj.T, 11)
-    traj = lc.solve(system, control, theta, cost, obj, ts=ts, **TIGHT)
-    V = lc.value(system, control, theta, cost, obj, **TIGHT)
+    traj = lc.solve(
+        lc.Problem(system, control, cost, obj),
+        theta,
+        ts=ts,
+        options=lc.SolverOptions(**TIGHT),
+    )
+    V = lc.value(
+        lc.Problem(system, control, cost, obj), theta, options=lc.SolverOptions(**TIGHT)
+    )
     np.testing.assert_allclose(traj.V[-1], V, rtol=1e-10)
     np.testing.assert_allclose(traj.V[0], 0.0, atol=1e-14)
     assert int(traj.num_steps) > 0
@@ -362,15 +414,25 @@ def test_solver_failure_raises_with_advice():
     system, control, cost, obj = _neuron()
     theta = control.init(0.1)
     with pytest.raises(Exception, match="max_steps"):
-        lc.value(system, control, theta, cost, obj, max_steps=2)
+        lc.value(
+            lc.Problem(system, control, cost, obj),
+            theta,
+            options=lc.SolverOptions(max_steps=2),
+        )
 
 
 def test_other_solvers_are_accepted():
     system, control, cost, obj = _neuron()
     theta = control.init(0.1)
-    ref = lc.value(system, control, theta, cost, obj, **TIGHT)
+    ref = lc.value(
+        lc.Problem(system, control, cost, obj), theta, options=lc.SolverOptions(**TIGHT)
+    )
     for solver in (diffrax.Dopri5(), diffrax.Dopri8()):
-        V = lc.value(system, control, theta, cost, obj, solver=solver, **TIGHT)
+        V = lc.value(
+            lc.Problem(system, control, cost, obj),
+            theta,
+            options=lc.SolverOptions(solver=solver, **TIGHT),
+        )
         np.testing.assert_allclose(V, ref, rtol=1e-8)
 
 
@@ -414,7 +476,11 @@ def test_continuous_adjoint_memory_does_not_depend_on_max_steps():
     def memory(max_steps):
         f = jax.jit(
             jax.grad(
-                lambda th: lc.value(system, control, th, cost, obj, max_steps=max_steps)
+                lambda th: lc.value(
+                    lc.Problem(system, control, cost, obj),
+                    th,
+                    options=lc.SolverOptions(max_steps=max_steps),
+                )
             )
         )
         m = f.lower(theta).compile().memory_analysis()

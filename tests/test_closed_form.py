@@ -111,7 +111,7 @@ def neuron_problem(setting, kind, key):
     theta = random_theta(key, control, lo, hi)
     cost = lc.costs.Quadratic(beta=beta, offset=0.1)
     objective = lc.Objective(T=T, gamma=gamma, eta=eta)
-    return system, control, theta, cost, objective
+    return lc.Problem(system, control, cost, objective), theta
 
 
 @pytest.mark.parametrize(
@@ -120,12 +120,13 @@ def neuron_problem(setting, kind, key):
 @pytest.mark.parametrize("i", range(len(NEURON_SETTINGS)))
 def test_single_neuron_matches_solver(kind, i):
     problem = neuron_problem(NEURON_SETTINGS[i], kind, jax.random.key(i))
-    system, control, theta, cost, objective = problem
+    prob, theta = problem
+    system, control, objective = prob.system, prob.control, prob.objective
     ts = jnp.linspace(0.0, objective.T, N_TS)
-    traj = lc.solve(*problem, ts=ts, **SOLVER)
+    traj = lc.solve(*problem, ts=ts, options=lc.SolverOptions(**SOLVER))
     w = cf.single_neuron_weights(system, control, theta, ts)
     assert_close(w, traj.w, REL, "w(t)")
-    V = lc.value(*problem, **SOLVER)
+    V = lc.value(*problem, options=lc.SolverOptions(**SOLVER))
     assert_close(cf.single_neuron_value(*problem), V, REL, "V")
     # The two solver outputs agree with each other too (same adaptive solve).
     assert_close(traj.V[-1], V, REL, "Trajectory.V[-1] vs value")
@@ -190,12 +191,17 @@ def test_single_neuron_property(mu, sigma, lam, tau, w0, T, seed):
     theta = random_theta(jax.random.key(seed), control, -0.5, 0.5)
     cost, objective = lc.costs.Quadratic(beta=0.3), lc.Objective(T=T, gamma=0.9)
     ts = jnp.linspace(0.0, T, N_TS)
-    traj = lc.solve(system, control, theta, cost, objective, ts=ts, **SOLVER)
+    traj = lc.solve(
+        lc.Problem(system, control, cost, objective),
+        theta,
+        ts=ts,
+        options=lc.SolverOptions(**SOLVER),
+    )
     w = cf.single_neuron_weights(system, control, theta, ts)
     # Scale: w0 and the fixed point mu g~ / (<x^2> g~^2 + lam) bound the trajectory.
     scale = max(float(np.max(np.abs(traj.w))), 1e-3)
     assert np.max(np.abs(np.asarray(w) - np.asarray(traj.w))) <= REL * scale
-    V = cf.single_neuron_value(system, control, theta, cost, objective)
+    V = cf.single_neuron_value(lc.Problem(system, control, cost, objective), theta)
     assert abs(float(V) - float(traj.V[-1])) <= REL * max(abs(float(V)), 1e-3)
 
 
@@ -219,7 +225,7 @@ def layer_problem(setting, kind, key):
     theta = random_theta(k3, control, lo, hi)
     cost = lc.costs.ExpQuadratic(beta=0.3)
     objective = lc.Objective(T=T, gamma=gamma, eta=eta)
-    return system, control, theta, cost, objective
+    return lc.Problem(system, control, cost, objective), theta
 
 
 @pytest.mark.parametrize(
@@ -228,13 +234,14 @@ def layer_problem(setting, kind, key):
 @pytest.mark.parametrize("i", range(len(LAYER_SETTINGS)))
 def test_single_layer_matches_solver(kind, i):
     problem = layer_problem(LAYER_SETTINGS[i], kind, jax.random.key(10 + i))
-    system, control, theta, cost, objective = problem
+    prob, theta = problem
+    system, control, objective = prob.system, prob.control, prob.objective
     ts = jnp.linspace(0.0, objective.T, N_TS)
-    traj = lc.solve(*problem, ts=ts, **SOLVER)
+    traj = lc.solve(*problem, ts=ts, options=lc.SolverOptions(**SOLVER))
     W = cf.single_layer_weights(system, control, theta, ts)
     assert W.shape == traj.w.shape
     assert_close(W, traj.w, REL, "W(t)")
-    V = lc.value(*problem, **SOLVER)
+    V = lc.value(*problem, options=lc.SolverOptions(**SOLVER))
     assert_close(cf.single_layer_value(*problem), V, REL, "V")
 
 
@@ -273,7 +280,8 @@ def test_single_layer_piecewise_constant_is_exact_at_any_substeps():
     problem = layer_problem(
         LAYER_SETTINGS[0], lc.controls.PiecewiseConstant, jax.random.key(5)
     )
-    system, control, theta, _, _ = problem
+    prob, theta = problem
+    system, control = prob.system, prob.control
     ts = jnp.linspace(0.0, 2.0, N_TS)
     one = cf.single_layer_weights(system, control, theta, ts, substeps=1)
     many = cf.single_layer_weights(system, control, theta, ts)  # 16 substeps
@@ -285,7 +293,8 @@ def test_single_layer_magnus_converges_at_sixth_order():
     problem = layer_problem(
         LAYER_SETTINGS[2], lc.controls.PiecewiseLinear, jax.random.key(6)
     )
-    system, control, theta, _, _ = problem
+    prob, theta = problem
+    system, control = prob.system, prob.control
     ts = jnp.linspace(0.0, 4.0, N_TS)
     # Reference: the default 16 substeps, whose own error (~64^-2 of the error
     # at 4 substeps, ~1e-15 here) is negligible against the errors measured.
@@ -322,7 +331,8 @@ def test_closed_forms_work_under_jit():
     problem = neuron_problem(
         NEURON_SETTINGS[0], lc.controls.PiecewiseLinear, jax.random.key(8)
     )
-    system, control, theta, _, objective = problem
+    prob, theta = problem
+    system, control, objective = prob.system, prob.control, prob.objective
     ts = jnp.linspace(0.0, objective.T, 5)
     eager = cf.single_neuron_weights(system, control, theta, ts)
     jitted = jax.jit(lambda th, t: cf.single_neuron_weights(system, control, th, t))
@@ -333,7 +343,8 @@ def test_bad_arguments_raise():
     problem = neuron_problem(
         NEURON_SETTINGS[0], lc.controls.PiecewiseLinear, jax.random.key(9)
     )
-    system, control, theta, _, _ = problem
+    prob, theta = problem
+    system, control = prob.system, prob.control
     with pytest.raises(ValueError, match="ts"):
         cf.single_neuron_weights(system, control, theta, jnp.array([-1.0, 0.5]))
     with pytest.raises(ValueError, match="panels"):

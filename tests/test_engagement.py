@@ -124,11 +124,13 @@ def test_task_engagement_digit_pairs_runs_and_learns():
     ts = jnp.linspace(0, T, 5)
     psi = jnp.array([1.0, 1.0, 0.0])
     traj = lc.solve(
-        sys_,
-        control,
+        lc.Problem(
+            sys_,
+            control,
+            lc.costs.Quadratic(beta=0.1, offset=1.0),
+            lc.Objective(T=T, gamma=0.99),
+        ),
         control.init(psi),
-        lc.costs.Quadratic(beta=0.1, offset=1.0),
-        lc.Objective(T=T, gamma=0.99),
         ts=ts,
     )
     assert np.all(np.diff(np.asarray(traj.loss)) < 0)
@@ -263,7 +265,12 @@ def test_task_switch_solve_steps_onto_switches_and_matches_segments():
     switches = np.asarray(sw.switch_times)
     eps = 1e-9
     ts = jnp.asarray(np.sort(np.r_[0.0, switches - eps, switches + eps, T]))
-    traj = lc.solve(sys_, control, theta, cost, obj, ts=ts, rtol=1e-10, atol=1e-12)
+    traj = lc.solve(
+        lc.Problem(sys_, control, cost, obj),
+        theta,
+        ts=ts,
+        options=lc.SolverOptions(rtol=1e-10, atol=1e-12),
+    )
 
     # Reference: integrate each segment with the fixed statistics of its task.
     def segment_field(t, w_, fixed):
@@ -368,7 +375,10 @@ def test_gradient_strategies_agree(make, check_fd):
         return jax.jit(
             jax.grad(
                 lambda th: lc.value(
-                    system, control, th, cost, obj, adjoint=adjoint, **kw
+                    lc.Problem(system, control, cost, obj),
+                    th,
+                    adjoint=adjoint,
+                    options=lc.SolverOptions(**kw),
                 )
             )
         )(theta)
@@ -393,7 +403,11 @@ def test_gradient_strategies_agree(make, check_fd):
 
     @jax.jit
     def V(th):
-        return lc.value(system, control, th, cost, obj, rtol=1e-11, atol=1e-13)
+        return lc.value(
+            lc.Problem(system, control, cost, obj),
+            th,
+            options=lc.SolverOptions(rtol=1e-11, atol=1e-13),
+        )
 
     plus = jax.tree.map(lambda a, b: a + h * b, theta, d)
     minus = jax.tree.map(lambda a, b: a - h * b, theta, d)

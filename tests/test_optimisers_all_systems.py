@@ -160,7 +160,7 @@ def problem(name):
     assert type(system).__name__ == name
     # steps=0 evaluates V(θ0) with the same compiled function as the final
     # evaluation of every later run.
-    start = lc.optimize(system, control, cost, obj, theta0, steps=0)
+    start = lc.optimize(lc.Problem(system, control, cost, obj), theta0, steps=0)
     return system, control, cost, obj, theta0, lr, start.best_value
 
 
@@ -170,7 +170,10 @@ def problem(name):
 def test_few_steps_of_each_optimizer_raise_value(name, optimizer):
     system, control, cost, obj, theta0, lr, V0 = problem(name)
     res = lc.optimize(
-        system, control, cost, obj, theta0, optimizer=OPTIMIZERS[optimizer](lr), steps=4
+        lc.Problem(system, control, cost, obj),
+        theta0,
+        optimizer=OPTIMIZERS[optimizer](lr),
+        steps=4,
     )
     assert res.status == "completed", res.message
     assert np.isfinite(V0) and res.iterations == 4

@@ -35,12 +35,16 @@ def _neuron(mu=2.0, sigma=1.0, lam=0.1, beta=0.3, gamma=0.99, T=0.6, knots=31):
 def test_optimizers_raise_value_within_bounds(optimizer):
     system, control, cost, obj = _neuron()
     theta0 = control.init(0.0)
-    V0 = float(lc.value(system, control, theta0, cost, obj))
-    res = lc.optimize(system, control, cost, obj, theta0, optimizer=optimizer, steps=25)
+    V0 = float(lc.value(lc.Problem(system, control, cost, obj), theta0))
+    res = lc.optimize(
+        lc.Problem(system, control, cost, obj), theta0, optimizer=optimizer, steps=25
+    )
     assert res.status == "completed", res.message
     assert res.best_value > V0 + 1e-4
     np.testing.assert_allclose(
-        res.best_value, lc.value(system, control, res.theta, cost, obj), rtol=1e-10
+        res.best_value,
+        lc.value(lc.Problem(system, control, cost, obj), res.theta),
+        rtol=1e-10,
     )
     assert float(jnp.min(res.theta)) >= 0.0 and float(jnp.max(res.theta)) <= 0.5
     assert res.values.shape == (25,) and res.grad_norms.shape == (25,)
@@ -56,7 +60,7 @@ def test_callback_sees_every_iteration_and_can_stop():
         return i < 4
 
     res = lc.optimize(
-        system, control, cost, obj, control.init(0.0), steps=50, callback=cb
+        lc.Problem(system, control, cost, obj), control.init(0.0), steps=50, callback=cb
     )
     assert [i for i, _ in seen] == [0, 1, 2, 3, 4]
     assert res.iterations == 5 and "callback" in res.message
@@ -86,10 +90,7 @@ def test_nonfinite_value_stops_and_keeps_the_best_theta():
     )
     cost, obj = lc.costs.Quadratic(0.0), lc.Objective(T=1.0)
     res = lc.optimize(
-        system,
-        control,
-        cost,
-        obj,
+        lc.Problem(system, control, cost, obj),
         control.init(0.0),
         optimizer=lc.optimizers.ProjectedGradientAscent(lr=5.0),
         steps=100,
@@ -100,24 +101,21 @@ def test_nonfinite_value_stops_and_keeps_the_best_theta():
     assert np.isfinite(res.best_value)
     assert float(jnp.max(res.theta)) <= 0.2
     np.testing.assert_allclose(
-        lc.value(system, control, res.theta, cost, obj), res.best_value
+        lc.value(lc.Problem(system, control, cost, obj), res.theta), res.best_value
     )
 
 
 def _optimal(**kw):
     system, control, cost, obj = _neuron(**kw)
     res = lc.optimize(
-        system,
-        control,
-        cost,
-        obj,
+        lc.Problem(system, control, cost, obj),
         control.init(0.0),
         optimizer=lc.optimizers.ProjectedGradientAscent(lr=3.0),
         steps=300,
     )
     ts = jnp.linspace(0, obj.T, 301)
     g = jax.vmap(lambda t: control(res.theta, t))(ts)
-    V0 = float(lc.value(system, control, control.init(0.0), cost, obj))
+    V0 = float(lc.value(lc.Problem(system, control, cost, obj), control.init(0.0)))
     return res, g, float(jnp.trapezoid(g, ts)), V0
 
 

@@ -455,10 +455,15 @@ def test_single_layer_closed_form_matches_the_solver(seed, scale, lam, tau, T, k
     theta = random_theta(k3, control, -0.5, 0.5)
     cost, objective = lc.costs.ExpQuadratic(beta=0.1), lc.Objective(T=T, gamma=0.9)
     ts = jnp.linspace(0.0, T, 9)
-    traj = lc.solve(system, control, theta, cost, objective, ts=ts, **SOLVER)
+    traj = lc.solve(
+        lc.Problem(system, control, cost, objective),
+        theta,
+        ts=ts,
+        options=lc.SolverOptions(**SOLVER),
+    )
     W = cf.single_layer_weights(system, control, theta, ts)
     assert _rel(W, traj.w) <= REL
-    V = cf.single_layer_value(system, control, theta, cost, objective)
+    V = cf.single_layer_value(lc.Problem(system, control, cost, objective), theta)
     assert abs(float(V) - float(traj.V[-1])) <= REL * max(abs(float(V)), 1e-3)
 
 

@@ -241,10 +241,7 @@ def test_optimize_resumes_bitwise_from_a_checkpoint(tmp_path):
     theta0 = control.init(0.1)
 
     def run(checkpoint, **kw):
-        return lc.optimize(
-            system, control, cost, obj, theta0, optimizer=lc.optimizers.LBFGS(),
-            steps=12, checkpoint=checkpoint, **kw,
-        )  # fmt: skip
+        return lc.optimize(lc.Problem(system, control, cost, obj), theta0, optimizer=lc.optimizers.LBFGS(), steps=12, checkpoint=checkpoint, options=lc.SolverOptions(**kw))  # fmt: skip
 
     full = run(ckpt.Checkpointer(tmp_path / "full.npz", 4))
     assert full.status == "completed"
@@ -308,10 +305,7 @@ def test_checkpoint_of_another_problem_is_refused(tmp_path):
     pga = lc.optimizers.ProjectedGradientAscent(lr=1.0)
 
     def run(control=control, optimizer=pga, steps=3, resume=True):
-        return lc.optimize(
-            system, control, cost, obj, control.init(0.0),
-            optimizer=optimizer, steps=steps,             checkpoint=ckpt.Checkpointer(path, 1, resume=resume),
-        )  # fmt: skip
+        return lc.optimize(lc.Problem(system, control, cost, obj), control.init(0.0), optimizer=optimizer, steps=steps, checkpoint=ckpt.Checkpointer(path, 1, resume=resume))  # fmt: skip
 
     run(resume=False)
     with pytest.raises(ckpt.CheckpointError, match=r"ProjectedGradientAscent.*Adam"):

@@ -300,14 +300,15 @@ def compare_with_ode(
 
     def ode(th):
         return lc.solve(
-            system if ode_system is None else ode_system,
-            control,
+            lc.Problem(
+                system if ode_system is None else ode_system,
+                control,
+                lc.costs.Quadratic(0.0),
+                lc.Objective(T=T),
+            ),
             th,
-            lc.costs.Quadratic(0.0),
-            lc.Objective(T=T),
             ts=sim.ts,
-            rtol=1e-8,
-            atol=1e-10,
+            options=lc.SolverOptions(rtol=1e-8, atol=1e-10),
         ).loss
 
     want, other = np.asarray(ode(theta)), np.asarray(ode(theta_off))
@@ -525,14 +526,10 @@ def test_class_proportion_sgd_matches_its_ode():
     assert np.max(rel) < 0.03  # measured 0.65 %
     # The category ODE (phi^2 on outputs) is a different flow, outside the band.
     weighted = lc.solve(
-        system,
-        control,
+        lc.Problem(system, control, lc.costs.Quadratic(0.0), lc.Objective(T=T)),
         phi,
-        lc.costs.Quadratic(0.0),
-        lc.Objective(T=T),
         ts=sim.ts,
-        rtol=1e-8,
-        atol=1e-10,
+        options=lc.SolverOptions(rtol=1e-8, atol=1e-10),
     ).loss
     band = 0.03 * np.abs(weighted) + 4 * np.asarray(sim.stderr_loss)
     assert np.max(np.abs(np.asarray(sim.mean_loss) - weighted) / band) > 2.0

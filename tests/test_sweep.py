@@ -23,6 +23,7 @@ SHARDED_SCRIPT = textwrap.dedent(
     import sys
 
     import jax
+    jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
     import numpy as np
 
@@ -56,7 +57,7 @@ SHARDED_SCRIPT = textwrap.dedent(
         r = lc.optimize(*s, optimizer=opt(p), steps=steps)
         for field in ("theta", "values", "grad_norms", "best_value", "best_iteration"):
             loop[field].append(getattr(r, field))
-        tr = lc.solve(*s[:2], jnp.asarray(out["sharded_theta"][i]), *s[2:4],
+        tr = lc.solve(s.problem, jnp.asarray(out["sharded_theta"][i]),
                       ts=jnp.linspace(0.0, p["T"], 7))
         loop["solve_V"].append(tr.V)
         loop["solve_loss"].append(tr.loss)
@@ -124,13 +125,10 @@ def _build(p):
     task = lc.tasks.TwoGaussians(mu=2.0, sigma=1.0)
     system = lc.systems.SingleNeuronGain(task, lam=0.1)
     control = lc.controls.PiecewiseLinear(jnp.linspace(0.0, T, 7), lower=0.0, upper=0.5)
-    return (
-        system,
-        control,
-        lc.costs.Quadratic(beta=p),
-        lc.Objective(T=T, gamma=0.99),
-        control.init(0.1),
+    problem = lc.Problem(
+        system, control, lc.costs.Quadratic(beta=p), lc.Objective(T=T, gamma=0.99)
     )
+    return problem, control.init(0.1)
 
 
 @pytest.mark.slow

@@ -353,7 +353,8 @@ def test_constructors_reject_bad_arguments():
     control = lc.controls.PiecewiseLinear(jnp.linspace(0, 1, 3), shape=())
     with pytest.raises(ValueError, match="control_shape"):
         lc.value(
-            s, control, control.init(0.0), lc.costs.Quadratic(0.1), lc.Objective(T=1.0)
+            lc.Problem(s, control, lc.costs.Quadratic(0.1), lc.Objective(T=1.0)),
+            control.init(0.0),
         )
 
 
@@ -432,7 +433,12 @@ def test_gradients_two_layer_linear_initial_weights_and_lam():
     def f(p, adjoint):
         W1, W2, lam = p
         s = lc.systems.TwoLayerLinear(task, W1_0=W1, W2_0=W2, lam=lam, tau=0.7)
-        return lc.value(s, control, theta, cost, obj, adjoint=adjoint, **SOLVE)
+        return lc.value(
+            lc.Problem(s, control, cost, obj),
+            theta,
+            adjoint=adjoint,
+            options=lc.SolverOptions(**SOLVE),
+        )
 
     _check_gradients(f, (s0.W1_0, s0.W2_0, s0.lam))
 
@@ -452,7 +458,12 @@ def test_gradients_two_layer_gain():
     cost, obj = lc.costs.ExpQuadratic(0.3), lc.Objective(T=T, gamma=0.9, eta=1.0)
 
     def f(th, adjoint):
-        return lc.value(s, control, th, cost, obj, adjoint=adjoint, **SOLVE)
+        return lc.value(
+            lc.Problem(s, control, cost, obj),
+            th,
+            adjoint=adjoint,
+            options=lc.SolverOptions(**SOLVE),
+        )
 
     _check_gradients(f, theta)
 
@@ -466,7 +477,12 @@ def test_gradients_two_layer_gain_neuron_basis():
     cost, obj = lc.costs.ExpQuadratic(0.3), lc.Objective(T=T, gamma=0.9, eta=1.0)
 
     def f(th, adjoint):
-        return lc.value(s, control, th, cost, obj, adjoint=adjoint, **SOLVE)
+        return lc.value(
+            lc.Problem(s, control, cost, obj),
+            th,
+            adjoint=adjoint,
+            options=lc.SolverOptions(**SOLVE),
+        )
 
     grad = _check_gradients(f, theta)
     # The paper's own method through the wrapper, against its own finite
@@ -493,7 +509,12 @@ def test_gradients_learning_rate():
     )
 
     def f(th, adjoint):
-        return lc.value(s, control, th, cost, obj, adjoint=adjoint, **SOLVE)
+        return lc.value(
+            lc.Problem(s, control, cost, obj),
+            th,
+            adjoint=adjoint,
+            options=lc.SolverOptions(**SOLVE),
+        )
 
     _check_gradients(f, theta)
 
@@ -506,7 +527,12 @@ def test_gradients_maml_constant_control():
     cost, obj = lc.costs.Quadratic(0.0), lc.Objective(T=T, gamma=1.0, eta=1.0)
 
     def f(th, adjoint):
-        return lc.value(s, control, th, cost, obj, adjoint=adjoint, **SOLVE)
+        return lc.value(
+            lc.Problem(s, control, cost, obj),
+            th,
+            adjoint=adjoint,
+            options=lc.SolverOptions(**SOLVE),
+        )
 
     _check_gradients(f, theta)
 
@@ -519,10 +545,16 @@ def test_maml_of_one_task_is_the_two_layer_network_from_g():
     lin = lc.systems.TwoLayerLinear(task, W1_0=g[0], W2_0=g[1], lam=0.05, tau=0.7)
     cost, obj = lc.costs.Quadratic(0.0), lc.Objective(T=T, gamma=1.0, eta=1.0)
     V_maml = lc.value(
-        s, lc.controls.Constant(shape=s.control_shape), g, cost, obj, **SOLVE
+        lc.Problem(s, lc.controls.Constant(shape=s.control_shape), cost, obj),
+        g,
+        options=lc.SolverOptions(**SOLVE),
     )
     scalar = lc.controls.Constant(shape=())
-    V_lin = lc.value(lin, scalar, scalar.init(0.0), cost, obj, **SOLVE)
+    V_lin = lc.value(
+        lc.Problem(lin, scalar, cost, obj),
+        scalar.init(0.0),
+        options=lc.SolverOptions(**SOLVE),
+    )
     assert abs(V_maml - V_lin) < 1e-7 * abs(V_lin)
 
 
@@ -542,7 +574,12 @@ def test_gradients_tanh_taylor():
     cost, obj = lc.costs.ExpQuadratic(0.3), lc.Objective(T=T, gamma=0.9, eta=1.0)
 
     def f(th, adjoint):
-        return lc.value(s, control, th, cost, obj, adjoint=adjoint, **SOLVE)
+        return lc.value(
+            lc.Problem(s, control, cost, obj),
+            th,
+            adjoint=adjoint,
+            options=lc.SolverOptions(**SOLVE),
+        )
 
     _check_gradients(f, theta)
 

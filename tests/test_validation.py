@@ -83,15 +83,17 @@ def test_knots_must_end_at_the_horizon():
     system, control, cost, _ = _neuron(T=0.6)
     obj = lc.Objective(T=1.0)
     for call in (
-        lambda: lc.value(system, control, control.init(0.0), cost, obj),
-        lambda: lc.optimize(system, control, cost, obj, control.init(0.0), steps=1),
+        lambda: lc.value(lc.Problem(system, control, cost, obj), control.init(0.0)),
+        lambda: lc.optimize(
+            lc.Problem(system, control, cost, obj), control.init(0.0), steps=1
+        ),
     ):
         _raises(call, "last knot", "0.6", "T=1.0", "linspace")
 
 
 def test_bad_solve_times():
     system, control, cost, obj = _neuron()
-    args = (system, control, control.init(0.0), cost, obj)
+    args = (lc.Problem(system, control, cost, obj), control.init(0.0))
     _raises(lambda: lc.solve(*args, ts=jnp.asarray([0.0, 0.4, 0.2])), "ts")
     _raises(lambda: lc.solve(*args, ts=jnp.asarray([0.0, 0.3, 0.9])), "ts")
 
@@ -177,11 +179,11 @@ def test_control_shape_must_match_the_system():
     control = lc.controls.PiecewiseLinear(jnp.linspace(0, obj.T, 7), shape=(2,))
     theta = control.init(0.0)
     for call in (
-        lambda: lc.value(system, control, theta, cost, obj),
+        lambda: lc.value(lc.Problem(system, control, cost, obj), theta),
         lambda: lc.solve(
-            system, control, theta, cost, obj, ts=jnp.linspace(0, obj.T, 3)
+            lc.Problem(system, control, cost, obj), theta, ts=jnp.linspace(0, obj.T, 3)
         ),
-        lambda: lc.optimize(system, control, cost, obj, theta, steps=1),
+        lambda: lc.optimize(lc.Problem(system, control, cost, obj), theta, steps=1),
     ):
         _raises(
             call,
@@ -194,19 +196,23 @@ def test_control_shape_must_match_the_system():
 def test_theta_shape_must_match_the_control():
     system, control, cost, obj = _neuron()  # 7 knots
     _raises(
-        lambda: lc.value(system, control, jnp.zeros(6), cost, obj),
+        lambda: lc.value(lc.Problem(system, control, cost, obj), jnp.zeros(6)),
         "`theta`",
         "(6,)",
         "(7,)",
         "control.init()",
     )
     _raises(
-        lambda: lc.value(system, control, (jnp.zeros(7), jnp.zeros(7)), cost, obj),
+        lambda: lc.value(
+            lc.Problem(system, control, cost, obj), (jnp.zeros(7), jnp.zeros(7))
+        ),
         "`theta` has 2 leaves",
         "expects 1",
     )
     _raises(
-        lambda: lc.optimize(system, control, cost, obj, jnp.zeros((7, 1)), steps=1),
+        lambda: lc.optimize(
+            lc.Problem(system, control, cost, obj), jnp.zeros((7, 1)), steps=1
+        ),
         "`theta`",
     )
 
@@ -214,19 +220,26 @@ def test_theta_shape_must_match_the_control():
 def test_objects_of_the_wrong_kind():
     system, control, cost, obj = _neuron()
     theta = control.init(0.0)
-    _raises(lambda: lc.value(control, control, theta, cost, obj), "`system`")
-    _raises(lambda: lc.value(system, system, theta, cost, obj), "`control`")
-    _raises(lambda: lc.value(system, control, theta, 0.3, obj), "`cost`")
-    _raises(lambda: lc.value(system, control, theta, cost, 1.0), "`objective`")
+    _raises(
+        lambda: lc.value(lc.Problem(control, control, cost, obj), theta), "`system`"
+    )
+    _raises(lambda: lc.value(lc.Problem(system, system, cost, obj), theta), "`control`")
+    _raises(lambda: lc.value(lc.Problem(system, control, 0.3, obj), theta), "`cost`")
+    _raises(
+        lambda: lc.value(lc.Problem(system, control, cost, 1.0), theta), "`objective`"
+    )
 
 
 def test_bad_solver_settings():
     system, control, cost, obj = _neuron()
-    args = (system, control, control.init(0.0), cost, obj)
-    _raises(lambda: lc.value(*args, rtol=0.0), "rtol")
-    _raises(lambda: lc.value(*args, atol=-1.0), "atol")
-    _raises(lambda: lc.value(*args, max_steps=0), "`max_steps`")
-    _raises(lambda: lc.optimize(*args[:2], cost, obj, args[2], steps=-1), "`steps`")
+    args = (lc.Problem(system, control, cost, obj), control.init(0.0))
+    _raises(lambda: lc.SolverOptions(rtol=0.0), "rtol")
+    _raises(lambda: lc.SolverOptions(atol=-1.0), "atol")
+    _raises(lambda: lc.SolverOptions(max_steps=0), "`max_steps`")
+    _raises(lambda: lc.SolverOptions(solver="tsit5"), "`solver`")
+    _raises(lambda: lc.value(*args, options={"rtol": 1e-6}), "`options`")
+    _raises(lambda: lc.value(control, control.init(0.0)), "`problem`")
+    _raises(lambda: lc.optimize(*args, steps=-1), "`steps`")
 
 
 # -------------------------------------------------------- task statistics
@@ -560,18 +573,15 @@ class _OscillatingCostate(lc.systems.AbstractLearningSystem):
 def _failing(system, max_steps):
     control = lc.controls.PiecewiseLinear(jnp.linspace(0.0, 1.0, 5))
     args = (
-        system,
-        control,
+        lc.Problem(system, control, lc.costs.Quadratic(0.1), lc.Objective(T=1.0)),
         control.init(0.0),
-        lc.costs.Quadratic(0.1),
-        lc.Objective(T=1.0),
     )
-    kw = dict(max_steps=max_steps)
+    kw = dict(options=lc.SolverOptions(max_steps=max_steps))
     return {
         "value": lambda: lc.value(*args, **kw),
         "solve": lambda: lc.solve(*args, ts=jnp.linspace(0.0, 1.0, 5), **kw).V,
-        "grad": lambda: jax.grad(lc.value, argnums=2)(*args, **kw),
-        "grad-checkpoint": lambda: jax.grad(lc.value, argnums=2)(
+        "grad": lambda: jax.grad(lc.value, argnums=1)(*args, **kw),
+        "grad-checkpoint": lambda: jax.grad(lc.value, argnums=1)(
             *args, adjoint=lc.CheckpointAdjoint(), **kw
         ),
         "jit": lambda: eqx.filter_jit(lc.value)(*args, **kw),

@@ -5,29 +5,29 @@ $V = \\int_0^T \\gamma^t[\\eta P(t) - C(g(t))]\\,dt$ for a learning system whose
 weights follow gradient flow $\\dot w = h(w, g(t))$.
 """
 
-import jax as _jax
-
-# Solver and gradient work runs in float64 (float32 remains available by
-# passing float32 arrays explicitly where it is safe).
-_jax.config.update("jax_enable_x64", True)
+# Importing lecontrol changes no JAX setting. Solver and gradient work needs
+# float64: switch it on yourself, before creating arrays, with
+# `jax.config.update("jax_enable_x64", True)` (the command line does this).
 
 from . import (
-    controls as controls,  # noqa: E402
-    costs as costs,  # noqa: E402
-    optimizers as optimizers,  # noqa: E402
-    sweep as sweep,  # noqa: E402
-    systems as systems,  # noqa: E402
-    tasks as tasks,  # noqa: E402
+    controls as controls,
+    costs as costs,
+    optimizers as optimizers,
+    sweep as sweep,
+    systems as systems,
+    tasks as tasks,
 )
-from .adjoint import (  # noqa: E402
+from ._dynamics import SolverOptions as SolverOptions
+from .adjoint import (
     AbstractGradientStrategy as AbstractGradientStrategy,
     BacksolveAdjoint as BacksolveAdjoint,
     CheckpointAdjoint as CheckpointAdjoint,
     ContinuousAdjoint as ContinuousAdjoint,
     EulerUnrolled as EulerUnrolled,
 )
-from .objective import (  # noqa: E402
+from .objective import (
     Objective as Objective,
+    Problem as Problem,
     Trajectory as Trajectory,
     costate as costate,
     functional_gradient as functional_gradient,
@@ -35,7 +35,7 @@ from .objective import (  # noqa: E402
     value as value,
 )
 from .optimize import OptimizeResult as OptimizeResult, optimize as optimize
-from .simulate import (  # noqa: E402
+from .simulate import (
     SimulationResult as SimulationResult,
     simulate as simulate,
 )

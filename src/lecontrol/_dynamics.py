@@ -1,11 +1,14 @@
 """The augmented ODE $(w, V)$ shared by every gradient strategy.
 
-A `Problem` bundles what defines $V[\\theta]$: system, control, coefficients,
-cost and objective. `Numerics` bundles how the ODE is solved. Both are pytrees,
-so every array in them is visible to `jit`, `vmap` and `grad`.
+A `Posed` problem is an `lc.Problem` with its control coefficients $\\theta$:
+everything that defines $V[\\theta]$. `SolverOptions` says how the ODE is
+solved. Both are pytrees, so every array in them is visible to `jit`, `vmap`
+and `grad`.
 """
 
 from __future__ import annotations
+
+import numbers
 
 import diffrax
 import equinox as eqx
@@ -18,7 +21,9 @@ from .costs import AbstractCost
 from .systems import AbstractLearningSystem
 
 
-class Problem(eqx.Module):
+class Posed(eqx.Module):
+    """A problem with its coefficients: what every gradient strategy solves."""
+
     theta: PyTree[Array]
     system: AbstractLearningSystem
     control: AbstractControl
@@ -55,14 +60,55 @@ class Problem(eqx.Module):
         return jnp.sort(jax.lax.stop_gradient(pts))
 
 
-class Numerics(eqx.Module):
-    """How the ODE is solved: solver, tolerances, step budget."""
+class SolverOptions(eqx.Module):
+    r"""How the ODE of the learning dynamics is solved.
 
-    solver: diffrax.AbstractSolver
-    rtol: float
-    atol: float
-    max_steps: int = eqx.field(static=True)
+    Every verb (`lc.value`, `lc.solve`, `lc.costate`,
+    `lc.functional_gradient`, `lc.optimize`) takes one of these as its
+    keyword-only `options`.
+
+    **Arguments:**
+
+    - `solver`: a diffrax solver (default `diffrax.Tsit5()`, adaptive).
+    - `rtol`, `atol`: tolerances of the PID step-size controller
+      (default `1e-7` and `1e-9`: float64 precision is needed for them).
+    - `max_steps`: step budget of each solve (default `4096`).
+    - `dt0`: initial step (default `None`: chosen by the solver).
+    """
+
+    solver: diffrax.AbstractSolver = diffrax.Tsit5()
+    rtol: float = 1e-7
+    atol: float = 1e-9
+    max_steps: int = eqx.field(static=True, default=4096)
     dt0: float | None = None
+
+    def __check_init__(self):
+        if not isinstance(self.solver, diffrax.AbstractSolver):
+            raise TypeError(
+                "`solver` must be a diffrax solver such as diffrax.Tsit5(); got "
+                f"{type(self.solver).__name__}."
+            )
+        for name in ("rtol", "atol"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"`{name}` must be a number; got {value!r}.")
+        if not (0 < self.rtol < 1 and 0 <= self.atol < float("inf")):
+            raise ValueError(
+                "Need 0 < `rtol` < 1 and a finite `atol` >= 0; got "
+                f"rtol={self.rtol}, atol={self.atol}."
+            )
+        if (
+            isinstance(self.max_steps, bool)
+            or not isinstance(self.max_steps, int)
+            or self.max_steps < 1
+        ):
+            raise ValueError(
+                f"`max_steps` must be a positive integer; got {self.max_steps!r}."
+            )
+        if self.dt0 is not None and not (0 < self.dt0 < float("inf")):
+            raise ValueError(
+                f"`dt0` must be None or a finite step > 0; got {self.dt0}."
+            )
 
 
 SOLVER_ADVICE = (
@@ -72,7 +118,7 @@ SOLVER_ADVICE = (
 )
 
 
-def stepsize_controller(problem: Problem, numerics: Numerics):
+def stepsize_controller(problem: Posed, numerics: SolverOptions):
     pid = diffrax.PIDController(rtol=numerics.rtol, atol=numerics.atol)
     jumps, kinks = problem.jump_times(), problem.kink_times()
     if jumps.shape[0] == 0 and kinks.shape[0] == 0:
@@ -84,7 +130,7 @@ def stepsize_controller(problem: Problem, numerics: Numerics):
     )
 
 
-def check_result(out, sol: diffrax.Solution, numerics: Numerics):
+def check_result(out, sol: diffrax.Solution, numerics: SolverOptions):
     """Raise a runtime error with advice if the solve did not succeed."""
     R = diffrax.RESULTS
     msgs = [
@@ -104,8 +150,8 @@ def check_result(out, sol: diffrax.Solution, numerics: Numerics):
 
 
 def forward_solve(
-    problem: Problem,
-    numerics: Numerics,
+    problem: Posed,
+    numerics: SolverOptions,
     saveat: diffrax.SaveAt,
     adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint(),
 ) -> diffrax.Solution:
@@ -128,7 +174,7 @@ def forward_solve(
     )
 
 
-def _augmented_field(t, y, problem: Problem):
+def _augmented_field(t, y, problem: Posed):
     return problem.augmented_field(t, y)
 
 

@@ -37,8 +37,8 @@ from jaxtyping import Array, Float, PyTree
 
 from ._checks import concrete
 from ._dynamics import (
-    Numerics,
-    Problem,
+    Posed,
+    SolverOptions,
     check_result,
     finite_value,
     forward_solve,
@@ -50,10 +50,10 @@ class AbstractGradientStrategy(eqx.Module):
     """How $V$ is computed and differentiated."""
 
     @abc.abstractmethod
-    def value(self, problem: Problem, numerics: Numerics) -> Float[Array, ""]:
+    def value(self, problem: Posed, numerics: SolverOptions) -> Float[Array, ""]:
         """The value $V$, differentiable with respect to every array in `problem`."""
 
-    def bind(self, problem: Problem) -> AbstractGradientStrategy:
+    def bind(self, problem: Posed) -> AbstractGradientStrategy:
         """This strategy with anything it needs to know statically about
         `problem` fixed, called before compilation (e.g. Euler's step count)."""
         return self
@@ -75,7 +75,7 @@ def _tree_add(a, b):
     )
 
 
-def _value_from(sol: diffrax.Solution, numerics: Numerics) -> Float[Array, ""]:
+def _value_from(sol: diffrax.Solution, numerics: SolverOptions) -> Float[Array, ""]:
     V = sol.ys[1][-1]
     return finite_value(check_result(V, sol, numerics))
 
@@ -170,8 +170,8 @@ class NodeInterpolant(eqx.Module):
 
 
 def costate_solve(
-    problem: Problem,
-    numerics: Numerics,
+    problem: Posed,
+    numerics: SolverOptions,
     w_at: Callable[[Float[Array, ""]], PyTree[Array]],
     ts: Float[Array, " times"] | None = None,
 ) -> diffrax.Solution:
@@ -217,7 +217,7 @@ def costate_solve(
     )
 
 
-def _integrand(problem: Problem, t, w, lam) -> Float[Array, ""]:
+def _integrand(problem: Posed, t, w, lam) -> Float[Array, ""]:
     r"""$\lambda^\top h(w, g) + v(t, w, g)$: its gradient in $g$ is $\delta V/\delta g$."""
     g = problem.control_at(t)
     return _tree_vdot(lam, problem.system.vector_field(t, w, g)) + problem.reward(
@@ -268,7 +268,7 @@ class ContinuousAdjoint(AbstractGradientStrategy):
     def value(self, problem, numerics):
         return _continuous_value(problem, self, numerics)
 
-    def breakpoints(self, problem: Problem) -> Float[Array, " B"]:
+    def breakpoints(self, problem: Posed) -> Float[Array, " B"]:
         """Sorted times between which quadrature and interpolation are done."""
         b = problem.quadrature_breakpoints()
         intervals = b.shape[0] - 1
@@ -280,8 +280,8 @@ class ContinuousAdjoint(AbstractGradientStrategy):
         inner = b[:-1, None] + (b[1:] - b[:-1])[:, None] * parts[None, :]
         return jnp.concatenate([inner.reshape(-1), b[-1:]])
 
-    def backward_numerics(self, numerics: Numerics) -> Numerics:
-        return Numerics(
+    def backward_numerics(self, numerics: SolverOptions) -> SolverOptions:
+        return SolverOptions(
             numerics.solver,
             numerics.rtol if self.rtol is None else self.rtol,
             numerics.atol if self.atol is None else self.atol,

@@ -383,6 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `lecontrol` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    # The command line's solves and gradients run in float64; the library
+    # itself leaves this choice to its caller.
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
     from .checkpoint import CheckpointError
     from .experiments.base import ConfigError
     from .io import OutputDirError

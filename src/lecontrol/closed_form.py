@@ -43,7 +43,7 @@ from jaxtyping import Array, Float, PyTree, Real
 
 from ._checks import concrete
 from .controls import AbstractControl
-from .costs import AbstractCost
+from .objective import Problem
 from .systems import SingleLayerGain, SingleNeuronGain
 
 # ----------------------------------------------------------------- the time grid
@@ -397,12 +397,22 @@ def _value_by_quadrature(
     return jnp.dot(weights, jax.vmap(reward)(tq, w, g))
 
 
+def _unpack(problem, kind):
+    if not isinstance(problem, Problem):
+        raise TypeError(
+            f"`problem` must be an lc.Problem; got {type(problem).__name__}."
+        )
+    if not isinstance(problem.system, kind):
+        raise TypeError(
+            f"This closed form is for {kind.__name__}; the problem's system is a "
+            f"{type(problem.system).__name__}."
+        )
+    return problem.system, problem.control, problem.cost, problem.objective
+
+
 def single_neuron_value(
-    system: SingleNeuronGain,
-    control: AbstractControl,
+    problem,
     theta: PyTree[Array],
-    cost: AbstractCost,
-    objective,
     *,
     nodes: int = 16,
     panels: int = 2,
@@ -414,14 +424,16 @@ def single_neuron_value(
     the system's jump times); the integrand is smooth there, so `nodes`-point
     Gauss–Legendre quadrature converges spectrally.
 
-    **Arguments:** `system`, `control`, `theta`, `cost`, `objective` as in
-    `lc.value`; `nodes` and `panels` as in `single_neuron_weights` (used for
-    both the weights and the outer integral).
+    **Arguments:** `problem` (an `lc.Problem` whose system is a
+    `SingleNeuronGain`) and `theta` as in `lc.value`; `nodes` and `panels` as
+    in `single_neuron_weights` (used for both the weights and the outer
+    integral).
 
     **Returns:** the scalar $V$.
     """
     _check_count("nodes", nodes)
     _check_count("panels", panels)
+    system, control, cost, objective = _unpack(problem, SingleNeuronGain)
     return _neuron_value(
         system, control, theta, cost, objective, int(nodes), int(panels)
     )
@@ -442,11 +454,8 @@ def _neuron_value(system, control, theta, cost, objective, nodes, panels):
 
 
 def single_layer_value(
-    system: SingleLayerGain,
-    control: AbstractControl,
+    problem,
     theta: PyTree[Array],
-    cost: AbstractCost,
-    objective,
     *,
     nodes: int = 16,
     panels: int = 1,
@@ -465,6 +474,7 @@ def single_layer_value(
     """
     for name, n in (("nodes", nodes), ("panels", panels), ("substeps", substeps)):
         _check_count(name, n)
+    system, control, cost, objective = _unpack(problem, SingleLayerGain)
     return _layer_value(
         system, control, theta, cost, objective, int(nodes), int(panels), int(substeps)
     )

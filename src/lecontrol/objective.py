@@ -2,6 +2,8 @@ r"""The objective: horizon, discount and performance weight of the value $V$."""
 
 from __future__ import annotations
 
+import warnings
+
 import diffrax
 import equinox as eqx
 import jax
@@ -10,7 +12,7 @@ import numpy as np
 from jaxtyping import Array, Float, PyTree, Real
 
 from ._checks import concrete
-from ._dynamics import Numerics, Problem, check_result, forward_solve
+from ._dynamics import Posed, SolverOptions, check_result, forward_solve
 from .adjoint import (
     AbstractGradientStrategy,
     ContinuousAdjoint,
@@ -61,94 +63,137 @@ class Objective(eqx.Module):
         return self.gamma**t
 
 
-# ------------------------------------------------------------------ public verbs
-
-DEFAULT_RTOL = 1e-7
-DEFAULT_ATOL = 1e-9
-DEFAULT_MAX_STEPS = 4096
+# ------------------------------------------------------------------ the problem
 
 
-def _problem(system, control, theta, cost, objective) -> Problem:
-    if not isinstance(system, AbstractLearningSystem):
-        raise TypeError(
-            f"`system` must be an lc.systems.AbstractLearningSystem; got {type(system).__name__}."
-        )
-    if not isinstance(control, AbstractControl):
-        raise TypeError(
-            f"`control` must be an lc.controls control; got {type(control).__name__}."
-        )
-    if not isinstance(cost, AbstractCost):
-        raise TypeError(f"`cost` must be an lc.costs cost; got {type(cost).__name__}.")
-    if not isinstance(objective, Objective):
-        raise TypeError(
-            f"`objective` must be an lc.Objective; got {type(objective).__name__}."
-        )
-    want = jax.tree.leaves(system.control_shape, is_leaf=is_shape)
-    got = jax.tree.leaves(control.shape, is_leaf=is_shape)
-    if jax.tree.structure(system.control_shape, is_leaf=is_shape) != jax.tree.structure(
-        control.shape, is_leaf=is_shape
-    ) or [tuple(s) for s in want] != [tuple(s) for s in got]:
-        raise ValueError(
-            f"The control's shape {control.shape} does not match the system's "
-            f"control_shape {system.control_shape}; build the control with "
-            "shape=system.control_shape."
-        )
-    control.check_horizon(objective.T)
-    control.check_theta(theta)
-    return Problem(theta, system, control, cost, objective)
+class Problem(eqx.Module):
+    r"""What defines the value $V[\theta]$, apart from the coefficients $\theta$.
 
+    $$V[\theta] = \int_0^T \gamma^t\big[\eta P(w(t)) - C(g(t;\theta))\big]\,dt,
+    \qquad \dot w = h(t, w, g(t;\theta)).$$
 
-def _numerics(solver, rtol, atol, max_steps, dt0) -> Numerics:
-    if not (rtol > 0 and atol >= 0):
-        raise ValueError(f"Need rtol > 0 and atol >= 0; got rtol={rtol}, atol={atol}.")
-    if int(max_steps) < 1:
-        raise ValueError(f"`max_steps` must be a positive integer; got {max_steps}.")
-    return Numerics(solver, rtol, atol, int(max_steps), dt0)
-
-
-def value(
-    system: AbstractLearningSystem,
-    control: AbstractControl,
-    theta: PyTree[Array],
-    cost: AbstractCost,
-    objective: Objective,
-    *,
-    adjoint: AbstractGradientStrategy = ContinuousAdjoint(),
-    solver: diffrax.AbstractSolver = diffrax.Tsit5(),
-    rtol: float = DEFAULT_RTOL,
-    atol: float = DEFAULT_ATOL,
-    max_steps: int = DEFAULT_MAX_STEPS,
-    dt0: float | None = None,
-) -> Float[Array, ""]:
-    r"""The value $V[g] = \int_0^T\gamma^t[\eta P(t) - C(g(t))]\,dt$.
-
-    $V$ is integrated as an extra state in the same adaptive solve as $w$.
-    The result is differentiable (`jax.grad`) with respect to `theta` and every
-    floating-point array of the system, cost and objective, by the strategy
-    `adjoint`; it works under `jit` and `vmap`.
+    Every verb takes a problem first and $\theta$ second:
+    `lc.value(problem, theta)`, `lc.solve(problem, theta, ts=...)`,
+    `lc.optimize(problem, theta0)`. A problem is a pytree, so a batch of
+    problems is one `jax.vmap` away (see `lc.sweep`).
 
     **Arguments:**
 
-    - `system`, `control`, `theta`, `cost`, `objective`: the problem.
+    - `system`: the learning system (`lc.systems.AbstractLearningSystem`): its
+      weights' flow $h$ and expected loss $\langle L\rangle = -P$.
+    - `control`: the parametrisation $g(t;\theta)$ (`lc.controls`), built with
+      `shape=system.control_shape` and covering $[0, T]$.
+    - `cost`: the control cost $C(g)$ (`lc.costs`).
+    - `objective`: horizon, discount and performance weight (`lc.Objective`).
+    """
+
+    system: AbstractLearningSystem
+    control: AbstractControl
+    cost: AbstractCost
+    objective: Objective
+
+    def __check_init__(self):
+        expected = (
+            ("system", AbstractLearningSystem, "an lc.systems.AbstractLearningSystem"),
+            ("control", AbstractControl, "an lc.controls control"),
+            ("cost", AbstractCost, "an lc.costs cost"),
+            ("objective", Objective, "an lc.Objective"),
+        )
+        for name, kind, what in expected:
+            value = getattr(self, name)
+            if not isinstance(value, kind):
+                raise TypeError(f"`{name}` must be {what}; got {type(value).__name__}.")
+        system, control = self.system, self.control
+        want = jax.tree.leaves(system.control_shape, is_leaf=is_shape)
+        got = jax.tree.leaves(control.shape, is_leaf=is_shape)
+        same_structure = jax.tree.structure(
+            system.control_shape, is_leaf=is_shape
+        ) == jax.tree.structure(control.shape, is_leaf=is_shape)
+        if not same_structure or [tuple(s) for s in want] != [tuple(s) for s in got]:
+            raise ValueError(
+                f"The control's shape {control.shape} does not match the system's "
+                f"control_shape {system.control_shape}; build the control with "
+                "shape=system.control_shape."
+            )
+        control.check_horizon(self.objective.T)
+
+
+# ------------------------------------------------------------------ public verbs
+
+
+def _posed(problem: Problem, theta: PyTree[Array]) -> Posed:
+    if not isinstance(problem, Problem):
+        raise TypeError(
+            "`problem` must be an lc.Problem(system, control, cost, objective); got "
+            f"{type(problem).__name__}. Every verb takes the problem first and the "
+            "coefficients theta second."
+        )
+    problem.control.check_theta(theta)
+    return Posed(
+        theta, problem.system, problem.control, problem.cost, problem.objective
+    )
+
+
+def _options(options: SolverOptions) -> SolverOptions:
+    if not isinstance(options, SolverOptions):
+        raise TypeError(
+            f"`options` must be an lc.SolverOptions; got {type(options).__name__}."
+        )
+    _warn_float32(options)
+    return options
+
+
+def _warn_float32(options: SolverOptions) -> None:
+    if jnp.result_type(float) == jnp.float64:
+        return
+    if options.rtol < _FLOAT32_RTOL:
+        warnings.warn(
+            f"lecontrol is running in float32, whose precision (about 1e-7) is too "
+            f"coarse for rtol={options.rtol:g}: the adaptive solver cannot reach it "
+            "and gradients lose accuracy. Switch on float64 before creating any "
+            'array with `jax.config.update("jax_enable_x64", True)` (the '
+            "`lecontrol` command line does this), or loosen "
+            f"`lc.SolverOptions(rtol=...)` to at least {_FLOAT32_RTOL:g}.",
+            stacklevel=3,
+        )
+
+
+_FLOAT32_RTOL = 1e-5
+
+
+def value(
+    problem: Problem,
+    theta: PyTree[Array],
+    *,
+    adjoint: AbstractGradientStrategy = ContinuousAdjoint(),
+    options: SolverOptions = SolverOptions(),
+) -> Float[Array, ""]:
+    r"""The value $V[\theta] = \int_0^T\gamma^t[\eta P(t) - C(g(t))]\,dt$.
+
+    $V$ is integrated as an extra state in the same adaptive solve as $w$.
+    The result is differentiable (`jax.grad`) with respect to `theta` and every
+    floating-point array of the problem (system, cost, objective), by the
+    strategy `adjoint`; it works under `jit` and `vmap`.
+
+    **Arguments:**
+
+    - `problem`: an `lc.Problem`.
+    - `theta`: the control coefficients (e.g. `problem.control.init(0.0)`).
     - `adjoint`: gradient strategy (`ContinuousAdjoint()`, `CheckpointAdjoint()`,
       `EulerUnrolled(dt)`).
-    - `solver`: a diffrax solver (default `Tsit5()`).
-    - `rtol`, `atol`: tolerances of the PID step-size controller.
-    - `max_steps`: step budget of each solve.
-    - `dt0`: initial step (default: chosen by the solver).
+    - `options`: how the ODE is solved (`lc.SolverOptions`).
 
     **Returns:** the scalar $V$.
     """
-    problem = _problem(system, control, theta, cost, objective)
-    numerics = _numerics(solver, rtol, atol, max_steps, dt0)
-    return _value(problem, adjoint.bind(problem), numerics)
+    posed = _posed(problem, theta)
+    return _value(posed, adjoint.bind(posed), _options(options))
 
 
 @eqx.filter_jit
-def _value(problem: Problem, adjoint: AbstractGradientStrategy, numerics: Numerics):
+def _value(posed: Posed, adjoint: AbstractGradientStrategy, options: SolverOptions):
     # Compiled even when called eagerly: op-by-op dispatch of an ODE solve is
     # orders of magnitude slower. Inside a user's jit this is inlined.
-    return adjoint.value(problem, numerics)
+    return adjoint.value(posed, options)
 
 
 class Trajectory(eqx.Module):
@@ -185,89 +230,80 @@ def _check_ts(ts, T):
 
 
 def solve(
-    system: AbstractLearningSystem,
-    control: AbstractControl,
+    problem: Problem,
     theta: PyTree[Array],
-    cost: AbstractCost,
-    objective: Objective,
     *,
     ts: Real[Array, " times"],
-    solver: diffrax.AbstractSolver = diffrax.Tsit5(),
-    rtol: float = DEFAULT_RTOL,
-    atol: float = DEFAULT_ATOL,
-    max_steps: int = DEFAULT_MAX_STEPS,
-    dt0: float | None = None,
+    options: SolverOptions = SolverOptions(),
 ) -> Trajectory:
     """Solve the learning dynamics and report $w$, loss, $g$, $v$ and $V$ at `ts`.
 
-    **Arguments:** as `value`, plus `ts`, the times in $[0, T]$ to report.
+    **Arguments:**
+
+    - `problem`, `theta`, `options`: as `lc.value`.
+    - `ts`: the times in $[0, T]$ to report, non-decreasing.
 
     **Returns:** a `Trajectory`.
     """
-    problem = _problem(system, control, theta, cost, objective)
-    numerics = _numerics(solver, rtol, atol, max_steps, dt0)
+    posed = _posed(problem, theta)
+    options = _options(options)
     ts = jnp.asarray(ts, dtype=float)
-    _check_ts(ts, objective.T)
-    sol = forward_solve(problem, numerics, diffrax.SaveAt(ts=ts))
-    w, V = check_result(sol.ys, sol, numerics)
-    g = jax.vmap(problem.control_at)(ts)
-    loss = jax.vmap(system.loss)(ts, w, g)
-    v = jax.vmap(problem.reward)(ts, w, g)
+    _check_ts(ts, problem.objective.T)
+    sol = forward_solve(posed, options, diffrax.SaveAt(ts=ts))
+    w, V = check_result(sol.ys, sol, options)
+    g = jax.vmap(posed.control_at)(ts)
+    loss = jax.vmap(problem.system.loss)(ts, w, g)
+    v = jax.vmap(posed.reward)(ts, w, g)
     return Trajectory(ts, w, loss, g, v, V, sol.stats["num_accepted_steps"])
 
 
 def _adjoint_solutions(
-    problem: Problem, numerics: Numerics, adjoint: ContinuousAdjoint
+    posed: Posed, options: SolverOptions, adjoint: ContinuousAdjoint
 ):
-    fwd = forward_solve(problem, numerics, diffrax.SaveAt(t1=True, dense=True))
-    back = adjoint.backward_numerics(numerics)
-    bwd = costate_solve(problem, back, lambda t: fwd.evaluate(t)[0])
+    fwd = forward_solve(posed, options, diffrax.SaveAt(t1=True, dense=True))
+    back = adjoint.backward_numerics(options)
+    bwd = costate_solve(posed, back, lambda t: fwd.evaluate(t)[0])
     return fwd, bwd
 
 
 def costate(
-    system,
-    control,
-    theta,
-    cost,
-    objective,
+    problem: Problem,
+    theta: PyTree[Array],
     *,
-    ts,
+    ts: Real[Array, " times"],
     adjoint: ContinuousAdjoint = ContinuousAdjoint(),
-    solver=diffrax.Tsit5(),
-    rtol=DEFAULT_RTOL,
-    atol=DEFAULT_ATOL,
-    max_steps=DEFAULT_MAX_STEPS,
-    dt0=None,
+    options: SolverOptions = SolverOptions(),
 ) -> PyTree[Array]:
     r"""The costate $\lambda(t)$ at `ts` (pytree like $w$, leading axis over `ts`).
 
     $\dot\lambda = -(\partial h/\partial w)^\top\lambda - \gamma^t\eta\,\partial P/\partial w$,
     $\lambda(T) = 0$: the sensitivity of the remaining value $\int_t^T v$ to the
     weights at time $t$.
+
+    **Arguments:**
+
+    - `problem`, `theta`, `options`: as `lc.value`.
+    - `ts`: the times in $[0, T]$ to report, non-decreasing.
+    - `adjoint`: the `ContinuousAdjoint` whose backward solve is reported
+      (its `rtol`/`atol` override those of `options` for the costate).
+
+    **Returns:** a pytree like $w$, leading axis over `ts`.
     """
-    problem = _problem(system, control, theta, cost, objective)
-    numerics = _numerics(solver, rtol, atol, max_steps, dt0)
+    posed = _posed(problem, theta)
+    options = _options(options)
     ts = jnp.asarray(ts, dtype=float)
-    _check_ts(ts, objective.T)
-    _, bwd = _adjoint_solutions(problem, numerics, adjoint)
+    _check_ts(ts, problem.objective.T)
+    _, bwd = _adjoint_solutions(posed, options, adjoint)
     return jax.vmap(bwd.evaluate)(ts)
 
 
 def functional_gradient(
-    system,
-    control,
-    theta,
-    cost,
-    objective,
+    problem: Problem,
+    theta: PyTree[Array],
     *,
-    ts,
+    ts: Real[Array, " times"],
     adjoint: ContinuousAdjoint = ContinuousAdjoint(),
-    solver=diffrax.Tsit5(),
-    rtol=DEFAULT_RTOL,
-    atol=DEFAULT_ATOL,
-    max_steps=DEFAULT_MAX_STEPS,
-    dt0=None,
+    options: SolverOptions = SolverOptions(),
 ) -> PyTree[Array]:
     r"""The functional derivative $\delta V/\delta g(t)$ at `ts`.
 
@@ -277,23 +313,25 @@ def functional_gradient(
     It is the direction of steepest ascent of $V$ in function space (the paper's
     update rule) and vanishes at an unconstrained optimum: the optimality residual.
 
+    **Arguments:** as `lc.costate`.
+
     **Returns:** a pytree shaped like the control, leading axis over `ts`.
     """
-    problem = _problem(system, control, theta, cost, objective)
-    numerics = _numerics(solver, rtol, atol, max_steps, dt0)
+    posed = _posed(problem, theta)
+    options = _options(options)
     ts = jnp.asarray(ts, dtype=float)
-    _check_ts(ts, objective.T)
-    fwd, bwd = _adjoint_solutions(problem, numerics, adjoint)
+    _check_ts(ts, problem.objective.T)
+    fwd, bwd = _adjoint_solutions(posed, options, adjoint)
 
     def at(t):
         w = fwd.evaluate(t)[0]
         lam = bwd.evaluate(t)
-        g = problem.control_at(t)
+        g = posed.control_at(t)
 
         def H(g_):
-            return _tree_vdot(lam, system.vector_field(t, w, g_)) + problem.reward(
-                t, w, g_
-            )
+            return _tree_vdot(
+                lam, problem.system.vector_field(t, w, g_)
+            ) + posed.reward(t, w, g_)
 
         return jax.grad(H)(g)
 

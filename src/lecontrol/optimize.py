@@ -5,27 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PyTree
 
+from ._dynamics import SolverOptions
 from .adjoint import AbstractGradientStrategy, ContinuousAdjoint
 from .checkpoint import Checkpointer, Progress
-from .controls import AbstractControl
-from .costs import AbstractCost
-from .objective import (
-    DEFAULT_ATOL,
-    DEFAULT_MAX_STEPS,
-    DEFAULT_RTOL,
-    Objective,
-    _numerics,
-    _problem,
-)
+from .objective import Problem, _options, _posed
 from .optimizers import AbstractOptimizer, ProjectedGradientAscent
-from .systems import AbstractLearningSystem
 
 
 class OptimizeResult(eqx.Module):
@@ -102,22 +92,16 @@ def runtime_error_message(err: Exception) -> str:
 
 
 def optimize(
-    system: AbstractLearningSystem,
-    control: AbstractControl,
-    cost: AbstractCost,
-    objective: Objective,
+    problem: Problem,
     theta0: PyTree[Array],
     *,
     optimizer: AbstractOptimizer = ProjectedGradientAscent(lr=1.0),
     steps: int = 100,
     adjoint: AbstractGradientStrategy = ContinuousAdjoint(),
+    options: SolverOptions = SolverOptions(),
     callback: Callable[[int, PyTree[Array], float, float], object] | None = None,
     progress: bool = False,
     state: PyTree = None,
-    solver: diffrax.AbstractSolver = diffrax.Tsit5(),
-    rtol: float = DEFAULT_RTOL,
-    atol: float = DEFAULT_ATOL,
-    max_steps: int = DEFAULT_MAX_STEPS,
     checkpoint: Checkpointer | None = None,
 ) -> OptimizeResult:
     r"""Maximise $V(\theta)$ over the control coefficients.
@@ -129,17 +113,18 @@ def optimize(
 
     **Arguments:**
 
-    - `system`, `control`, `cost`, `objective`: the problem.
-    - `theta0`: starting coefficients (e.g. `control.init(0.0)`, the baseline).
+    - `problem`: an `lc.Problem`.
+    - `theta0`: starting coefficients (e.g. `problem.control.init(0.0)`, the
+      baseline).
     - `optimizer`: `ProjectedGradientAscent(lr)`, `Adam(lr)` or `LBFGS()`.
     - `steps`: iterations.
     - `adjoint`: gradient strategy.
+    - `options`: how the ODE is solved (`lc.SolverOptions`).
     - `callback`: called as `callback(i, theta, V, grad_norm)` after iteration `i`
       (with the coefficients the iteration evaluated); return `False` to stop.
     - `progress`: show a progress bar.
     - `state`: optimiser state to resume from (`result.state`; then `theta0`
       must be `result.final_theta`).
-    - `solver`, `rtol`, `atol`, `max_steps`: as `lc.value`.
     - `checkpoint`: a `lecontrol.checkpoint.Checkpointer`: save the progress
       every `checkpoint.every` iterations and after the last one, and (with
       `resume=True`) start from its file when there is one. A resumed run ends
@@ -149,8 +134,9 @@ def optimize(
     """
     if int(steps) < 0:
         raise ValueError(f"`steps` must be >= 0; got {steps}.")
-    problem = _problem(system, control, theta0, cost, objective)
-    numerics = _numerics(solver, rtol, atol, max_steps, None)
+    control = problem.control
+    numerics = _options(options)
+    problem = _posed(problem, theta0)
     adjoint = adjoint.bind(problem)
     theta = control.project(theta0)
     if state is None:

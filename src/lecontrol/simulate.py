@@ -39,7 +39,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree, Real
 from ._checks import concrete
 from .controls import AbstractControl
 from .costs import Quadratic
-from .objective import Objective, _problem
+from .objective import Objective, Problem, _posed
 from .systems import (
     MAML,
     AbstractLearningSystem,
@@ -414,7 +414,7 @@ def simulate(
     alpha = float(a)
     T = steps * alpha
     try:
-        _problem(system, control, theta, Quadratic(0.0), Objective(T=T))
+        _posed(Problem(system, control, Quadratic(0.0), Objective(T=T)), theta)
     except ValueError as err:
         raise ValueError(
             f"{err} (lc.simulate runs steps * alpha = {steps} * {alpha} = {T} time "

@@ -25,8 +25,9 @@ def build(beta):
     system = lc.systems.SingleNeuronGain(task, lam=0.1)
     control = lc.controls.PiecewiseLinear(jnp.linspace(0, 0.6, 31), lower=0.0,
                                           upper=0.5)
-    return (system, control, lc.costs.Quadratic(beta=beta),
-            lc.Objective(T=0.6, gamma=0.99), control.init(0.0))
+    problem = lc.Problem(system, control, lc.costs.Quadratic(beta=beta),
+                         lc.Objective(T=0.6, gamma=0.99))
+    return problem, control.init(0.0)
 
 res = lc.sweep.optimize_batch(
     build, jnp.linspace(0.1, 2.0, 30),
@@ -46,7 +47,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -54,16 +54,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, PyTree
 
+from ._dynamics import SolverOptions
 from .adjoint import AbstractGradientStrategy, ContinuousAdjoint
-from .objective import (
-    DEFAULT_ATOL,
-    DEFAULT_MAX_STEPS,
-    DEFAULT_RTOL,
-    Trajectory,
-    _numerics,
-    _problem,
-    solve,
-)
+from .objective import Problem, Trajectory, _options, _posed, solve
 from .optimize import _grad_norm
 from .optimizers import AbstractOptimizer
 
@@ -71,7 +64,7 @@ __all__ = ["SweepResult", "optimize_batch", "solve_batch"]
 
 BATCH_AXIS = "batch"
 
-Build = Callable[[PyTree[Array]], tuple[Any, Any, Any, Any, PyTree[Array]]]
+Build = Callable[[PyTree[Array]], tuple[Problem, PyTree[Array]]]
 
 
 class SweepResult(eqx.Module):
@@ -182,14 +175,14 @@ def _check_build(build: Build, p, i: int):
         built = build(p)
     except (ValueError, TypeError) as e:
         raise type(e)(f"building the problem of parameter value {i} failed: {e}") from e
-    if not (isinstance(built, (tuple, list)) and len(built) == 5):
+    if not (isinstance(built, (tuple, list)) and len(built) == 2):
         raise TypeError(
-            "`build(p)` must return (system, control, cost, objective, theta0), the "
-            f"positional arguments of lc.optimize; got {type(built).__name__}."
+            "`build(p)` must return (problem, theta0), the positional arguments of "
+            f"lc.optimize; got {type(built).__name__}."
         )
-    system, control, cost, objective, theta0 = built
+    problem, theta0 = built
     try:
-        _problem(system, control, theta0, cost, objective)
+        _posed(problem, theta0)
     except (ValueError, TypeError) as e:
         raise type(e)(f"the problem of parameter value {i} is invalid: {e}") from e
     return built
@@ -239,8 +232,9 @@ def _where(flag, a, b):
 
 
 def _optimize_one(p, *, build, optimizer_for, steps, adjoint, numerics, peel):
-    system, control, cost, objective, theta0 = build(p)
-    problem = _problem(system, control, theta0, cost, objective)
+    problem, theta0 = build(p)
+    control = problem.control
+    problem = _posed(problem, theta0)
     optimizer = optimizer_for(p)
 
     def value(th):
@@ -322,10 +316,7 @@ def optimize_batch(
     optimizer: AbstractOptimizer | Callable[[Any], AbstractOptimizer],
     steps: int,
     adjoint: AbstractGradientStrategy = ContinuousAdjoint(),
-    solver: diffrax.AbstractSolver = diffrax.Tsit5(),
-    rtol: float = DEFAULT_RTOL,
-    atol: float = DEFAULT_ATOL,
-    max_steps: int = DEFAULT_MAX_STEPS,
+    options: SolverOptions = SolverOptions(),
     devices: Sequence[jax.Device] | None = None,
 ) -> SweepResult:
     r"""Maximise $V$ for every parameter value at once: `lc.optimize`, vmapped.
@@ -345,8 +336,8 @@ def optimize_batch(
 
     **Arguments:**
 
-    - `build`: a function `p -> (system, control, cost, objective, theta0)`
-      (the positional arguments of `lc.optimize`) of one parameter value.
+    - `build`: a function `p -> (problem, theta0)` (the positional arguments
+      of `lc.optimize`) of one parameter value.
       Under `vmap`, `p` is traced: use it only as array data (e.g.
       `lc.costs.Quadratic(beta=p)`, knots `jnp.linspace(0, p, K)`), never for
       shapes or Python control flow.
@@ -356,7 +347,7 @@ def optimize_batch(
       or a function of one parameter value returning one (e.g. a learning
       rate that depends on the horizon).
     - `steps`: iterations (the same for every value).
-    - `adjoint`, `solver`, `rtol`, `atol`, `max_steps`: as `lc.optimize`.
+    - `adjoint`, `options`: as `lc.optimize`.
     - `devices`: the devices to shard across (default `jax.devices()`; pass
       `jax.devices()[:1]` for an unsharded run).
 
@@ -366,7 +357,7 @@ def optimize_batch(
     steps = int(steps)
     if steps < 0:
         raise ValueError(f"`steps` must be >= 0; got {steps}.")
-    numerics = _numerics(solver, rtol, atol, max_steps, None)
+    numerics = _options(options)
     devices = _resolve_devices(devices)
     params = _as_arrays(params)
     n = _batch_size(params)
@@ -378,7 +369,8 @@ def optimize_batch(
             "`optimizer(p)` must return an lc.optimizers optimiser; got "
             f"{type(opt0).__name__}."
         )
-    _, control0, _, _, theta0 = built[0]
+    problem0, theta0 = built[0]
+    control0 = problem0.control
     theta0 = control0.project(theta0)
     peel = not _state_is_stable(opt0, theta0, opt0.init(theta0, control0), control0)
 
@@ -417,10 +409,7 @@ def solve_batch(
     thetas: PyTree[Array],
     *,
     num_times: int = 201,
-    solver: diffrax.AbstractSolver = diffrax.Tsit5(),
-    rtol: float = DEFAULT_RTOL,
-    atol: float = DEFAULT_ATOL,
-    max_steps: int = DEFAULT_MAX_STEPS,
+    options: SolverOptions = SolverOptions(),
     devices: Sequence[jax.Device] | None = None,
 ) -> Trajectory:
     r"""`lc.solve` for every parameter value at once, with its own coefficients.
@@ -431,7 +420,7 @@ def solve_batch(
 
     **Arguments:**
 
-    - `build`, `params`, `solver`, `rtol`, `atol`, `max_steps`, `devices`: as
+    - `build`, `params`, `options`, `devices`: as
       `optimize_batch` (the `theta0` that `build` returns is not used).
     - `thetas`: coefficients with a leading axis over the parameter values.
     - `num_times`: samples per trajectory (at least 2).
@@ -455,19 +444,8 @@ def solve_batch(
 
     def one(args):
         p, theta = args
-        system, control, cost, objective, _ = build(p)
-        ts = fraction * objective.T
-        return solve(
-            system,
-            control,
-            theta,
-            cost,
-            objective,
-            ts=ts,
-            solver=solver,
-            rtol=rtol,
-            atol=atol,
-            max_steps=max_steps,
-        )
+        problem, _ = build(p)
+        ts = fraction * problem.objective.T
+        return solve(problem, theta, ts=ts, options=options)
 
     return _sharded_vmap(one, (params, thetas), _resolve_devices(devices))

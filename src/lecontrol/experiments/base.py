@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+import lecontrol as lc
+
 __all__ = [
     "ConfigError",
     "Experiment",
@@ -154,13 +156,27 @@ class Experiment:
 
 
 class Setup(typing.NamedTuple):
-    """The library objects of a problem, as `Experiment.build` returns them."""
+    """An experiment's problem and starting coefficients, as `Experiment.build`
+    returns them (and as `lc.sweep`'s `build` functions return them)."""
 
-    system: Any
-    control: Any
-    cost: Any
-    objective: Any
+    problem: lc.Problem
     theta0: Any
+
+    @property
+    def system(self):
+        return self.problem.system
+
+    @property
+    def control(self):
+        return self.problem.control
+
+    @property
+    def cost(self):
+        return self.problem.cost
+
+    @property
+    def objective(self):
+        return self.problem.objective
 
 
 class RunOutput(typing.NamedTuple):

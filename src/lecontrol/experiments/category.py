@@ -245,7 +245,9 @@ def _problem(config) -> tuple[Setup, lc.tasks.AbstractTask]:
     )
     cost = lc.costs.FixedNorm(beta=config.beta, norm2=float(task.n_outputs))
     objective = lc.Objective(T=config.T, gamma=config.gamma, eta=config.eta)
-    setup = Setup(system, control, cost, objective, control.init(config.control_init))
+    setup = Setup(
+        lc.Problem(system, control, cost, objective), control.init(config.control_init)
+    )
     return setup, data
 
 

@@ -41,7 +41,7 @@ def compare(
     ts,
     optimizer: lc.optimizers.AbstractOptimizer,
     iterations: int,
-    numerics: dict,
+    options: lc.SolverOptions,
     progress: bool,
     baseline_value: float = 0.0,
     adjoint: lc.AbstractGradientStrategy | None = None,
@@ -59,24 +59,19 @@ def compare(
         checkpoint = next_checkpointer()
 
     def trajectory(theta):
-        return lc.solve(
-            s.system, s.control, theta, s.cost, s.objective, ts=ts, **numerics
-        )
+        return lc.solve(s.problem, theta, ts=ts, options=options)
 
     theta_baseline = s.control.init(baseline_value)
     baseline = trajectory(theta_baseline)
     res = lc.optimize(
-        s.system,
-        s.control,
-        s.cost,
-        s.objective,
+        s.problem,
         s.theta0,
         optimizer=optimizer,
         steps=iterations,
         progress=progress,
         checkpoint=checkpoint,
+        options=options,
         **kw,
-        **numerics,
     )
     return Comparison(baseline, trajectory(res.theta), res, theta_baseline)
 

@@ -289,7 +289,9 @@ def _problem(config: _EngagementConfig) -> tuple[Setup, lc.tasks.ConcatenatedTas
     )
     cost = cost_of(config, tasks.n_tasks)
     objective = lc.Objective(T=config.T, gamma=config.gamma, eta=config.eta)
-    setup = Setup(system, control, cost, objective, control.init(config.control_init))
+    setup = Setup(
+        lc.Problem(system, control, cost, objective), control.init(config.control_init)
+    )
     return setup, lc.tasks.ConcatenatedTasks(digits)
 
 
@@ -326,11 +328,9 @@ def run_comparison(
         ts=jnp.linspace(0.0, config.T, config.samples),
         optimizer=lc.optimizers.ProjectedGradientAscent(lr=lr),
         iterations=config.iterations,
-        numerics={
-            "rtol": config.rtol,
-            "atol": config.atol,
-            "max_steps": config.max_steps,
-        },
+        options=lc.SolverOptions(
+            rtol=config.rtol, atol=config.atol, max_steps=config.max_steps
+        ),
         progress=progress,
         baseline_value=1.0,
         adjoint=GRADIENTS[config.gradient](),

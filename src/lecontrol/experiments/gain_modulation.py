@@ -177,7 +177,9 @@ def gain_setup(config: GainConfig, system) -> Setup:
     control = gain_control(config, system)
     cost = lc.costs.ExpQuadratic(beta=config.beta)
     objective = lc.Objective(T=config.T, gamma=config.gamma, eta=config.eta)
-    return Setup(system, control, cost, objective, control.init(config.control_init))
+    return Setup(
+        lc.Problem(system, control, cost, objective), control.init(config.control_init)
+    )
 
 
 def record_times(config: GainConfig) -> jax.Array:
@@ -185,8 +187,10 @@ def record_times(config: GainConfig) -> jax.Array:
     return jnp.linspace(0.0, config.T, config.steps // config.record_every + 1)
 
 
-def numerics(config: GainConfig) -> dict:
-    return {"rtol": config.rtol, "atol": config.atol, "max_steps": config.max_steps}
+def numerics(config: GainConfig) -> lc.SolverOptions:
+    return lc.SolverOptions(
+        rtol=config.rtol, atol=config.atol, max_steps=config.max_steps
+    )
 
 
 # --------------------------------------------------------------- finding measures
@@ -395,7 +399,7 @@ def run_gain(
         ts=record_times(config),
         optimizer=lc.optimizers.ProjectedGradientAscent(lr=lr),
         iterations=config.iterations,
-        numerics=numerics(config),
+        options=numerics(config),
         progress=progress,
     )
     results = comparison_arrays(c) | {"knots": np.asarray(setup.control.knots)}

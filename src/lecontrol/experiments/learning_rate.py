@@ -166,7 +166,9 @@ def setup(config: LearningRateConfig, system, *, gamma=None, beta=None) -> Setup
     objective = lc.Objective(
         T=config.T, gamma=config.gamma if gamma is None else gamma, eta=config.eta
     )
-    return Setup(system, control, cost, objective, control.init(config.control_init))
+    return Setup(
+        lc.Problem(system, control, cost, objective), control.init(config.control_init)
+    )
 
 
 def build(config: LearningRateConfig) -> Setup:
@@ -179,8 +181,10 @@ def record_times(config: LearningRateConfig):
     return jnp.linspace(0.0, config.T, config.steps // config.record_every + 1)
 
 
-def numerics(config: LearningRateConfig) -> dict:
-    return {"rtol": config.rtol, "atol": config.atol, "max_steps": config.max_steps}
+def numerics(config: LearningRateConfig) -> lc.SolverOptions:
+    return lc.SolverOptions(
+        rtol=config.rtol, atol=config.atol, max_steps=config.max_steps
+    )
 
 
 # ------------------------------------------------------- levels of the hierarchy
@@ -228,7 +232,7 @@ def run(config: LearningRateConfig, out_dir: Path, progress: bool) -> RunOutput:
         ts=record_times(config),
         optimizer=lc.optimizers.Adam(lr=config.lr),
         iterations=config.iterations,
-        numerics=numerics(config),
+        options=numerics(config),
         progress=progress,
     )
     results = comparison_arrays(c) | {"knots": np.asarray(s.control.knots)}

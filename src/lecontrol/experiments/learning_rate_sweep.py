@@ -134,14 +134,14 @@ def run(config: LearningRateSweepConfig, out_dir: Path, progress: bool) -> RunOu
         params,
         optimizer=lc.optimizers.Adam(lr=config.lr),
         steps=config.iterations,
-        **numerics(config),
+        options=numerics(config),
     )
     n = len(params["gamma"])
     both = {k: np.concatenate([v, v]) for k, v in params.items()}
     # Baseline: the base rate, rho = 0.
     thetas = np.concatenate([np.zeros_like(res.theta), res.theta])
     traj = lc.sweep.solve_batch(
-        make, both, thetas, num_times=config.num_times, **numerics(config)
+        make, both, thetas, num_times=config.num_times, options=numerics(config)
     )
     knots = np.linspace(0.0, config.T, config.knots)
     task = lc.tasks.SemanticHierarchy(config.levels)

@@ -174,10 +174,12 @@ def problem(config: MAMLConfig, net: lc.systems.MAML, *, evaluation: bool = Fals
 
     def build_horizon(T) -> Setup:
         return Setup(
-            net,
-            control,
-            lc.costs.Quadratic(beta=beta),
-            lc.Objective(T=T, gamma=gamma, eta=eta),
+            lc.Problem(
+                net,
+                control,
+                lc.costs.Quadratic(beta=beta),
+                lc.Objective(T=T, gamma=gamma, eta=eta),
+            ),
             theta0,
         )
 
@@ -189,8 +191,10 @@ def build(config: MAMLConfig) -> Setup:
     return problem(config, system(config))(max(config.horizons) * config.alpha)
 
 
-def _numerics(config: MAMLConfig) -> dict:
-    return {"rtol": config.rtol, "atol": config.atol, "max_steps": config.max_steps}
+def _numerics(config: MAMLConfig) -> lc.SolverOptions:
+    return lc.SolverOptions(
+        rtol=config.rtol, atol=config.atol, max_steps=config.max_steps
+    )
 
 
 def run(config: MAMLConfig, out_dir: Path, progress: bool) -> RunOutput:
@@ -205,7 +209,7 @@ def run(config: MAMLConfig, out_dir: Path, progress: bool) -> RunOutput:
         steps=config.iterations,
         # The configured intervals, not ContinuousAdjoint's default minimum.
         adjoint=lc.ContinuousAdjoint(min_intervals=config.quadrature_intervals),
-        **_numerics(config),
+        options=_numerics(config),
     )
     # Row 0: the random initialisation (baseline); then one row per horizon.
     theta0 = net.gaussian_init(config.seed, config.init_scale)
@@ -218,7 +222,7 @@ def run(config: MAMLConfig, out_dir: Path, progress: bool) -> RunOutput:
         np.full(len(horizons) + 1, window * config.alpha),
         inits,
         num_times=window + 1,  # one sample per inner step
-        **_numerics(config),
+        options=_numerics(config),
     )
     cumulative = -evaluation.V[:, -1]
     one_step = evaluation.loss[:, 1]

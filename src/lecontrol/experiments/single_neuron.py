@@ -118,7 +118,9 @@ def build(config: SingleNeuronConfig) -> Setup:
     )
     cost = lc.costs.Quadratic(beta=config.beta)
     objective = lc.Objective(T=config.T, gamma=config.gamma, eta=config.eta)
-    return Setup(system, control, cost, objective, control.init(config.control_init))
+    return Setup(
+        lc.Problem(system, control, cost, objective), control.init(config.control_init)
+    )
 
 
 def run(config: SingleNeuronConfig, out_dir: Path, progress: bool) -> RunOutput:
@@ -130,11 +132,9 @@ def run(config: SingleNeuronConfig, out_dir: Path, progress: bool) -> RunOutput:
         ts=jnp.linspace(0.0, config.T, config.steps + 1),  # one point per SGD step
         optimizer=lc.optimizers.ProjectedGradientAscent(lr=lr),
         iterations=config.iterations,
-        numerics={
-            "rtol": config.rtol,
-            "atol": config.atol,
-            "max_steps": config.max_steps,
-        },
+        options=lc.SolverOptions(
+            rtol=config.rtol, atol=config.atol, max_steps=config.max_steps
+        ),
         progress=progress,
     )
     results = comparison_arrays(c) | {

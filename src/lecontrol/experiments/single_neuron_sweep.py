@@ -275,7 +275,7 @@ def problem(config: SingleNeuronSweepConfig) -> Callable[[Mapping], Setup]:
         )
         cost = lc.costs.Quadratic(beta=p["beta"])
         objective = lc.Objective(T=p["T"], gamma=p["gamma"], eta=config.eta)
-        return Setup(system, control, cost, objective, control.init(0.0))
+        return Setup(lc.Problem(system, control, cost, objective), control.init(0.0))
 
     return build_point
 
@@ -340,17 +340,23 @@ def run(config: SingleNeuronSweepConfig, out_dir: Path, progress: bool) -> RunOu
     """Optimise every point of every sweep at once; solve baseline and optimum."""
     params, segments = points(config)
     make = problem(config)
-    numerics = {"rtol": config.rtol, "atol": config.atol, "max_steps": config.max_steps}
+    options = lc.SolverOptions(
+        rtol=config.rtol, atol=config.atol, max_steps=config.max_steps
+    )
     announce(progress, len(params["T"]), config.iterations)
     res = lc.sweep.optimize_batch(
-        make, params, optimizer=optimizer(config), steps=config.iterations, **numerics
+        make,
+        params,
+        optimizer=optimizer(config),
+        steps=config.iterations,
+        options=options,
     )
     n = len(params["T"])
     # Baseline (g = 0) and optimum of every point, in one more batch.
     both = {k: np.concatenate([v, v]) for k, v in params.items()}
     thetas = np.concatenate([np.zeros_like(res.theta), res.theta])
     traj = lc.sweep.solve_batch(
-        make, both, thetas, num_times=config.num_times, **numerics
+        make, both, thetas, num_times=config.num_times, options=options
     )
     knots = np.linspace(0.0, 1.0, config.knots)[None, :] * params["T"][:, None]
     per_row = {
