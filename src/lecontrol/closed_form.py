@@ -222,7 +222,7 @@ def single_layer_matrices(
     + \lambda I\big],\qquad b = \frac1\tau\,w_g,\quad
     w_g = \operatorname{vec}(\Sigma_{xy}^\top\circ\tilde G),$$
     $D_{\tilde g} = \operatorname{diag}(\operatorname{vec}\tilde G)$
-    (the architecture's "$(\Sigma_x^\top\otimes I)\tilde g^2$").
+    (the paper's Eq. 48 writes it as "$(\Sigma_x^\top\otimes I)\tilde g^2$").
 
     **Arguments:**
 
