@@ -1,6 +1,6 @@
 """The benchmark problems of issue 6, built from the public API.
 
-Each problem is the paper's configuration (PAPER.md table): horizon T = N·α,
+Each problem is the paper's configuration (its Tables 1-5): horizon T = N·α,
 knots on [0, T], box bounds, cost and discount. `scale_N` multiplies the
 number of SGD steps (the horizon) at a fixed number of knots, for the
 memory-scaling measurement.

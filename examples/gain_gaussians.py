@@ -1,4 +1,4 @@
-"""Gain modulation on correlated Gaussians (PAPER.md system 4), built from the parts.
+"""Gain modulation on correlated Gaussians (the paper's Sec. 6, Eq. 7), built from the parts.
 
 A two-layer linear network learns the correlated-Gaussians task while a
 per-weight gain control G(t) in [-0.5, 0.5] is optimised to maximise the

@@ -14,8 +14,9 @@ budget (`--deadline`, `--stop-at`, `--timeout`).
 
 The report (`--report`, default `docs/reproduction.md`) is built from every
 run folder found under `RUNS_DIR`, preferring a finished full-size run over a
-quick one. Each qualitative finding of PAPER.md ("Findings the library must
-reproduce") is one row of `FINDINGS`: a small function that reads the run's
+quick one. Each qualitative finding that the paper (Carrasco-Davis, Masís &
+Saxe; `SOURCES` names the section and figure of each area) reports is one row
+of `FINDINGS`: a small function that reads the run's
 `summary.json` / `results.npz` and returns the measured evidence and a verdict
 (reproduced / not reproduced / not evaluated, with the reason). Verdicts from
 quick runs are marked as such: a quick run is a smoke test, not evidence of the
@@ -731,12 +732,24 @@ def nonlinear_sgd_replay(run: Run) -> Check:
 @dataclasses.dataclass(frozen=True)
 class Finding:
     area: str
-    claim: str  # PAPER.md's words
+    claim: str  # the paper's finding, in our words
     experiment: str
     check: Callable[[Run], Check]
-    listed: bool = True  # False: a check of the method, not one of PAPER.md's findings
+    listed: bool = True  # False: a check of the method, not one of the paper's findings
     also: str | None = None  # a variant run measured the same way, as extra evidence
 
+
+# Where the paper shows the findings of each area (sections, figures).
+SOURCES: dict[str, str] = {
+    "Single neuron": "Sec. 2.1, Fig. 2; App. K.1, Fig. 9",
+    "Gain modulation": "Sec. 6.1, Fig. 5a-d; App. K.2, Figs. 10-11",
+    "Task engagement": "Sec. 5.1, Fig. 4a-f",
+    "Category engagement": "Sec. 5.1, Fig. 4h-m",
+    "Learning rate": "Sec. 4, Fig. 3c,d; App. F.2, Fig. 8",
+    "MAML": "Sec. 4, Fig. 3a,b; App. F.1, Figs. 6-7",
+    "Task switch": "Sec. 6.1, Fig. 5e-g; App. K.3, Figs. 15-16",
+    "Non-linear network": "App. K.6, Fig. 19",
+}
 
 GAIN = ("effort-gaussians", "effort-semantic", "effort-digits")
 ENGAGEMENT = ("engagement-attentive", "engagement-active", "engagement-vector")
@@ -906,6 +919,7 @@ FINDINGS: list[Finding] = [
         listed=False,
     ),
 ]
+assert {f.area for f in FINDINGS} <= SOURCES.keys(), "an area without its source"
 
 
 def evaluate(finding: Finding, run: Run | None, attempts: list[dict]) -> Check:
@@ -1043,8 +1057,15 @@ def write_report(names: Sequence[str], args, command: str) -> Path:
         "this shared machine",
         *([f"- **Note:** {args.note}"] if args.note else []),
         "",
-        'Each finding of PAPER.md ("Findings the library must reproduce") is '
-        "checked against measurements from the runs below. A *full-size* run uses "
+        "Each qualitative finding of the paper (Carrasco-Davis, Masís & Saxe, "
+        '"Meta-Learning Strategies through Value Maximization in Neural Networks") '
+        "is checked against measurements from the runs below. The paper shows them "
+        "in: "
+        + ", ".join(
+            f"{area if area.isupper() else area.lower()} ({src})"
+            for area, src in SOURCES.items()
+        )
+        + ". A *full-size* run uses "
         "the experiment's default configuration (the paper's parameters); a "
         "*quick* run is the `--quick` smoke-test variant (fewer iterations, shorter "
         "horizon, smaller network), and **a verdict from a quick run is not evidence "
@@ -1115,7 +1136,7 @@ def write_report(names: Sequence[str], args, command: str) -> Path:
     if extra:
         L += [
             "",
-            "Beyond PAPER.md's list of findings, a check of the method:",
+            "Beyond the paper's findings, a check of the method:",
             "",
         ]
         L += summary_table(extra)

@@ -1,4 +1,4 @@
-"""Task engagement, category engagement and task switch (PAPER.md systems 6-8).
+"""Task engagement, category engagement and task switch (the paper's Secs. 5-6; docs/systems/).
 
 Checked: each vector field is minus the gradient (jax.grad) of its auxiliary
 expected loss over tau; each expected loss matches Monte-Carlo averages of the

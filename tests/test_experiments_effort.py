@@ -103,7 +103,7 @@ def test_quick_run_files_and_value(quick, name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["effort-gaussians", "effort-digits", "nonlinear"])
 def test_gain_control_is_concentrated_early_and_speeds_learning(quick, name):
-    """PAPER.md: control concentrated early; loss falls faster; sparser weights."""
+    """The paper (Sec. 6.1, Figs. 5, 10): control concentrated early; loss falls faster; sparser weights."""
     _, s = quick(name)
     assert s["control_fraction_first_quarter"] > 0.75  # uniform would be 0.25
     assert s["t_peak_control"] < 0.25 * s["T"]
@@ -125,7 +125,7 @@ def test_sgd_replay_follows_the_ode(quick):
 
 @pytest.mark.slow
 def test_semantic_control_learns_every_level_earlier(quick):
-    """PAPER.md: on Semantic data the control shortens the plateaus."""
+    """The paper (Fig. 11): on Semantic data the control shortens the plateaus."""
     _, s = quick("effort-semantic")
     assert all(t is not None for t in s["level_times_control"])
     assert s["levels_learned_earlier"] == [True] * len(s["level_times_control"])
@@ -133,7 +133,7 @@ def test_semantic_control_learns_every_level_earlier(quick):
 
 @pytest.mark.slow
 def test_task_switch_findings(quick):
-    """PAPER.md: controlled loss below baseline almost always; control rises
+    """The paper (Fig. 5e-g): controlled loss below baseline almost always; control rises
     before each switch."""
     _, s = quick("task-switch")
     assert s["fraction_loss_below_baseline"] > 0.9

@@ -1,4 +1,4 @@
-"""Task and category engagement experiments (PAPER.md systems 6 and 7).
+"""Task and category engagement experiments (the paper's Sec. 5; docs/systems/engagement.md).
 
 Each experiment's `--quick` run goes through the command line end to end, as a
 user would run it; the tests then check the files, that the optimised

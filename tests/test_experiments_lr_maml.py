@@ -143,7 +143,7 @@ def _maml_findings(summary, results, proc):
     cumulative = results["cumulative_loss"]
     # Every optimised initialisation beats the random one on the window.
     assert np.all(cumulative[1:] < cumulative[0])
-    # PAPER.md: one-step MAML under-performs multi-step MAML.
+    # The paper (Fig. 3a, App. F.1): one-step MAML under-performs multi-step MAML.
     assert summary["one_step_underperforms_multi_step"] is True
     assert cumulative[1] > cumulative[2:].min()
     # The window's cumulative loss is the value of the largest horizon's problem.
@@ -172,7 +172,7 @@ def _single_neuron_sweep_findings(summary, results, proc):
         g = results[f"{name}_g"]
         assert g.min() >= cfg.lower and g.max() <= cfg.upper
         assert np.all(results[f"{name}_V_control"] >= results[f"{name}_V_baseline"])
-    # PAPER.md: more control for larger gamma, less for larger sigma and beta.
+    # The paper (Figs. 2e-h, 9): more control for larger gamma, less for larger sigma and beta.
     assert _monotone(cfg.gammas, results["gamma_total_control"], +1)
     assert _monotone(cfg.sigmas, results["sigma_total_control"], -1)
     assert _monotone(cfg.betas, results["beta_total_control"], -1)
@@ -195,7 +195,7 @@ def _single_neuron_sweep_findings(summary, results, proc):
 def _learning_rate_sweep_findings(summary, results, proc):
     cfg = get("learning-rate-sweep").default_config(quick=True)
     assert summary["problems"] == 1 + len(cfg.gammas) + len(cfg.betas)
-    # PAPER.md: more control for larger gamma and smaller beta.
+    # The paper (Fig. 3c,d; Fig. 8): more control for larger gamma and smaller beta.
     assert _monotone(cfg.gammas, results["gamma_total_control"], +1)
     assert _monotone(cfg.betas, results["beta_total_control"], -1)
     assert summary["findings"] == {

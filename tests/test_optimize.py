@@ -1,5 +1,5 @@
 """Optimisers raise V within bounds; the loop stops cleanly on failure;
-the single-neuron findings of PAPER.md hold."""
+the single-neuron findings of the paper (Sec. 2.1, Fig. 2) hold."""
 
 import jax
 import jax.numpy as jnp
@@ -121,7 +121,7 @@ def _optimal(**kw):
 
 @pytest.mark.slow
 def test_single_neuron_findings():
-    """PAPER.md: g(t) largest early and decaying; V(control) > V(baseline);
+    """The paper (Fig. 2): g(t) largest early and decaying; V(control) > V(baseline);
     more control for larger γ, less for larger σ and larger β."""
     res, g, total, V0 = _optimal()
     assert res.best_value > V0

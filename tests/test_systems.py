@@ -1,4 +1,4 @@
-"""Two-layer learning systems (PAPER.md systems 3, 4, 5, 9, 10) and the neuron basis.
+"""Two-layer learning systems (docs/systems/: two-layer, gain, learning rate, MAML, tanh) and the neuron basis.
 
 What is checked, with tolerances (float64):
 

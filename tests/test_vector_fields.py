@@ -1,6 +1,6 @@
 """Every learning system's vector field is the gradient flow of its expected loss.
 
-PAPER.md: each vector field must equal $-\\partial\\langle L\\rangle/\\partial W$
+Each vector field must equal $-\\partial\\langle L\\rangle/\\partial W$
 (divided by $\\tau$, times the control factors its equation prescribes). For the
 gain systems the factor is 1: $\\dot w = -\\tfrac1\\tau\\nabla_w\\langle L\\rangle$.
 
@@ -163,7 +163,7 @@ def test_gradient_flow_check_can_fail():
 
 
 def per_sample_loss_neuron(system, x, y, w, g):
-    r"""$L = \tfrac12(y - x w\tilde g)^2 + \tfrac12\lambda w^2$ (PAPER.md system 1)."""
+    r"""$L = \tfrac12(y - x w\tilde g)^2 + \tfrac12\lambda w^2$ (the paper's App. G.1, Eq. 32)."""
     yhat = x[:, 0] * w * (1 + g)
     return 0.5 * (y[:, 0] - yhat) ** 2 + 0.5 * system.lam * w**2
 

@@ -1,17 +1,17 @@
 r"""Analytic solutions of the gain systems: ground truth for the ODE solver.
 
-Both gain systems of PAPER.md are *linear* in the weights for a fixed control,
+Both gain systems of the paper's App. G are *linear* in the weights for a fixed control,
 $\dot w = A(g(t))\,w + b(g(t))$, so their trajectories are known in closed
 form up to quadrature:
 
-- **Single neuron** (PAPER.md system 1, `SingleNeuronGain`): the integrating
+- **Single neuron** (the paper's App. G.1, Eqs. 38-41, `SingleNeuronGain`): the integrating
   factor
   $$M(t) = \exp\Big(\int_0^t \frac{\langle x^2\rangle\tilde g(t')^2 + \lambda}{\tau}
   \,dt'\Big),\qquad
   w(t) = M(t)^{-1}\Big[\int_0^t M(t')\,\frac{\mu\,\tilde g(t')}{\tau}\,dt'
   + w(0)\Big],$$
   for *any* control $g(t)$, with $\tilde g = 1 + g$.
-- **Single-layer network** (PAPER.md system 2, `SingleLayerGain`): with
+- **Single-layer network** (the paper's App. G.2, Eqs. 47-50, `SingleLayerGain`): with
   $\operatorname{vec}$ stacking columns, $\operatorname{vec}(W\Sigma_x) =
   (\Sigma_x^\top\otimes I)\operatorname{vec}(W)$, so
   $$\frac{d\operatorname{vec}W}{dt} = \frac1\tau\Big[w_g
@@ -120,7 +120,7 @@ def single_neuron_weights(
     r"""Closed-form weight $w(t)$ of the single neuron with gain, for any control.
 
     Solves $\tau\dot w = \mu\tilde g - w(\langle x^2\rangle\tilde g^2 + \lambda)$
-    (PAPER.md system 1) by the integrating factor
+    (the paper's Eq. 4) by the integrating factor
     $$M(t) = \exp\Big(\int_0^t a(t')\,dt'\Big),\quad
     a = \frac{\langle x^2\rangle\tilde g^2 + \lambda}{\tau},\qquad
     w(t) = M(t)^{-1}\Big[\int_0^t M(t')\,\frac{\mu\tilde g(t')}{\tau}\,dt'
@@ -212,7 +212,7 @@ def single_layer_matrices(
 ) -> tuple[Float[Array, "n n"], Float[Array, " n"]]:
     r"""The linear vector field of the single layer in Kronecker form.
 
-    For a fixed gain $G$, PAPER.md system 2,
+    For a fixed gain $G$, the paper's Eq. 46,
     $\tau\dot W = (\Sigma_{xy}^\top - \tilde W\Sigma_x)\circ\tilde G - \lambda W$
     with $\tilde W = \tilde G\circ W$, is linear in $W$. With $\operatorname{vec}$
     stacking columns ($\operatorname{vec}(W\Sigma_x) =
@@ -222,7 +222,7 @@ def single_layer_matrices(
     + \lambda I\big],\qquad b = \frac1\tau\,w_g,\quad
     w_g = \operatorname{vec}(\Sigma_{xy}^\top\circ\tilde G),$$
     $D_{\tilde g} = \operatorname{diag}(\operatorname{vec}\tilde G)$
-    (the architecture's "$(\Sigma_x^\top\otimes I)\tilde g^2$").
+    (the paper's Eq. 48 writes it as "$(\Sigma_x^\top\otimes I)\tilde g^2$").
 
     **Arguments:**
 

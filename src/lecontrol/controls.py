@@ -340,7 +340,7 @@ class Constant(AbstractControl):
 class NeuronBasis(AbstractControl):
     r"""One gain per neuron: a per-neuron control expanded into a full gain pytree.
 
-    PAPER.md system 4's *neuron basis*: $G_i(t) = \sum_b \nu_b(t)\,G_i^b$ where
+    The paper's *neuron basis* (App. H.1.1, Eqs. 66-67): $G_i(t) = \sum_b \nu_b(t)\,G_i^b$ where
     $G_i^b$ is a row (or column) of ones, so every weight of neuron $b$ shares
     the coefficient $\nu_b(t)$. The per-neuron signal $\nu(t)$ is any control
     `inner` (e.g. `PiecewiseLinear` with `shape=(n,)`); this wrapper places it

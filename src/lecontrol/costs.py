@@ -49,7 +49,7 @@ class Quadratic(AbstractCost):
 
 
 class ExpQuadratic(AbstractCost):
-    r"""$C(g) = \exp\!\big(\beta\sum_i \lVert G_i\rVert_F^2\big) - 1$ (PAPER.md system 4).
+    r"""$C(g) = \exp\!\big(\beta\sum_i \lVert G_i\rVert_F^2\big) - 1$ (the paper's Sec. 6; docs/systems/costs-controls.md).
 
     **Arguments:**
 

@@ -8,7 +8,7 @@ $$w_{i+1} = w_i - \alpha\,\nabla_w\,\text{batch\_loss}\big(t_i, w_i, g(t_i),
 x_i, y_i\big),\qquad t_i = i\alpha,$$
 
 with a fresh batch $(x_i, y_i)$ of `batch_size` samples at every step, so $N$
-steps cover the time $T = N\alpha$ of the ODE (PAPER.md "Notation", with the
+steps cover the time $T = N\alpha$ of the ODE (the paper's App. G.1, Eqs. 35-37, with the
 system's $\tau$ inside `batch_loss` like inside `vector_field`). As
 $\alpha \to 0$ the SGD weights follow the ODE; the expected loss
 `system.loss` evaluated on them is the theory-versus-simulation curve of the
@@ -384,7 +384,7 @@ def simulate(
       `x` of shape `(K, B, inputs)`. Any `lc.tasks.AbstractTask` (or a
       `SwitchingTasks`) may replace a system's task, e.g. a finite training set.
     - `class_proportions`: for `CategoryEngagement` only. Apply $\varphi(t)$ as
-      *class proportions* in the batches (PAPER.md system 7, follow-up) instead
+      *class proportions* in the batches (the paper's App. H.3, Eq. 77) instead
       of as output weights: step $i$'s batch holds $n_c$ samples of class $c$,
       drawn uniformly from that class's training samples, with
       $\mathbb E\,n_c = \varphi_c(t_i)B/C$ (stochastic rounding of

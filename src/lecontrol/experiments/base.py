@@ -3,7 +3,7 @@
 An experiment is a module that defines one `Experiment` value:
 
 - `config`: a frozen dataclass subclassing `ExperimentConfig`, whose defaults
-  are the paper's parameters (PAPER.md table). Field annotations are the types
+  are the paper's parameters (the paper's Tables 1-5, App. L; docs/systems/). Field annotations are the types
   that `--set key=value` and TOML files are parsed to (`float`, `int`, `bool`,
   `str`, `tuple[float, ...]`, `tuple[int, ...]`, or `X | None`).
 - `quick`: overrides giving a small run that finishes in seconds.

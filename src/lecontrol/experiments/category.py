@@ -1,4 +1,4 @@
-r"""Category engagement on 10 digits and on the semantic hierarchy (PAPER.md system 7).
+r"""Category engagement on 10 digits and on the semantic hierarchy (the paper's Sec. 5, App. H.3).
 
 A two-layer linear network learns one task with one engagement coefficient
 $\varphi_c(t)$ per output class: the squared error of output $c$ is weighted
@@ -13,7 +13,7 @@ $\varphi\in[0, 2]$: engaging one class more means engaging others less.
   first.
 - `category-semantic`: the semantic hierarchy with $h = 4$ levels (15 output
   features; row "category engagement Semantic"), small initial weights (std
-  1e-4, PAPER.md "Datasets") so the levels are learnt one after another. The
+  1e-4, the paper's App. J) so the levels are learnt one after another. The
   paper finds that higher levels of the hierarchy (level 0 is the root) get
   more engagement, earlier.
 
@@ -315,7 +315,7 @@ def run(config, out_dir: Path, progress: bool) -> RunOutput:
 
 
 def plot(results, config, out_dir: Path) -> list[Path]:
-    """Figures of PAPER.md's category-engagement panels, from the saved arrays."""
+    """Figures of the paper's category-engagement panels (Fig. 4h-k), from the saved arrays."""
     labels = class_labels(config)
     bounds = (config.lower, config.upper)
     if config.variant == "digits":

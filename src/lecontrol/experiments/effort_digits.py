@@ -1,4 +1,4 @@
-r"""Gain modulation on handwritten digits 1 vs 3 (PAPER.md system 4, row "gain, MNIST 1v3").
+r"""Gain modulation on handwritten digits 1 vs 3 (the paper's Sec. 6; Table 5, column "MNIST").
 
 A two-layer linear network ($H = 50$) learns to tell two digit classes apart
 from $5\times5$ images plus a bias input (`lc.tasks.Digits`; by default the
@@ -35,7 +35,7 @@ DESCRIPTION = "Gain modulation of a two-layer network on digits 1 vs 3 (H = 50).
 
 @dataclasses.dataclass(frozen=True)
 class EffortDigitsConfig(GainConfig):
-    r"""Parameters of `effort-digits` (defaults: PAPER.md's "gain, MNIST 1v3" row).
+    r"""Parameters of `effort-digits` (defaults: the paper's Table 5, "MNIST").
 
     All `GainConfig` fields (here $H = 50$), and the data's:
 

@@ -1,4 +1,4 @@
-r"""Gain modulation on correlated Gaussians (PAPER.md system 4, row "gain, Gaussians").
+r"""Gain modulation on correlated Gaussians (the paper's Sec. 6; Table 5, column "Gaussians").
 
 A two-layer linear network ($H = 6$) learns the correlated-Gaussians task by
 gradient flow while a control scales each of its weights,
@@ -34,7 +34,7 @@ DESCRIPTION = "Gain modulation of a two-layer network on correlated Gaussians (H
 
 @dataclasses.dataclass(frozen=True)
 class EffortGaussiansConfig(GainConfig):
-    r"""Parameters of `effort-gaussians` (defaults: PAPER.md's "gain, Gaussians" row).
+    r"""Parameters of `effort-gaussians` (defaults: the paper's Table 5, "Gaussians").
 
     All `GainConfig` fields, and the task's:
 

@@ -1,4 +1,4 @@
-r"""Gain modulation on the semantic hierarchy (PAPER.md system 4, row "gain, Semantic").
+r"""Gain modulation on the semantic hierarchy (the paper's Sec. 6; Table 5, column "Semantic").
 
 A two-layer linear network ($H = 30$) learns the $h = 4$ level hierarchy of
 `lc.tasks.SemanticHierarchy` from small initial weights (standard deviation
@@ -42,10 +42,10 @@ DESCRIPTION = (
 
 @dataclasses.dataclass(frozen=True)
 class EffortSemanticConfig(GainConfig):
-    r"""Parameters of `effort-semantic` (defaults: PAPER.md's "gain, Semantic" row).
+    r"""Parameters of `effort-semantic` (defaults: the paper's Table 5, "Semantic").
 
     All `GainConfig` fields (here $H = 30$ and initial weights of standard
-    deviation $10^{-4}$, the "rich" regime of PAPER.md's datasets section), and
+    deviation $10^{-4}$, the "rich" regime of the paper's App. J), and
 
     - `levels`: levels $h$ of the hierarchy ($2^{h-1}$ items, $2^h - 1$ outputs).
     """

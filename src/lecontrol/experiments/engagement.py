@@ -1,12 +1,12 @@
-r"""Task engagement on three digit pair tasks (PAPER.md system 6).
+r"""Task engagement on three digit pair tasks (the paper's Sec. 5).
 
 A two-layer linear network learns three binary digit tasks at once (0 vs 1,
-7 vs 1 and 8 vs 9 by default; inputs and outputs concatenated, PAPER.md
-"Datasets"). Each task $\tau$ has an engagement coefficient $\psi_\tau(t)$
+7 vs 1 and 8 vs 9 by default; inputs and outputs concatenated as in the paper's
+App. H.2). Each task $\tau$ has an engagement coefficient $\psi_\tau(t)$
 that weights its loss in the gradient flow, while performance is the
 unweighted sum of the task losses. $\psi = 1$ is plain gradient flow (the
 baseline, zero cost in the attentive and vector variants). The three
-experiments differ in the cost of engagement (PAPER.md system 6) and its
+experiments differ in the cost of engagement (the paper's Sec. 5) and its
 bounds:
 
 | experiment | cost $C(\psi)$ | bounds |
@@ -253,7 +253,7 @@ def statistics_only(task: lc.tasks.Digits) -> lc.tasks.Digits:
 
 
 def cost_of(config: _EngagementConfig, n_tasks: int) -> lc.costs.AbstractCost:
-    """The engagement cost of the variant (PAPER.md system 6)."""
+    """The engagement cost of the variant (the paper's Sec. 5)."""
     if config.variant == "attentive":
         return lc.costs.Quadratic(beta=config.beta, offset=1.0)
     if config.variant == "active":
@@ -674,7 +674,7 @@ def save_figures(figures: Mapping[str, Callable[[], Any]], out_dir: Path) -> lis
 
 
 def plot(results, config: _EngagementConfig, out_dir: Path) -> list[Path]:
-    """Figures of PAPER.md's task-engagement panels, from the saved arrays."""
+    """Figures of the paper's task-engagement panels (Fig. 4a-f), from the saved arrays."""
     figures = common_figures(
         results,
         groups={lab: [i] for i, lab in enumerate(config.labels)},

@@ -1,4 +1,4 @@
-r"""What the gain-modulation experiments share (PAPER.md systems 4, 8 and 10).
+r"""What the gain-modulation experiments share (the paper's Sec. 6 and App. I; docs/systems/two-layer.md).
 
 `effort-gaussians`, `effort-semantic`, `effort-digits`, `nonlinear` and
 `task-switch` all control a two-layer network through gains on its weights,
@@ -7,12 +7,12 @@ $C = \exp(\beta(\lVert G_1\rVert_F^2 + \lVert G_2\rVert_F^2)) - 1$ and the bound
 $G \in [-0.5, 0.5]$. They differ in the task and the system only, so this
 module holds the rest:
 
-- `GainConfig`: the fields of the "gain, Gaussians" row of PAPER.md's table;
+- `GainConfig`: the fields of the Gaussians column of the paper's Table 5;
   each experiment subclasses it with its own defaults and task fields.
 - `gain_setup`: system → control (per-weight gains, or the neuron basis on
   $W_2$'s rows) → cost → objective.
 - `run_gain`: baseline vs optimised control (`common.compare`), derived
-  arrays (weight norms, control magnitude per layer), the findings of PAPER.md
+  arrays (weight norms, control magnitude per layer), the findings of the paper
   ("control concentrated early and near the steepest loss drops; loss falls
   faster than baseline; weights end sparser") as summary entries, and the SGD
   replay of both controls with `lc.simulate`.
@@ -55,7 +55,7 @@ BASES = ("weight", "neuron")
 class GainConfig(ExperimentConfig):
     r"""Parameters shared by the gain-modulation experiments.
 
-    Defaults are the "gain, Gaussians" row of PAPER.md's table; the experiments
+    Defaults are the Gaussians column of the paper's Table 5; the experiments
     override what differs.
 
     - `alpha`: SGD learning rate $\alpha$; with `steps` it sets the horizon
@@ -74,7 +74,7 @@ class GainConfig(ExperimentConfig):
     - `knots`: knots of the piecewise-linear control on $[0, T]$.
     - `basis`: `"weight"` (one gain per weight of both layers, the paper's
       default) or `"neuron"` (one gain per output neuron on $W_2$'s rows,
-      $G_1 = 0$: PAPER.md's neuron basis).
+      $G_1 = 0$: the paper's neuron basis, App. H.1.1).
     - `control_init`: the constant gain the optimisation starts from.
     - `record_every`: SGD steps between saved time points (must divide `steps`).
     - `threshold_fraction`: the loss threshold of the "time to learn" finding is
@@ -270,7 +270,7 @@ def derived_arrays(results: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def gain_findings(results: Mapping[str, np.ndarray], config: GainConfig) -> dict:
-    """Summary entries for PAPER.md's gain-modulation findings."""
+    """Summary entries for the paper's gain-modulation findings (Sec. 6.1, Figs. 5, 10-11)."""
     ts = results["ts"]
     lb, lc_ = results["baseline_loss"], results["control_loss"]
     effort = results["control_effort"]

@@ -1,4 +1,4 @@
-r"""Learning-rate control on the semantic hierarchy (PAPER.md system 5).
+r"""Learning-rate control on the semantic hierarchy (the paper's App. F.2).
 
 A two-layer linear network ($H = 40$) learns the $h = 4$ level hierarchy of
 `lc.tasks.SemanticHierarchy` from small initial weights (standard deviation
@@ -12,7 +12,7 @@ iterations, $N = 18000$ steps at $\alpha = 5\cdot10^{-3}$, $\gamma = \beta = 1$)
 
 Besides $V$, the summary reports the total control $\int_0^T\rho\,dt$, and per
 level of the hierarchy its final loss and when its loss has halved
-(`level_times_*`): PAPER.md finds that with costly control only the first
+(`level_times_*`): the paper finds (App. F.2, Fig. 8) that with costly control only the first
 levels are worth learning (see `learning-rate-sweep` for the dependence on
 $\gamma$ and $\beta$, and `offset = -1`, where all learning costs effort).
 """
@@ -48,7 +48,7 @@ DESCRIPTION = (
 
 @dataclasses.dataclass(frozen=True)
 class LearningRateConfig(ExperimentConfig):
-    r"""Parameters of `learning-rate` (defaults: PAPER.md's "learning rate (Semantic)").
+    r"""Parameters of `learning-rate` (defaults: the paper's Table 3).
 
     - `alpha`: SGD learning rate $\alpha$; with `steps` it sets the horizon
       $T = N\alpha$ (time in units of $\tau_w = 1$).
@@ -57,7 +57,7 @@ class LearningRateConfig(ExperimentConfig):
     - `hidden`: hidden units $H$.
     - `lam`: L2 regularisation $\lambda$; `tau`: time constant.
     - `init_scale`: standard deviation of the i.i.d. Gaussian initial weights
-      (drawn from `seed`); $10^{-4}$ is PAPER.md's "rich" regime.
+      (drawn from `seed`); $10^{-4}$ is the paper's "rich" regime (App. J).
     - `lower`, `upper`: bounds of the control $\rho$.
     - `gamma`: discount per unit time; `beta`: cost scale; `offset`: the free
       value of $\rho$ in the cost $\beta(\rho - \text{offset})^2$ (0: the base

@@ -1,8 +1,8 @@
 r"""Learning-rate control swept over the discount γ and the cost scale β.
 
-The `learning-rate` problem (PAPER.md system 5 on the 4-level semantic
+The `learning-rate` problem (the paper's App. F.2 on the 4-level semantic
 hierarchy) with $\gamma \in [0.6, 1]$ at $\beta = 1$, and
-$\beta \in [10^{-3}, 2]$ at $\gamma = 1$ (PAPER.md's table, "learning rate
+$\beta \in [10^{-3}, 2]$ at $\gamma = 1$ (the paper's Table 3, "learning rate
 (Semantic)": "sweep 0.6–1", "sweep 1e-3–2"). Every problem of both sweeps,
 and the default point, is optimised in ONE computation:
 `lc.sweep.optimize_batch` vmaps the Adam loop over them and shards them
@@ -60,7 +60,7 @@ def _grid(values) -> tuple[float, ...]:
 class LearningRateSweepConfig(LearningRateConfig):
     r"""Parameters of `learning-rate-sweep`.
 
-    Every `LearningRateConfig` field (the default point: PAPER.md's "learning
+    Every `LearningRateConfig` field (the default point: the paper's Table 3, "learning
     rate (Semantic)" row), and
 
     - `gammas`: the values of $\gamma$ (at the default $\beta$).

@@ -1,4 +1,4 @@
-r"""MAML as value maximisation: the initial weights are the control (PAPER.md system 9).
+r"""MAML as value maximisation: the initial weights are the control (the paper's Sec. 4, App. F.1).
 
 Five binary digit tasks (0-vs-1, 7-vs-1, 8-vs-9, 3-vs-8, 5-vs-3; images
 resized to $5\times5$ plus a bias input) share one initialisation
@@ -10,7 +10,7 @@ loss accumulated over the inner loop. The number of inner SGD steps
 considered sets the horizon $T = n\alpha$; one-step MAML is $T = \alpha$.
 
 The run optimises the initialisation for a handful of horizons $n$ (Adam,
-PAPER.md's "MAML" row) in one vmapped, sharded computation
+the paper's Table 2) in one vmapped, sharded computation
 (`lc.sweep.optimize_batch`), all from the same random initialisation (the
 baseline). Each optimised initialisation is then evaluated on the same window
 of `eval_steps` inner steps: its cumulative loss $\int_0^{T_\text{eval}}
@@ -50,7 +50,7 @@ DESCRIPTION = (
 
 @dataclasses.dataclass(frozen=True)
 class MAMLConfig(ExperimentConfig):
-    r"""Parameters of `maml` (defaults: PAPER.md's "MAML" row).
+    r"""Parameters of `maml` (defaults: the paper's Table 2).
 
     - `alpha`: inner-loop SGD learning rate $\alpha$; $n$ inner steps span
       $T = n\alpha$ (time in units of $\tau_w = 1$).
@@ -265,7 +265,7 @@ def run(config: MAMLConfig, out_dir: Path, progress: bool) -> RunOutput:
 
 
 def maml_findings(horizons, cumulative, one_step) -> dict:
-    """PAPER.md's MAML findings, measured (`None` where a horizon is missing).
+    """The paper's MAML findings (App. F.1, Figs. 3a,b, 6-7), measured (`None` where a horizon is missing).
 
     - `one_step_underperforms_multi_step`: the one-step initialisation's
       cumulative loss exceeds the best multi-step one's.

@@ -1,4 +1,4 @@
-r"""Gain modulation of a tanh network (PAPER.md system 10, row "non-linear").
+r"""Gain modulation of a tanh network (the paper's App. I; Table 5, column "Non-linear").
 
 The network $\hat y = \tilde W_2\tanh(\tilde W_1 x)$ ($H = 8$, no
 regularisation) learns the correlated-Gaussians task. Its expected loss is not
@@ -43,7 +43,7 @@ DESCRIPTION = (
 
 @dataclasses.dataclass(frozen=True)
 class NonlinearConfig(GainConfig):
-    r"""Parameters of `nonlinear` (defaults: PAPER.md's "non-linear" row).
+    r"""Parameters of `nonlinear` (defaults: the paper's Table 5, "Non-linear").
 
     All `GainConfig` fields (here $\alpha = 10^{-3}$, $N = 10000$, $H = 8$,
     $\lambda = 0$, 500 iterations, 101 knots, a point saved every 10 steps),

@@ -1,4 +1,4 @@
-r"""Single neuron with a gain control (PAPER.md system 1, first table row).
+r"""Single neuron with a gain control (the paper's Sec. 2.1, Table 1).
 
 A neuron $\hat y = x\,w\,(1 + g)$ learns the two-Gaussian task by gradient
 flow. The control $g(t) \in [0, 0.5]$ speeds learning up at a cost
@@ -145,7 +145,7 @@ def run(config: SingleNeuronConfig, out_dir: Path, progress: bool) -> RunOutput:
 
 
 def plot(results, config: SingleNeuronConfig, out_dir: Path) -> list[Path]:
-    """Figures of PAPER.md's single-neuron panels, from the saved arrays."""
+    """Figures of the paper's single-neuron panels (Fig. 2), from the saved arrays."""
     out_dir = Path(out_dir)
     ts = results["ts"]
     pair = {

@@ -1,6 +1,6 @@
 r"""Single neuron: the optimal gain control swept over γ, σ, β, λ and the horizon.
 
-PAPER.md's "Single-neuron sweeps": starting from the single-neuron problem
+The paper's single-neuron sweeps (Table 1; Figs. 2e-h and 9): starting from the single-neuron problem
 (`single-neuron`, the first row of the table), one parameter at a time takes
 30 values — the discount $\gamma \in 10^{[-8, 0]}$, the input noise
 $\sigma \in [10^{-5}, 5]$, the cost scale $\beta \in [10^{-5}, 2]$, the
@@ -60,7 +60,7 @@ def _grid(values) -> tuple[float, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class SingleNeuronSweepConfig(ExperimentConfig):
-    r"""Parameters of the single-neuron sweeps (defaults: PAPER.md).
+    r"""Parameters of the single-neuron sweeps (defaults: the paper's Table 1).
 
     The default point is the `single-neuron` experiment's configuration:
 

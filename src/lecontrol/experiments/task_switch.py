@@ -1,4 +1,4 @@
-r"""Gain modulation on a task that switches (PAPER.md system 8, row "task switch").
+r"""Gain modulation on a task that switches (the paper's Sec. 6; Table 5, column "Task Switch").
 
 A two-layer linear network ($H = 8$) learns a schedule that alternates between
 two correlated-Gaussians tasks, $\mu = (3, 1), p = 0.8$ and
@@ -39,7 +39,7 @@ DESCRIPTION = (
 
 @dataclasses.dataclass(frozen=True)
 class TaskSwitchConfig(GainConfig):
-    r"""Parameters of `task-switch` (defaults: PAPER.md's "task switch" row).
+    r"""Parameters of `task-switch` (defaults: the paper's Table 5, "Task Switch").
 
     All `GainConfig` fields (here $H = 8$, $\lambda = 10^{-3}$, control learning
     rate 1, $N = 23000$ and 231 knots, i.e. one every 0.5 time units so that

@@ -1,4 +1,5 @@
-r"""PAPER.md systems 6 and 7: engagement coefficients that weight parts of the loss.
+r"""Task and category engagement (the paper's Sec. 5, App. H.2-H.3;
+docs/systems/engagement.md): engagement coefficients that weight parts of the loss.
 
 Both systems are two-layer linear networks $\hat Y = W_2 W_1 X$ trained by
 gradient flow on a *weighted* auxiliary loss, while performance is measured
@@ -67,7 +68,7 @@ def _regulariser(lam, W1, W2):
 class TaskEngagement(AbstractLearningSystem):
     r"""Several tasks learnt at once, each weighted by an engagement coefficient.
 
-    PAPER.md system 6. The network sees the concatenated inputs of
+    The paper's Sec. 5, Eq. 6. The network sees the concatenated inputs of
     $N_\tau$ tasks and predicts their concatenated outputs; task $\tau$ owns the
     output rows $W_{2\tau}$ of $W_2$. With engagement $\psi_\tau$ the weights
     follow gradient flow on the auxiliary loss $\sum_\tau\psi_\tau L_\tau$:
@@ -204,7 +205,7 @@ class TaskEngagement(AbstractLearningSystem):
 class CategoryEngagement(AbstractTwoLayerSystem):
     r"""One engagement coefficient per output class.
 
-    PAPER.md system 7. With $d(\varphi) = \operatorname{diag}(\varphi)$,
+    The paper's App. H.3, Eqs. 73-75. With $d(\varphi) = \operatorname{diag}(\varphi)$,
 
     $$\tau\dot W_1 = W_2^\top d(\varphi)^2(\Sigma_{xy}^\top - W_2W_1\Sigma_x)
     - \lambda W_1,\qquad
@@ -265,7 +266,7 @@ class CategoryEngagement(AbstractTwoLayerSystem):
     def class_batch_loss(self, t, w, x, y, mask, batch_size) -> Float[Array, ""]:
         r"""The unweighted loss of a batch whose *class proportions* carry $\varphi$.
 
-        The class-proportion follow-up of PAPER.md system 7: instead of
+        The class-proportion experiment of the paper's App. H.3 (Eq. 77): instead of
         weighting output $c$'s error by $\varphi_c^2$, the batch of nominal size
         $B$ = `batch_size` holds $n_c$ samples of class $c$ with
         $\mathbb E\,n_c = \varphi_c B/C$, and the loss is unweighted,

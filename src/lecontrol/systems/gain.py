@@ -1,4 +1,4 @@
-"""PAPER.md system 4: a two-layer linear network with per-weight gains."""
+"""The paper's Sec. 6, Eq. 7 (docs/systems/two-layer.md): a two-layer linear network with per-weight gains."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ class TwoLayerGain(AbstractTwoLayerSystem):
     weights; $\tilde G_i = 1 + G_i$ and the effective weights are
     $\tilde W_i = \tilde G_i\circ W_i$, so $\hat Y = \tilde W_2\tilde W_1 X$.
     The loss uses the effective weights and the regulariser the raw ones
-    (PAPER.md, system 4): with $\tilde W = \tilde W_2\tilde W_1$,
+    (the paper's Eq. 7 and App. H.1): with $\tilde W = \tilde W_2\tilde W_1$,
 
     $$\langle L\rangle = \tfrac12\operatorname{tr}\big(\Sigma_y - 2\tilde W\Sigma_{xy}
     + \tilde W\Sigma_x\tilde W^\top\big) + \tfrac{\lambda}{2}\big(\lVert W_1\rVert_F^2

@@ -1,4 +1,4 @@
-"""PAPER.md system 5: a two-layer linear network with a controlled learning rate."""
+"""The paper's App. F.2 (docs/systems/learning-rate.md): a two-layer linear network with a controlled learning rate."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from .two_layer import AbstractTwoLayerSystem, linear_fit, two_layer_flow
 class LearningRate(AbstractTwoLayerSystem):
     r"""Two-layer linear network whose learning rate is scaled by $1 + \rho(t)$.
 
-    The control is a scalar $\rho$ (PAPER.md, system 5, the bilevel-programming
+    The control is a scalar $\rho$ (the paper's App. F.2, Eqs. 28-29, the bilevel-programming
     view of learning-rate schedules). Both weight equations of
     `lc.systems.TwoLayerLinear` are multiplied by $1 + \rho$:
 

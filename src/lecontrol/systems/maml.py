@@ -1,4 +1,4 @@
-"""PAPER.md system 9: MAML — the control is the shared initial weights."""
+"""MAML (the paper's Sec. 4, App. F.1; docs/systems/maml.md) — the control is the shared initial weights."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class MAML(AbstractLearningSystem):
     $K$ tasks with statistics $(\Sigma_x^k, \Sigma_{xy}^k, \Sigma_y^k)$ share one
     initialisation $w(0) = (W_1(0), W_2(0))$, which is the control. From it each
     task runs its *own* inner loop, gradient flow on its own loss
-    (PAPER.md, system 9; `lc.systems.TwoLayerLinear` per task):
+    (the paper's App. F.1; `lc.systems.TwoLayerLinear` per task):
 
     $$\tau\dot w_k = -\nabla L_k(w_k),\qquad w_k(0) = g,$$
     $$L_k(W_1, W_2) = \tfrac12\operatorname{tr}\big(\Sigma_y^k - 2W\Sigma_{xy}^k

@@ -1,4 +1,4 @@
-"""PAPER.md system 2: a single-layer linear network with elementwise gains."""
+"""The paper's App. G.2 (docs/systems/single-neuron.md): a single-layer linear network with elementwise gains."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class SingleLayerGain(AbstractLearningSystem):
     r"""Linear network $\hat Y = (\tilde G\circ W) X$ with per-weight gains.
 
     $\tilde G = 1 + G$ and $\tilde W = \tilde G\circ W$. The expected loss and its
-    gradient flow (PAPER.md, system 2) are
+    gradient flow (the paper's Eqs. 44-46) are
 
     $$\langle L\rangle = \tfrac12\operatorname{tr}\big(\Sigma_y - 2\tilde W\Sigma_{xy}
     + \tilde W\Sigma_x\tilde W^\top\big) + \tfrac{\lambda}{2}\lVert W\rVert_F^2,$$

@@ -1,4 +1,4 @@
-"""PAPER.md system 1: a single neuron with a multiplicative gain."""
+"""The paper's Sec. 2.1 (docs/systems/single-neuron.md): a single neuron with a multiplicative gain."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class SingleNeuronGain(AbstractLearningSystem):
     w^2\tilde g^2\big) + \tfrac12\lambda w^2,\qquad
     \tau\,\dot w = \mu\tilde g - w(\langle x^2\rangle\tilde g^2 + \lambda),$$
 
-    with $\langle x^2\rangle = \mu^2 + \sigma^2$ (PAPER.md, system 1).
+    with $\langle x^2\rangle = \mu^2 + \sigma^2$ (the paper's Eq. 4).
 
     **Arguments:**
 

@@ -1,4 +1,4 @@
-"""PAPER.md system 10: a tanh network, linearised around the mean input."""
+"""The paper's App. I (docs/systems/nonlinear.md): a tanh network, linearised around the mean input."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class TanhTaylor(AbstractTwoLayerSystem):
     The network is $\hat y = \tilde W_2 f(\tilde W_1 x)$ with $f = \tanh$ and
     effective weights $\tilde W_i = (1 + G_i)\circ W_i$ as in
     `lc.systems.TwoLayerGain`; the control is $g = (G_1, G_2)$. Its expected
-    loss depends on more than second moments, so (PAPER.md, system 10) the
+    loss depends on more than second moments, so (the paper's App. I, Eq. 81) the
     hidden layer is expanded to first order around the mean input
     $m = \langle x\rangle$. With $\delta = x - m$, $a = \tilde W_1 m$ and
     $D = \operatorname{diag} f'(a) = \operatorname{diag}(1 - \tanh^2 a)$,

@@ -1,4 +1,4 @@
-"""PAPER.md system 8: per-weight gain modulation on a task that switches in time."""
+"""Task switch (the paper's Sec. 6; docs/systems/task-switch.md): per-weight gain modulation on a task that switches in time."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _f(x) -> Array:
 class TaskSwitch(AbstractLearningSystem):
     r"""Two-layer linear network with per-weight gains on a switching task.
 
-    PAPER.md system 8: the gain-modulation dynamics of system 4,
+    The paper's task switch (Sec. 6): the gain-modulation dynamics of Eq. 7,
 
     $$\tau\dot W_1 = (\tilde W_2^\top\Sigma_{xy}^\top)\circ\tilde G_1
     - (\tilde W_2^\top\tilde W_2\tilde W_1\Sigma_x)\circ\tilde G_1 - \lambda W_1,$$

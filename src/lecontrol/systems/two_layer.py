@@ -1,4 +1,4 @@
-"""PAPER.md system 3: the two-layer linear network (the uncontrolled baseline).
+"""The paper's Sec. 3, Eq. 5 (docs/systems/two-layer.md): the two-layer linear network (the uncontrolled baseline).
 
 Also the pieces the other two-layer systems share: the expected loss of
 $\\hat Y = W_2 W_1 X$ in terms of the task statistics, its gradient, and the
@@ -175,7 +175,7 @@ class AbstractTwoLayerSystem(AbstractLearningSystem):
 class TwoLayerLinear(AbstractTwoLayerSystem):
     r"""Two-layer linear network $\hat Y = W_2 W_1 X$ under plain gradient flow.
 
-    With $W = W_2 W_1$ (PAPER.md, system 3),
+    With $W = W_2 W_1$ (the paper's Eq. 5 and App. H),
 
     $$\langle L\rangle = \tfrac12\operatorname{tr}\big(\Sigma_y - 2W\Sigma_{xy}
     + W\Sigma_x W^\top\big) + \tfrac{\lambda}{2}\big(\lVert W_1\rVert_F^2

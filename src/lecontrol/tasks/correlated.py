@@ -16,7 +16,7 @@ def _f(x) -> Array:
 
 
 class CorrelatedGaussians(AbstractTask):
-    r"""Correlated-Gaussians task of PAPER.md "Datasets" (3 inputs, 2 outputs).
+    r"""Correlated-Gaussians task of the paper's App. J, Eq. 85 (3 inputs, 2 outputs).
 
     $y_1 = \pm 1$ with probability ½ each; $y_2 = y_1 s$ where $s = -1$ with
     probability $p$ and $s = +1$ otherwise (so $\langle y_1 y_2\rangle = 1 - 2p$).

@@ -125,7 +125,7 @@ class EmpiricalStatistics(eqx.Module):
 
 
 class Digits(AbstractTask):
-    r"""A handwritten-digit classification task (PAPER.md "Datasets").
+    r"""A handwritten-digit classification task (the paper's App. J; docs/systems/two-layer.md).
 
     Inputs are digit images resized to $5\times5$ by area averaging
     (`resize_area`), scaled to $[0, 1]$ by the largest possible pixel value,

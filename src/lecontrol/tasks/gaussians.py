@@ -16,7 +16,7 @@ def _f(x) -> Array:
 
 
 class TwoGaussians(AbstractTask):
-    r"""One-dimensional two-class task of PAPER.md system 1.
+    r"""One-dimensional two-class task of the paper's single-neuron example (Sec. 2.1).
 
     $y = \pm 1$ with probability ½ each and $x \sim \mathcal N(y\mu, \sigma^2)$,
     so $\langle x^2\rangle = \mu^2 + \sigma^2$, $\langle xy\rangle = \mu$ and

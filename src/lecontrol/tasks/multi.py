@@ -50,7 +50,7 @@ def _slices(sizes: Sequence[int]) -> tuple[tuple[int, int], ...]:
 
 
 class ConcatenatedTasks(AbstractTask):
-    r"""$N_\tau$ tasks seen at once: inputs and outputs concatenated (PAPER.md system 6).
+    r"""$N_\tau$ tasks seen at once: inputs and outputs concatenated (the paper's App. H.2).
 
     One sample is $x = (x_1; \dots; x_{N_\tau})$, $y = (y_1; \dots; y_{N_\tau})$
     with the pairs $(x_\tau, y_\tau)$ drawn independently from each task. Hence
@@ -65,7 +65,7 @@ class ConcatenatedTasks(AbstractTask):
 
     is zero outside task $\tau$'s output columns; inside them it is zero outside
     the diagonal block whenever $\langle y_\tau\rangle = 0$ (e.g. ±1 pair tasks
-    with balanced classes), which is PAPER.md's statement. The off-diagonal
+    with balanced classes); the paper's Eq. 71 has the same blocks. The off-diagonal
     blocks are kept so that the statistics are exactly those of `sample`.
     $\Sigma_{xy} = \sum_\tau \Sigma_{xy\tau}$.
 
@@ -177,7 +177,7 @@ class SwitchingTasks(eqx.Module):
 
     Task $k \bmod N$ is active on $[k T_s, (k+1) T_s)$, $k = 0, 1, \dots$: the
     statistics are piecewise constant in time and jump at the switch times
-    $T_s, 2T_s, \dots$ strictly inside $(0, \text{horizon})$ (PAPER.md system 8).
+    $T_s, 2T_s, \dots$ strictly inside $(0, \text{horizon})$ (the paper's Sec. 6, Task Switch).
     At a switch time itself the new task is active. The active task is found by
     comparing $t$ with the stored `switch_times`, the exact floats that solvers
     are told to step onto, so an evaluation just before a switch always sees

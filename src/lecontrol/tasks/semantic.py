@@ -31,7 +31,7 @@ def hierarchy_matrix(levels: int) -> np.ndarray:
 
 
 class SemanticHierarchy(AbstractTask):
-    r"""Items with hierarchical features (PAPER.md "Datasets", Saxe et al.).
+    r"""Items with hierarchical features (the paper's App. J, Eq. 86; Saxe et al.).
 
     $n = 2^{h-1}$ items, each presented as a one-hot input $x = e_i$, and
     targets $y = H_{:, i}$, the $i$-th column of the $(2^h - 1) \times n$ matrix of
@@ -39,8 +39,8 @@ class SemanticHierarchy(AbstractTask):
 
     $$\Sigma_x = I/n,\qquad \Sigma_{xy} = H^\top/n,\qquad \Sigma_y = H H^\top/n,$$
 
-    (PAPER.md writes $\Sigma_{xy} = H/n$ in the outputs × inputs orientation; here
-    `Sxy` is inputs × outputs), $\langle x\rangle = \mathbf 1/n$ and
+    (the paper's Eq. 86 prints the unnormalised $\Sigma_x = I$ and $\Sigma_{xy} = H$,
+    outputs × inputs; here `Sxy` is inputs × outputs), $\langle x\rangle = \mathbf 1/n$ and
     $\langle y\rangle = H\mathbf 1/n$. There is no bias input. Small initial
     weights give step-like learning curves, one step per level.
 
