@@ -2,8 +2,8 @@
 
 Tolerances (float64): solves at rtol=1e-10, atol=1e-12 for the adaptive
 strategies; the adjoint strategies must agree with each other and with central
-finite differences within 1e-6 relative (ARCHITECTURE.md asks ~1e-6 at
-rtol=1e-8; we solve tighter so finite differences are trustworthy).
+finite differences within 1e-6 relative (solved tighter than the default
+rtol so that finite differences are trustworthy).
 """
 
 import diffrax
