@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PyTree, Real
 
-from ._checks import concrete
+from ._checks import as_real, check_finite_tree, concrete
 from ._dynamics import Numerics, Problem, check_result, forward_solve
 from .adjoint import (
     AbstractGradientStrategy,
@@ -20,10 +20,6 @@ from .adjoint import (
 from .controls import AbstractControl, is_shape
 from .costs import AbstractCost
 from .systems import AbstractLearningSystem
-
-
-def _f(x) -> Array:
-    return jnp.asarray(x, dtype=float)
 
 
 class Objective(eqx.Module):
@@ -40,9 +36,9 @@ class Objective(eqx.Module):
     - `eta`: weight of performance against cost, finite and $\ge 0$.
     """
 
-    T: Float[Array, ""] = eqx.field(converter=_f)
-    gamma: Float[Array, ""] = eqx.field(converter=_f, default=1.0)
-    eta: Float[Array, ""] = eqx.field(converter=_f, default=1.0)
+    T: Float[Array, ""] = eqx.field(converter=as_real("T"))
+    gamma: Float[Array, ""] = eqx.field(converter=as_real("gamma"), default=1.0)
+    eta: Float[Array, ""] = eqx.field(converter=as_real("eta"), default=1.0)
 
     def __check_init__(self):
         T, gamma, eta = concrete(self.T), concrete(self.gamma), concrete(self.eta)
@@ -95,6 +91,10 @@ def _problem(system, control, theta, cost, objective) -> Problem:
         )
     control.check_horizon(objective.T)
     control.check_theta(theta)
+    check_finite_tree("theta", theta, fix="Start from finite coefficients (control.init()).")
+    check_finite_tree("system", system)
+    check_finite_tree("cost", cost)
+    check_finite_tree("objective", objective)
     return Problem(theta, system, control, cost, objective)
 
 
