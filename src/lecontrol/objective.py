@@ -91,7 +91,9 @@ def _problem(system, control, theta, cost, objective) -> Problem:
         )
     control.check_horizon(objective.T)
     control.check_theta(theta)
-    check_finite_tree("theta", theta, fix="Start from finite coefficients (control.init()).")
+    check_finite_tree(
+        "theta", theta, fix="Start from finite coefficients (control.init())."
+    )
     check_finite_tree("system", system)
     check_finite_tree("cost", cost)
     check_finite_tree("objective", objective)
