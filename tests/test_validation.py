@@ -584,6 +584,47 @@ def test_bad_config_file_names_the_key(text, words, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "experiment, how, text, key",
+    [
+        ("single-neuron", "set", "upper=inf", "upper"),
+        ("single-neuron", "set", "lower=-inf", "lower"),
+        ("single-neuron", "set", "eta=nan", "eta"),
+        ("single-neuron", "toml", "upper = inf\n", "upper"),
+        ("single-neuron", "toml", "alpha = nan\n", "alpha"),
+        ("effort-gaussians", "set", "mu=3,inf", "mu"),
+        ("effort-gaussians", "toml", "sigma = [1.0, nan]\n", "sigma"),
+    ],
+)
+def test_non_finite_config_values_are_refused(
+    experiment, how, text, key, tmp_path, capsys
+):
+    """Checked while the configuration is assembled, before the output folder
+    exists: no traceback (config.json is strict JSON) and no empty folder."""
+    out = tmp_path / "run"
+    if how == "set":
+        extra = ("--set", text)
+    else:
+        path = tmp_path / "config.toml"
+        path.write_text(text)
+        extra = ("--config", str(path))
+    status, _, err = _main(
+        capsys, "run", experiment, "--quick", "--no-progress", "--out", str(out), *extra
+    )
+    assert status == 2, err
+    assert err.startswith("lecontrol: error:") and "Traceback" not in err
+    assert f"`{key}`" in err and "finite" in err, err
+    assert not out.exists()
+
+
+def test_non_finite_config_value_in_python():
+    config = lecontrol.experiments.get("single-neuron").default_config(quick=True)
+    with pytest.raises(lecontrol.experiments.ConfigError, match="`upper`"):
+        lecontrol.experiments.base.apply_overrides(
+            config, {"upper": math.inf}, source="test"
+        )
+
+
 def test_bad_seed_flag(capsys, tmp_path):
     status, _, err = _main(
         capsys, "run", "single-neuron", "--seed", "-1", "--out", str(tmp_path / "r")
