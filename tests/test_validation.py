@@ -398,6 +398,30 @@ def test_non_finite_system_parameters(make, field):
     _raises(make, field)
 
 
+class _UserSystem(lc.systems.AbstractLearningSystem):
+    """A user's system with a parameter of its own and no checks of its own."""
+
+    rate: jax.Array
+
+    @property
+    def control_shape(self):
+        return ()
+
+    def init_state(self):
+        return jnp.asarray(0.0)
+
+    def vector_field(self, t, w, g):
+        return self.rate * (1.0 + g - w)
+
+    def loss(self, t, w, g):
+        return 0.5 * (1.0 - w) ** 2
+
+
+def test_non_finite_field_of_a_user_system():
+    _UserSystem(jnp.asarray(2.0))
+    _raises(lambda: _UserSystem(jnp.asarray(np.inf)), "`rate` of _UserSystem")
+
+
 class _WithMean(_RawMoments):
     """A user's task that also stores its input mean."""
 

@@ -78,10 +78,11 @@ def check_real(name: str, x) -> None:
     """
     dtype = getattr(x, "dtype", None)
     if dtype is not None and not isinstance(x, (str, bytes)):
-        kind = np.dtype(dtype).kind
-        if kind in "iuf":
+        import jax.numpy as jnp
+
+        if jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating):
             return
-        what = "a boolean" if kind == "b" else f"dtype {np.dtype(dtype).name}"
+        what = "a boolean" if jnp.issubdtype(dtype, jnp.bool_) else f"dtype {dtype}"
     elif isinstance(x, bool):
         what = "a boolean"
     elif isinstance(x, (int, float)):
@@ -113,12 +114,12 @@ def _all_finite(leaf) -> bool | None:
         if isinstance(leaf, float):
             return bool(np.isfinite(leaf))
         return None
-    if np.dtype(leaf.dtype).kind not in "fc":
+    import jax.numpy as jnp
+
+    if not jnp.issubdtype(leaf.dtype, jnp.inexact):  # ints, bools, PRNG keys
         return None
     if isinstance(leaf, np.ndarray | np.generic):
         return bool(np.all(np.isfinite(leaf)))
-    import jax.numpy as jnp
-
     try:  # reduce on the device: one scalar comes back, not the array
         return bool(jnp.all(jnp.isfinite(leaf)))
     except Exception:  # not convertible to a concrete value: skip

@@ -102,8 +102,8 @@ def require_finite_values(cfg) -> None:
             if isinstance(v, float) and not math.isfinite(v):
                 raise ConfigError(
                     f"`{field.name}` must be a finite number; got {value!r}. "
-                    "Configuration values cannot be nan or inf (use a large finite "
-                    "number for an open bound)."
+                    "Configuration values cannot be nan or inf (they are saved in "
+                    "config.json, which is strict JSON); set a finite value."
                 )
 
 
