@@ -363,3 +363,135 @@ def test_solver_failure_is_reported_with_advice(tmp_path, capsys):
     assert "Traceback" not in err
     assert (out / "config.json").is_file()
     assert not (out / "summary.json").exists()  # no summary: the run did not finish
+
+
+# ------------------------------------------- damaged folders, resume and locks
+
+
+def _truncate(path: Path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+@pytest.mark.parametrize(
+    "name, damage",
+    [
+        ("results.npz", "missing"),
+        ("results.npz", "truncated"),
+        ("results.npz", "corrupt"),
+        ("summary.json", "missing"),
+        ("summary.json", "truncated"),
+        ("config.json", "missing"),
+        ("config.json", "truncated"),
+    ],
+)
+def test_plot_names_a_missing_or_damaged_file(
+    quick_run, tmp_path, capsys, name, damage
+):
+    src, _ = quick_run
+    run = tmp_path / "copy"
+    shutil.copytree(src, run)
+    path = run / name
+    if damage == "missing":
+        path.unlink()
+    elif damage == "truncated":
+        _truncate(path, len(path.read_bytes()) // 2)
+    else:  # the middle of the compressed data overwritten
+        data = bytearray(path.read_bytes())
+        mid = len(data) // 2
+        data[mid : mid + 64] = bytes(64)
+        path.write_bytes(bytes(data))
+    status, _, err = _main(capsys, "plot", str(run))
+    assert status == 2, err
+    assert err.startswith("lecontrol: error:") and "Traceback" not in err
+    assert name in err, err
+    assert ("no " + name if damage == "missing" else "damaged") in err, err
+
+
+def test_plot_of_something_that_is_not_a_folder(tmp_path, capsys):
+    status, _, err = _main(capsys, "plot", str(tmp_path / "nope"))
+    assert status == 2 and "nope" in err and "not a folder" in err
+
+
+def _run_folder(folder: Path, **overrides) -> Path:
+    """A folder as `lecontrol run` leaves it before the first checkpoint."""
+    config = apply_overrides(
+        get("single-neuron").default_config(quick=True), overrides, source="test"
+    )
+    folder.mkdir(parents=True)
+    io.write_json(
+        folder / "config.json",
+        {"experiment": "single-neuron", "seed": 0, "config": config.__dict__},
+    )
+    return folder
+
+
+def test_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
+    """Resuming a folder with no checkpoint used to start again from iteration
+    0 silently; it is a usage error that names the folder and the fix."""
+    run = _run_folder(tmp_path / "run", checkpoint_every=10)
+    before = (run / "config.json").read_bytes()
+    status, _, err = _main(capsys, "run", "single-neuron", "--resume", str(run))
+    assert status == 2, err
+    assert err.startswith("lecontrol: error:") and "Traceback" not in err
+    assert f"--resume {run}" in err and "no checkpoint" in err
+    assert "checkpoint_every" in err and "--overwrite" in err
+    # Nothing was written or left behind (config.json, no lock file).
+    assert (run / "config.json").read_bytes() == before
+    assert sorted(p.name for p in run.iterdir()) == ["config.json"]
+
+
+def test_second_run_on_a_locked_folder_is_refused(tmp_path):
+    """A run holds an OS lock on its folder: another process asking for the
+    same folder (even with --overwrite) is refused, naming the folder."""
+    out = tmp_path / "run"
+    out.mkdir()
+    with io.lock_out_dir(out):
+        for extra in ((), ("--overwrite",)):
+            proc = _lecontrol(
+                "run", "single-neuron", "--quick", "--no-progress", "--out", str(out),
+                *extra,
+            )  # fmt: skip
+            assert proc.returncode == 2, proc.stderr
+            assert "Traceback" not in proc.stderr
+            assert str(out) in proc.stderr and "in use" in proc.stderr
+            assert f"process {os.getpid()}" in proc.stderr
+    # The lock file goes with the lock; the refused runs wrote nothing.
+    assert list(out.iterdir()) == []
+
+
+def test_resume_of_a_locked_folder_is_refused(tmp_path, capsys):
+    run = _run_folder(tmp_path / "run", checkpoint_every=10)
+    (run / "checkpoint-0.npz").write_bytes(b"")  # resume gets as far as the lock
+    before = (run / "config.json").read_bytes()
+    with io.lock_out_dir(run):
+        status, _, err = _main(capsys, "run", "single-neuron", "--resume", str(run))
+    assert status == 2 and str(run) in err and "in use" in err, err
+    assert (run / "config.json").read_bytes() == before
+
+
+def test_a_killed_run_leaves_no_stale_lock(tmp_path):
+    """flock dies with its process: after a SIGKILL the folder can be locked
+    again at once, although the lock file is still there."""
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable, "-c",
+            "import sys, time; from lecontrol import io\n"
+            f"with io.lock_out_dir({str(out)!r}):\n"
+            "    print('locked', flush=True); time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(io.OutputDirError, match="in use"):
+            with io.lock_out_dir(out):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (out / io.LOCK_NAME).exists()  # left behind by the killed process
+    with io.lock_out_dir(out):
+        pass
+    assert not (out / io.LOCK_NAME).exists()

@@ -321,6 +321,239 @@ def test_good_statistics_pass_and_the_check_runs_for_every_task():
         lc.systems.SingleLayerGain(_RawMoments(**(GOOD | {"sx": -np.eye(2)})))
 
 
+# ------------------------------------------- non-finite and non-numeric input
+
+
+def _value(system, control, theta, cost, objective):
+    return lc.value(lc.Problem(system, control, cost, objective), theta)
+
+
+def _solve_count(monkeypatch):
+    """Count forward solves, to show that a check ran before any solve."""
+    import lecontrol.adjoint as adjoint_module
+
+    calls = []
+    real = adjoint_module.forward_solve
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(adjoint_module, "forward_solve", counting)
+    return calls
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_theta_is_refused_before_a_solve(bad, monkeypatch):
+    system, control, cost, obj = _neuron()
+    theta = control.init(0.0).at[2].set(bad)
+    calls = _solve_count(monkeypatch)
+    msg = _raises(lambda: _value(system, control, theta, cost, obj), "`theta`")
+    assert "non-finite" in msg and "max_steps" not in msg
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    "where, field",
+    [
+        (lambda s: s.tau, "`system.tau`"),
+        (lambda s: s.lam, "`system.lam`"),
+        (lambda s: s.w0, "`system.w0`"),
+        (lambda s: s.task.mu, "`system.task.mu`"),
+    ],
+    ids=["tau", "lam", "w0", "task-mu"],
+)
+def test_non_finite_system_field_set_after_construction(where, field, monkeypatch):
+    """A field changed with eqx.tree_at skips the constructor's check; the
+    verb's own check still names it, before any solve."""
+    system, control, cost, obj = _neuron()
+    bad = eqx.tree_at(where, system, jnp.nan)
+    calls = _solve_count(monkeypatch)
+    _raises(lambda: _value(bad, control, control.init(0.0), cost, obj), field)
+    assert calls == []
+
+
+def test_non_finite_cost_and_objective_set_after_construction():
+    system, control, cost, obj = _neuron()
+    theta = control.init(0.0)
+    bad_cost = eqx.tree_at(lambda c: c.beta, cost, jnp.inf)
+    _raises(lambda: _value(system, control, theta, bad_cost, obj), "`cost.beta`")
+    bad_obj = eqx.tree_at(lambda o: o.eta, obj, jnp.nan)
+    _raises(lambda: _value(system, control, theta, cost, bad_obj), "`objective.eta`")
+
+
+def _two_layer(**kw):
+    task = lc.tasks.CorrelatedGaussians()
+    return lc.systems.TwoLayerGain(task, hidden=2, **kw)
+
+
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda: lc.systems.SingleNeuronGain(
+            lc.tasks.TwoGaussians(mu=2.0, sigma=1.0), tau=math.nan), "`tau`"),
+        (lambda: lc.systems.SingleNeuronGain(
+            lc.tasks.TwoGaussians(mu=2.0, sigma=1.0), lam=math.inf), "`lam`"),
+        (lambda: lc.systems.SingleNeuronGain(
+            lc.tasks.TwoGaussians(mu=2.0, sigma=1.0), w0=math.nan), "`w0`"),
+        (lambda: lc.systems.SingleLayerGain(
+            lc.tasks.CorrelatedGaussians(), W0=jnp.full((1, 2), jnp.nan)), "`W0`"),
+        (lambda: _two_layer(tau=math.inf), "`tau`"),
+        (lambda: _two_layer(W1_0=jnp.full((2, 2), jnp.nan)), "`W1_0`"),
+        (lambda: lc.systems.MAML(
+            [_RawMoments(**GOOD)], hidden=2, lam=math.nan), "`lam`"),
+    ],
+    ids=["neuron-tau", "neuron-lam", "neuron-w0", "layer-W0", "two-layer-tau",
+         "two-layer-W1_0", "maml-lam"],
+)  # fmt: skip
+def test_non_finite_system_parameters(make, field):
+    _raises(make, field)
+
+
+class _UserSystem(lc.systems.AbstractLearningSystem):
+    """A user's system with a parameter of its own and no checks of its own."""
+
+    rate: jax.Array
+
+    @property
+    def control_shape(self):
+        return ()
+
+    def init_state(self):
+        return jnp.asarray(0.0)
+
+    def vector_field(self, t, w, g):
+        return self.rate * (1.0 + g - w)
+
+    def loss(self, t, w, g):
+        return 0.5 * (1.0 - w) ** 2
+
+
+def test_non_finite_field_of_a_user_system():
+    _UserSystem(jnp.asarray(2.0))
+    _raises(lambda: _UserSystem(jnp.asarray(np.inf)), "`rate` of _UserSystem")
+
+
+class _WithMean(_RawMoments):
+    """A user's task that also stores its input mean."""
+
+    mx: jax.Array
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda: _WithMean(**GOOD, mx=np.array([0.0, np.nan])),
+         ["`mx` of _WithMean", "non-finite"]),
+        (lambda: lc.tasks.CorrelatedGaussians(p=math.nan), ["`p`"]),
+        (lambda: lc.tasks.CorrelatedGaussians(sigma=(1.0, math.inf)), ["`sigma`"]),
+        (lambda: lc.tasks.TwoGaussians(mu=2.0, sigma=math.inf), ["`sigma`"]),
+        (lambda: lc.tasks.EmpiricalStatistics(
+            GOOD["sx"], GOOD["sxy"], GOOD["sy"], [0.0, np.nan], [0.0]), ["`mean_x`"]),
+        (lambda: lc.tasks.EmpiricalStatistics(
+            GOOD["sx"], GOOD["sxy"], GOOD["sy"], [0.0, 0.0], [np.inf]), ["`mean_y`"]),
+    ],
+    ids=["user-field", "correlated-p", "correlated-sigma", "gaussians-sigma",
+         "empirical-mean_x", "empirical-mean_y"],
+)  # fmt: skip
+def test_non_finite_task_statistics_and_means(make, words):
+    _raises(make, *words)
+
+
+def test_non_finite_mean_of_a_combined_task():
+    class Sampled(_RawMoments):
+        def sample(self, key, n):
+            return jnp.zeros((n, 2)), jnp.zeros((n, 1))
+
+    class BadMean(Sampled):
+        def mean_x(self):
+            return jnp.array([jnp.nan, 0.0])
+
+    good = Sampled(**GOOD)
+    lc.tasks.ConcatenatedTasks([good, good])  # the same without the nan is fine
+    _raises(
+        lambda: lc.tasks.ConcatenatedTasks([good, BadMean(**GOOD)]),
+        "`mean_x() of tasks[1]`",
+    )
+    _raises(
+        lambda: lc.tasks.SwitchingTasks([good, BadMean(**GOOD)], 1.0, 2.0),
+        "`mean_x_stack`",
+    )
+
+
+@pytest.mark.parametrize("key", ["T", "gamma", "eta"])
+@pytest.mark.parametrize("bad", ["1.0", True, None, [0.5, "x"]], ids=repr)
+def test_non_numeric_objective_parameters(key, bad):
+    kw = {"T": 1.0, key: bad}
+    with pytest.raises(TypeError) as info:
+        lc.Objective(**kw)
+    assert f"`{key}" in str(info.value) and "real number" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "make, exc, name",
+    [
+        (lambda: lc.optimizers.ProjectedGradientAscent(lr=-1), ValueError, "`lr`"),
+        (lambda: lc.optimizers.ProjectedGradientAscent(lr=0.0), ValueError, "`lr`"),
+        (lambda: lc.optimizers.ProjectedGradientAscent(lr=math.nan), ValueError, "`lr`"),
+        (lambda: lc.optimizers.ProjectedGradientAscent(lr="0.1"), TypeError, "`lr`"),
+        (lambda: lc.optimizers.Adam(lr=0), ValueError, "`lr`"),
+        (lambda: lc.optimizers.Adam(lr=math.inf), ValueError, "`lr`"),
+        (lambda: lc.optimizers.Adam(lr=True), TypeError, "`lr`"),
+        (lambda: lc.optimizers.Adam(lr=0.1, b1=1.0), ValueError, "`b1`"),
+        (lambda: lc.optimizers.Adam(lr=0.1, b2=-0.1), ValueError, "`b2`"),
+        (lambda: lc.optimizers.Adam(lr=0.1, eps=math.nan), ValueError, "`eps`"),
+        (lambda: lc.optimizers.LBFGS(rtol=-1e-3), ValueError, "`rtol`"),
+        (lambda: lc.optimizers.LBFGS(atol=math.inf), ValueError, "`atol`"),
+        (lambda: lc.optimizers.LBFGS(history_length=0), ValueError, "`history_length`"),
+        (lambda: lc.optimizers.LBFGS(history_length=2.5), TypeError, "`history_length`"),
+    ],
+)  # fmt: skip
+def test_bad_optimiser_parameters(make, exc, name):
+    with pytest.raises(exc) as info:
+        make()
+    assert name in str(info.value)
+
+
+def test_good_optimiser_parameters_and_schedules_pass():
+    import optax
+
+    lc.optimizers.Adam(lr=optax.linear_schedule(0.1, 0.01, 10))
+    lc.optimizers.ProjectedGradientAscent(lr=jnp.asarray(0.3))
+    lc.optimizers.LBFGS()
+    lrs = jax.vmap(lambda lr: lc.optimizers.Adam(lr=lr).lr)(jnp.array([0.1, 0.2]))
+    np.testing.assert_allclose(lrs, [0.1, 0.2])
+
+
+def test_checks_skip_traced_values():
+    """vmap and jit over gamma, T or a system field still work (the checks
+    inspect concrete values only), and so does grad through them."""
+    system, control, cost, obj = _neuron()
+    theta = control.init(0.1)
+
+    def over_gamma(gamma):
+        return _value(system, control, theta, cost, lc.Objective(T=obj.T, gamma=gamma))
+
+    gammas = jnp.array([0.5, 0.9, 1.0])
+    batched = jax.vmap(over_gamma)(gammas)
+    for g, v in zip(gammas, batched):
+        np.testing.assert_allclose(v, over_gamma(g), rtol=1e-10)
+    np.testing.assert_allclose(jax.jit(over_gamma)(0.9), over_gamma(0.9), rtol=1e-10)
+    assert np.isfinite(jax.grad(over_gamma)(0.9))
+
+    def over_tau(tau):
+        s = lc.systems.SingleNeuronGain(system.task, lam=system.lam, tau=tau)
+        return _value(s, control, theta, cost, obj)
+
+    assert np.all(np.isfinite(jax.vmap(over_tau)(jnp.array([0.5, 1.0]))))
+
+    def over_T(T):  # theta of a control whose knots follow T
+        c = lc.controls.PiecewiseLinear(jnp.linspace(0.0, T, 7), upper=0.5)
+        return _value(system, c, c.init(0.1), cost, lc.Objective(T=T, gamma=0.9))
+
+    assert np.all(np.isfinite(jax.vmap(over_T)(jnp.array([0.4, 0.6]))))
+
+
 # -------------------------------------------------------- configuration keys
 
 
@@ -385,6 +618,47 @@ def test_bad_config_file_names_the_key(text, words, tmp_path, capsys):
     for word in words:
         assert word in err, (word, err)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "experiment, how, text, key",
+    [
+        ("single-neuron", "set", "upper=inf", "upper"),
+        ("single-neuron", "set", "lower=-inf", "lower"),
+        ("single-neuron", "set", "eta=nan", "eta"),
+        ("single-neuron", "toml", "upper = inf\n", "upper"),
+        ("single-neuron", "toml", "alpha = nan\n", "alpha"),
+        ("effort-gaussians", "set", "mu=3,inf", "mu"),
+        ("effort-gaussians", "toml", "sigma = [1.0, nan]\n", "sigma"),
+    ],
+)
+def test_non_finite_config_values_are_refused(
+    experiment, how, text, key, tmp_path, capsys
+):
+    """Checked while the configuration is assembled, before the output folder
+    exists: no traceback (config.json is strict JSON) and no empty folder."""
+    out = tmp_path / "run"
+    if how == "set":
+        extra = ("--set", text)
+    else:
+        path = tmp_path / "config.toml"
+        path.write_text(text)
+        extra = ("--config", str(path))
+    status, _, err = _main(
+        capsys, "run", experiment, "--quick", "--no-progress", "--out", str(out), *extra
+    )
+    assert status == 2, err
+    assert err.startswith("lecontrol: error:") and "Traceback" not in err
+    assert f"`{key}`" in err and "finite" in err, err
+    assert not out.exists()
+
+
+def test_non_finite_config_value_in_python():
+    config = lecontrol.experiments.get("single-neuron").default_config(quick=True)
+    with pytest.raises(lecontrol.experiments.ConfigError, match="`upper`"):
+        lecontrol.experiments.base.apply_overrides(
+            config, {"upper": math.inf}, source="test"
+        )
 
 
 def test_bad_seed_flag(capsys, tmp_path):

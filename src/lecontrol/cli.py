@@ -14,7 +14,7 @@ continues an interrupted run from them (with the configuration saved in
 Exit status: 0 on success; 1 if the run failed (solver failure), stopped early
 (non-finite value or gradient; see `summary.json`) or figures cannot be drawn;
 2 for a usage or configuration error (the message names the key or argument to
-fix); 130 or 143 if interrupted (Ctrl-C or SIGTERM).
+fix, or the missing or damaged file of the folder given); 130 or 143 if interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -182,11 +182,13 @@ def _runtime_message(err: Exception) -> str:
     return runtime_error_message(err)
 
 
-def _resumed_config(experiment, args, argv: Sequence[str]):
+def _resumed_config(experiment, args, argv: Sequence[str], stack: contextlib.ExitStack):
     """The configuration saved in `--resume DIR`, after checking that the folder
-    holds an unfinished run of this experiment and that any configuration
-    options given agree with it."""
+    holds an unfinished run of this experiment with a checkpoint to resume
+    from, and that any configuration options given agree with it. The folder's
+    lock is entered on `stack` before anything is written."""
     from . import io
+    from .checkpoint import CheckpointFolder
     from .experiments.base import config_from_dict, config_to_dict
 
     folder: Path = args.resume
@@ -242,6 +244,15 @@ def _resumed_config(experiment, args, argv: Sequence[str]):
                 "to use the saved configuration, or start a new run."
             )
     experiment.validate(saved)
+    stack.enter_context(io.lock_out_dir(folder))
+    if not CheckpointFolder(folder, 0).existing():
+        raise UsageError(
+            f"{where}: the folder holds no checkpoint ({CheckpointFolder.PATTERN}), "
+            "so there is nothing to resume from: the run stopped before its first "
+            "checkpoint, or ran without `--set checkpoint_every=K`. Start it again "
+            f"with `lecontrol run {experiment.name} --out {folder} --overwrite` "
+            "(with checkpoint_every > 0 to be able to resume)."
+        )
     io.prepare_out_dir(folder, overwrite=True)  # still writable?
     io.remove_stale_temporaries(folder)
     meta["resumed"] = [
@@ -276,23 +287,32 @@ def _sigterm_unwinds():
 
 
 def _run(args, argv: Sequence[str]) -> int:
+    from . import experiments, io
+
+    experiment = experiments.get(args.name)
+    with contextlib.ExitStack() as stack:  # holds the output folder's lock
+        if args.resume is not None:
+            config, out = _resumed_config(experiment, args, argv, stack)
+            print(f"{experiment.name}: resuming the run in {out}", file=sys.stderr)
+        else:
+            config = _build_config(experiment, args)
+            out = io.prepare_out_dir(
+                args.out if args.out is not None else _default_out(experiment.name),
+                overwrite=args.overwrite,
+            )
+            stack.enter_context(io.lock_out_dir(out))
+            print(f"{experiment.name}: writing results to {out}", file=sys.stderr)
+        return _execute(experiment, config, out, args, argv)
+
+
+def _execute(experiment, config, out: Path, args, argv: Sequence[str]) -> int:
+    """Run the experiment into `out` (whose lock the caller holds)."""
     import equinox as eqx
     import jax
 
-    from . import experiments, io
+    from . import experiments
     from .checkpoint import CheckpointFolder
 
-    experiment = experiments.get(args.name)
-    if args.resume is not None:
-        config, out = _resumed_config(experiment, args, argv)
-        print(f"{experiment.name}: resuming the run in {out}", file=sys.stderr)
-    else:
-        config = _build_config(experiment, args)
-        out = io.prepare_out_dir(
-            args.out if args.out is not None else _default_out(experiment.name),
-            overwrite=args.overwrite,
-        )
-        print(f"{experiment.name}: writing results to {out}", file=sys.stderr)
     metadata = {
         "quick": bool(args.quick),
         "config_file": str(args.config) if args.config is not None else None,
@@ -351,24 +371,51 @@ def _run(args, argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def _read_run_file(path: Path, read):
+    """`read(path)`, with a damaged or truncated file reported as a `UsageError`
+    that names it."""
+    import zipfile
+    import zlib
+
+    try:
+        return read(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise UsageError(
+            f"{path} is damaged or truncated and cannot be read "
+            f"({type(e).__name__}: {e}). Run the experiment again to recreate it."
+        ) from None
+
+
 def _plot(args) -> int:
     from . import experiments, io
     from .experiments.base import config_from_dict
 
     folder: Path = args.dir
-    for name in ("config.json", "results.npz"):
+    if not folder.is_dir():
+        raise UsageError(
+            f"{folder} is not a folder; pass a folder written by `lecontrol run`."
+        )
+    for name in ("config.json", "results.npz", "summary.json"):
         if not (folder / name).is_file():
-            raise UsageError(
-                f"{folder} has no {name}; pass a folder written by `lecontrol run`."
+            unfinished = (
+                " (the run did not finish: a finished run writes summary.json last)"
+                if name == "summary.json"
+                else ""
             )
-    meta = io.read_json(folder / "config.json")
+            raise UsageError(
+                f"{folder} has no {name}{unfinished}; pass a folder written by "
+                "`lecontrol run`."
+            )
+    meta = _read_run_file(folder / "config.json", io.read_json)
     if not isinstance(meta, dict) or "experiment" not in meta or "config" not in meta:
         raise UsageError(f"{folder / 'config.json'} is not a run configuration.")
+    if not isinstance(_read_run_file(folder / "summary.json", io.read_json), dict):
+        raise UsageError(f"{folder / 'summary.json'} is not a run summary.")
     experiment = experiments.get(meta["experiment"])
     config = config_from_dict(
         experiment.config, meta["config"], source=str(folder / "config.json")
     )
-    results = io.read_npz(folder / "results.npz")
+    results = _read_run_file(folder / "results.npz", io.read_npz)
     try:
         paths = experiment.plot(results, config, folder)
     except (ValueError, KeyError) as e:

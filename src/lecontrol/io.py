@@ -24,7 +24,9 @@ import numpy as np
 
 __all__ = [
     "OutputDirError",
+    "LOCK_NAME",
     "atomic_file",
+    "lock_out_dir",
     "package_versions",
     "prepare_out_dir",
     "read_json",
@@ -247,7 +249,11 @@ def prepare_out_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputDirError(f"Output path {path} exists and is not a folder.")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
+    if (
+        path.is_dir()
+        and any(p.name != LOCK_NAME for p in path.iterdir())
+        and not overwrite
+    ):
         raise OutputDirError(
             f"Output folder {path} is not empty (it may hold an earlier run). "
             "Choose another --out, or pass --overwrite to replace its files."
@@ -262,3 +268,66 @@ def prepare_out_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path
             f"Output folder {path} is not writable ({e.strerror}). Choose another --out."
         ) from None
     return path
+
+
+# ------------------------------------------------------------------------ lock
+
+LOCK_NAME = ".lecontrol.lock"
+
+
+@contextlib.contextmanager
+def lock_out_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold an exclusive lock on the output folder `path` while a run writes it.
+
+    The lock is an OS-level `flock` on `path/.lecontrol.lock`: the operating
+    system releases it when the process ends, however it ends, so a crashed run
+    never leaves a stale lock (a left-over lock file is simply locked again).
+    The file is removed when the block exits normally or by an exception.
+
+    **Raises:** `OutputDirError` naming the folder if another process holds
+    the lock (another `lecontrol run` is writing there).
+    """
+    path = Path(path)
+    lock = path / LOCK_NAME
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking
+        yield lock
+        return
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, _FILE_MODE)
+        except OSError as e:
+            raise OutputDirError(
+                f"Cannot create the lock file {lock} ({e.strerror}). Choose another "
+                "--out."
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = ""
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(os.pread(fd, 32, 0).decode().strip() or "x")
+                holder = f" (process {pid})"
+            os.close(fd)
+            raise OutputDirError(
+                f"Output folder {path} is in use by another lecontrol run{holder}. "
+                "Wait for it to finish, or choose another --out."
+            ) from None
+        # The holder before us may have removed the file after we opened it:
+        # then we hold a lock on a deleted file; open the new one again.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield lock
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)  # while still holding the lock
+        os.close(fd)

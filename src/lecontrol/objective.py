@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PyTree, Real
 
-from ._checks import concrete
+from ._checks import as_real, check_finite_tree, concrete
 from ._dynamics import Posed, SolverOptions, check_result, forward_solve
 from .adjoint import (
     AbstractGradientStrategy,
@@ -22,10 +22,6 @@ from .adjoint import (
 from .controls import AbstractControl, is_shape
 from .costs import AbstractCost
 from .systems import AbstractLearningSystem
-
-
-def _f(x) -> Array:
-    return jnp.asarray(x, dtype=float)
 
 
 class Objective(eqx.Module):
@@ -42,9 +38,9 @@ class Objective(eqx.Module):
     - `eta`: weight of performance against cost, finite and $\ge 0$.
     """
 
-    T: Float[Array, ""] = eqx.field(converter=_f)
-    gamma: Float[Array, ""] = eqx.field(converter=_f, default=1.0)
-    eta: Float[Array, ""] = eqx.field(converter=_f, default=1.0)
+    T: Float[Array, ""] = eqx.field(converter=as_real("T"))
+    gamma: Float[Array, ""] = eqx.field(converter=as_real("gamma"), default=1.0)
+    eta: Float[Array, ""] = eqx.field(converter=as_real("eta"), default=1.0)
 
     def __check_init__(self):
         T, gamma, eta = concrete(self.T), concrete(self.gamma), concrete(self.eta)
@@ -116,6 +112,9 @@ class Problem(eqx.Module):
                 "shape=system.control_shape."
             )
         control.check_horizon(self.objective.T)
+        # Fields changed with eqx.tree_at skip their constructors' checks.
+        for name in ("system", "cost", "objective"):
+            check_finite_tree(name, getattr(self, name))
 
 
 # ------------------------------------------------------------------ public verbs
@@ -129,6 +128,9 @@ def _posed(problem: Problem, theta: PyTree[Array]) -> Posed:
             "coefficients theta second."
         )
     problem.control.check_theta(theta)
+    check_finite_tree(
+        "theta", theta, fix="Start from finite coefficients (control.init())."
+    )
     return Posed(
         theta, problem.system, problem.control, problem.cost, problem.objective
     )

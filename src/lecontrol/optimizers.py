@@ -16,10 +16,12 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import optimistix as optx
 from jaxtyping import Array, Float, PyTree
 
+from ._checks import check_number
 from .controls import AbstractControl
 
 ValueAndGrad = Callable[[PyTree[Array]], tuple[Float[Array, ""], PyTree[Array]]]
@@ -56,10 +58,13 @@ class ProjectedGradientAscent(AbstractOptimizer):
 
     **Arguments:**
 
-    - `lr`: step size on $\theta$.
+    - `lr`: step size on $\theta$, finite and > 0.
     """
 
     lr: float
+
+    def __check_init__(self):
+        check_number("lr", self.lr)
 
     def init(self, theta, control):
         return None
@@ -75,14 +80,22 @@ class Adam(AbstractOptimizer):
 
     **Arguments:**
 
-    - `lr`: learning rate.
-    - `b1`, `b2`, `eps`: Adam's moment decay rates and stabiliser.
+    - `lr`: learning rate, finite and > 0 (or an optax schedule).
+    - `b1`, `b2`, `eps`: Adam's moment decay rates, in $[0, 1)$, and
+      stabiliser, finite and $\ge 0$.
     """
 
     lr: float
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
+
+    def __check_init__(self):
+        if not callable(self.lr):  # an optax schedule is checked by optax
+            check_number("lr", self.lr)
+        check_number("b1", self.b1, allow_zero=True, below=1.0)
+        check_number("b2", self.b2, allow_zero=True, below=1.0)
+        check_number("eps", self.eps, allow_zero=True)
 
     def _tx(self):
         return optax.adam(self.lr, b1=self.b1, b2=self.b2, eps=self.eps)
@@ -134,13 +147,24 @@ class LBFGS(AbstractOptimizer):
 
     **Arguments:**
 
-    - `rtol`, `atol`: optimistix's convergence tolerances.
-    - `history_length`: number of stored curvature pairs.
+    - `rtol`, `atol`: optimistix's convergence tolerances, finite and $\ge 0$.
+    - `history_length`: number of stored curvature pairs, a positive int.
     """
 
     rtol: float = 1e-8
     atol: float = 1e-10
     history_length: int = eqx.field(static=True, default=10)
+
+    def __check_init__(self):
+        check_number("rtol", self.rtol, allow_zero=True)
+        check_number("atol", self.atol, allow_zero=True)
+        h = self.history_length
+        if isinstance(h, bool) or not isinstance(h, int | np.integer):
+            raise TypeError(
+                f"`history_length` must be an int; got {type(h).__name__} {h!r}."
+            )
+        if h < 1:
+            raise ValueError(f"`history_length` must be >= 1; got {h}.")
 
     def _solver(self):
         return optx.LBFGS(

@@ -73,6 +73,7 @@ class ExperimentConfig:
     checkpoint_every: int = 0
 
     def __post_init__(self):
+        require_finite_values(self)
         require_int(self, "seed", minimum=0)
         require_int(self, "checkpoint_every", minimum=0)
         self.check()
@@ -91,6 +92,21 @@ class ExperimentConfig:
 def require(ok: bool, key: str, what: str, value: Any) -> None:
     if not ok:
         raise ConfigError(f"`{key}` {what}; got {value!r}.")
+
+
+def require_finite_values(cfg) -> None:
+    """Every float of the configuration (also inside tuples) must be finite:
+    `config.json` is strict JSON, which has no nan or inf."""
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        for v in items:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(
+                    f"`{field.name}` must be a finite number; got {value!r}. "
+                    "Configuration values cannot be nan or inf (they are saved in "
+                    "config.json, which is strict JSON); set a finite value."
+                )
 
 
 def require_int(cfg, key: str, *, minimum: int | None = None) -> None:

@@ -8,6 +8,8 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree, Real
 
+from .._checks import check_finite_fields
+
 Shape = tuple[int, ...]
 
 
@@ -22,8 +24,13 @@ class AbstractLearningSystem(eqx.Module):
 
     Subclass this (as a final `eqx.Module`) to add a system: implement the four
     abstract members, store every differentiable parameter as a field, and
-    every gradient strategy of `lecontrol` works on it unchanged.
+    every gradient strategy of `lecontrol` works on it unchanged. Every
+    floating array field must be finite (checked when it is built, skipped for
+    traced values).
     """
+
+    def __check_init__(self):
+        check_finite_fields(type(self).__name__, self)
 
     @abc.abstractmethod
     def init_state(self) -> PyTree[Float[Array, ...]]:

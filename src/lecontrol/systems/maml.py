@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .._checks import check_positive, check_symmetric_psd
+from .._checks import check_finite, check_positive, check_symmetric_psd
 from ..tasks import AbstractTask
 from .base import AbstractLearningSystem
 from .two_layer import gaussian_weights, linear_fit, two_layer_flow
@@ -111,6 +111,7 @@ class MAML(AbstractLearningSystem):
         for k in range(self.Sx.shape[0]):
             check_symmetric_psd(f"Sx of task {k}", self.Sx[k])
             check_symmetric_psd(f"Sy of task {k}", self.Sy[k])
+            check_finite(f"Sxy of task {k}", self.Sxy[k])
 
     @property
     def n_tasks(self) -> int:

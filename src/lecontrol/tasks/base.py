@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._checks import check_finite, check_symmetric_psd
+from .._checks import check_finite, check_finite_fields, check_symmetric_psd
 
 
 class AbstractTask(eqx.Module):
@@ -23,12 +23,13 @@ class AbstractTask(eqx.Module):
 
     Every task, including one written by a user, is checked when it is built:
     `Sx` and `Sy` must be finite, symmetric and positive semi-definite, and
-    `Sxy` finite with shape `(inputs, outputs)` (skipped for traced values).
+    `Sxy` finite with shape `(inputs, outputs)`, and every floating array field
+    (parameters, means, stored data) finite (skipped for traced values).
     """
 
     def __check_init__(self):
-        Sx, Sxy, Sy = self.Sx, self.Sxy, self.Sy
         cls = type(self).__name__
+        Sx, Sxy, Sy = self.Sx, self.Sxy, self.Sy
         check_symmetric_psd(f"Sx of {cls}", Sx)
         check_symmetric_psd(f"Sy of {cls}", Sy)
         check_finite(f"Sxy of {cls}", Sxy)
@@ -38,6 +39,7 @@ class AbstractTask(eqx.Module):
                 f"`Sxy` of {cls} has shape {jnp.shape(Sxy)}; with Sx "
                 f"{jnp.shape(Sx)} and Sy {jnp.shape(Sy)} it must be {want}."
             )
+        check_finite_fields(cls, self)  # means, parameters, stored data
 
     @property
     @abc.abstractmethod

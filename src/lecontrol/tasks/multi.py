@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray, Real
 
-from .._checks import concrete
+from .._checks import check_finite, check_finite_fields, concrete
 from .base import AbstractTask
 from .correlated import CorrelatedGaussians
 from .digits import Digits
@@ -103,6 +103,9 @@ class ConcatenatedTasks(AbstractTask):
         self.output_slices = _slices([t.n_outputs for t in tasks])
         mx = [jnp.asarray(t.mean_x(), dtype=float) for t in tasks]
         my = [jnp.asarray(target_mean(t), dtype=float) for t in tasks]
+        for i, (a, b) in enumerate(zip(mx, my)):
+            check_finite(f"mean_x() of tasks[{i}]", a)
+            check_finite(f"target_mean() of tasks[{i}]", b)
         n = len(tasks)
         self._Sx = jnp.block(
             [
@@ -242,6 +245,9 @@ class SwitchingTasks(eqx.Module):
         self.Sxy_stack = jnp.stack([t.Sxy for t in tasks])
         self.Sy_stack = jnp.stack([t.Sy for t in tasks])
         self.mean_x_stack = jnp.stack([jnp.asarray(t.mean_x()) for t in tasks])
+
+    def __check_init__(self):
+        check_finite_fields("SwitchingTasks", self)
 
     @property
     def n_tasks(self) -> int:
