@@ -148,7 +148,7 @@ def main(argv=None) -> dict:
     # 5. The optimality residual dV/dg(t) of the optimised control.
     ts = jnp.linspace(0.0, T, 5)
     residual = eqx.filter_jit(lc.functional_gradient)(
-        system, control, result.theta, cost, objective, ts=ts
+        lc.Problem(system, control, cost, objective), result.theta, ts=ts
     )
     print(f"dV/dg(t) at t = {ts}: {jnp.round(residual, 4)}")
     # --8<-- [end:residual]
