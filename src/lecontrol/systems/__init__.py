@@ -1,6 +1,9 @@
 """Learning systems: vector fields $h(w, g)$ and expected losses."""
 
-from .base import AbstractLearningSystem as AbstractLearningSystem
+from .base import (
+    AbstractGradientFlowSystem as AbstractGradientFlowSystem,
+    AbstractLearningSystem as AbstractLearningSystem,
+)
 from .engagement import (
     CategoryEngagement as CategoryEngagement,
     TaskEngagement as TaskEngagement,
