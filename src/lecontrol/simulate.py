@@ -7,7 +7,8 @@ $\mathbb E[-\nabla_w\,\text{batch\_loss}] = h(w, g)$. `simulate` runs that SGD,
 $$w_{i+1} = w_i - \alpha\,\nabla_w\,\text{batch\_loss}\big(t_i, w_i, g(t_i),
 x_i, y_i\big),\qquad t_i = i\alpha,$$
 
-with a fresh batch $(x_i, y_i)$ of `batch_size` samples at every step, so $N$
+with a fresh batch $(x_i, y_i)$ of `batch_size` samples at every step, drawn by
+the system's `sample_batch(key, t_i, batch_size)` (or from `data=`), so $N$
 steps cover the time $T = N\alpha$ of the ODE (PAPER.md "Notation", with the
 system's $\tau$ inside `batch_loss` like inside `vector_field`). As
 $\alpha \to 0$ the SGD weights follow the ODE; the expected loss
@@ -27,7 +28,6 @@ steps.
 from __future__ import annotations
 
 import abc
-import functools
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -40,19 +40,7 @@ from ._checks import concrete
 from .controls import AbstractControl
 from .costs import Quadratic
 from .objective import Objective, _problem
-from .systems import (
-    MAML,
-    AbstractLearningSystem,
-    CategoryEngagement,
-    LearningRate,
-    SingleLayerGain,
-    SingleNeuronGain,
-    TanhTaylor,
-    TaskEngagement,
-    TaskSwitch,
-    TwoLayerGain,
-    TwoLayerLinear,
-)
+from .systems import AbstractLearningSystem, CategoryEngagement
 from .tasks import AbstractTask, SwitchingTasks
 
 # ------------------------------------------------------------------ data sources
@@ -200,41 +188,13 @@ def _as_data(data) -> _AbstractSampledData:
     )
 
 
-@functools.singledispatch
-def _default_data(system: AbstractLearningSystem) -> _AbstractSampledData:
-    raise ValueError(
-        f"lc.simulate does not know where {type(system).__name__}'s samples come "
-        "from: pass `data=` (an lc.tasks task whose `sample` draws its (x, y))."
-    )
+class _SystemData(_AbstractSampledData):
+    """The system's own minibatches: its `sample_batch(key, t, n)`."""
 
+    system: AbstractLearningSystem
 
-@_default_data.register(SingleNeuronGain)
-@_default_data.register(SingleLayerGain)
-@_default_data.register(TwoLayerLinear)
-@_default_data.register(TwoLayerGain)
-@_default_data.register(LearningRate)
-@_default_data.register(CategoryEngagement)
-@_default_data.register(TanhTaylor)
-def _(system):
-    return _TaskData(system.task)
-
-
-@_default_data.register
-def _(system: TaskEngagement):
-    return _TaskData(system.tasks)
-
-
-@_default_data.register
-def _(system: TaskSwitch):
-    return _SwitchingData(system.switching)
-
-
-@_default_data.register
-def _(system: MAML):
-    raise ValueError(
-        "MAML keeps only its tasks' statistics, not their samplers: pass the tasks "
-        "it was built from, `data=[task_1, ..., task_K]` (same order)."
-    )
+    def sample(self, key, t, n):
+        return self.system.sample_batch(key, t, n)
 
 
 # ----------------------------------------------------------------------- result
@@ -369,7 +329,11 @@ def simulate(
 
     **Arguments:**
 
-    - `system`: a learning system implementing `batch_loss`.
+    - `system`: a learning system implementing `batch_loss(t, w, g, x, y)` (the
+      minibatch loss) and `sample_batch(key, t, n)` (where its batches come
+      from; not needed when `data=` is given). A system without them raises
+      `NotImplementedError` naming the missing member; nothing here depends on
+      the system's class.
     - `control`, `theta`: the control schedule and its coefficients
       (e.g. `result.theta` of `lc.optimize`).
     - `alpha`: SGD learning rate $\alpha > 0$ (= the time per step).
@@ -378,8 +342,8 @@ def simulate(
     - `seeds`: a sequence of integer seeds (one run each; e.g. `range(16)`), or
       a 1-D array of `jax.random` keys.
     - `record_every`: record every $k$-th step ($k$ must divide `steps`).
-    - `data`: where the samples come from. Default: the system's own task
-      (`system.task`, `system.tasks` or `system.switching`). For `MAML` pass its
+    - `data`: where the samples come from. Default: the system's own
+      `sample_batch` (for the library's systems, their task). For `MAML` pass its
       tasks, `[task_1, ..., task_K]`: each step then draws one batch per task,
       `x` of shape `(K, B, inputs)`. Any `lc.tasks.AbstractTask` (or a
       `SwitchingTasks`) may replace a system's task, e.g. a finite training set.
@@ -425,7 +389,7 @@ def simulate(
             system, data, control, theta, jnp.arange(steps) * alpha, batch_size
         )
     else:
-        data = _default_data(system) if data is None else _as_data(data)
+        data = _SystemData(system) if data is None else _as_data(data)
         _check_batch(system, control, theta, data, batch_size)
     keys = _keys(seeds)
     ts, loss, w, g = _run(

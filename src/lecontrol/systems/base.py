@@ -7,7 +7,7 @@ import abc
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PyTree, Real
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Real
 
 Shape = tuple[int, ...]
 
@@ -63,11 +63,29 @@ class AbstractLearningSystem(eqx.Module):
         $\mathbb E[-\nabla_w \text{batch\_loss}] = $ `vector_field(t, w, g)`
         (for `TanhTaylor`, the real network's gradient, which `vector_field`
         approximates). Optional: a system without it still works with every
-        gradient strategy, only not with `lc.simulate`.
+        gradient strategy, only not with `lc.simulate` (which also needs
+        `sample_batch`, or samples passed as `data=`).
         """
         raise NotImplementedError(
             f"{type(self).__name__} does not define `batch_loss(t, w, g, x, y)`, the "
             "minibatch loss lc.simulate runs SGD on; implement it to simulate SGD."
+        )
+
+    def sample_batch(
+        self, key: PRNGKeyArray, t: Real[Array, ""], n: int
+    ) -> tuple[Float[Array, "n ..."], Float[Array, "n ..."]]:
+        r"""A minibatch `(x, y)` of `n` samples for SGD's step at time `t`.
+
+        Where `lc.simulate` draws the batches it feeds to `batch_loss` (unless
+        it is given `data=`): samples of the distribution whose statistics
+        define `vector_field`, so that
+        $\mathbb E[-\nabla_w\text{batch\_loss}] = $ `vector_field`. The
+        library's systems draw from their task. Optional, like `batch_loss`.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not define `sample_batch(key, t, n)`, which "
+            "draws the minibatches (x, y) lc.simulate trains on; implement it, or "
+            "pass the samples' source to lc.simulate as `data=` (an lc.tasks task)."
         )
 
     def jump_times(self) -> Float[Array, " jumps"]:
@@ -98,6 +116,8 @@ class AbstractGradientFlowSystem(AbstractLearningSystem):
     **Arguments** (the fields a subclass declares):
 
     - `tau`: the time constant $\tau > 0$ (a float or a scalar array).
+      Equinox puts a field declared abstract in the base first in the
+      generated `__init__`, so construct such systems with keyword arguments.
     """
 
     tau: eqx.AbstractVar[Float[Array, ""]]

@@ -152,6 +152,10 @@ class TaskEngagement(AbstractLearningSystem):
     def init_state(self):
         return (self.W1_0, self.W2_0)
 
+    def sample_batch(self, key, t, n):
+        """`n` concatenated samples `(x, y)`, one pair of every task each."""
+        return self.tasks.sample(key, n)
+
     def _output_weights(self, psi) -> Float[Array, " outputs"]:
         return jnp.asarray(psi)[self.tasks.output_task()]
 

@@ -136,6 +136,14 @@ class MAML(AbstractLearningSystem):
         (s1, s2), K = self.control_shape, self.n_tasks
         return (jnp.zeros((K, *s1)), jnp.zeros((K, *s2)))
 
+    def sample_batch(self, key, t, n):
+        """Not available: MAML keeps its tasks' statistics, not their samplers."""
+        raise ValueError(
+            "MAML keeps only its tasks' statistics, not their samplers: pass the "
+            "tasks it was built from to lc.simulate, `data=[task_1, ..., task_K]` "
+            "(same order)."
+        )
+
     def vector_field(self, t, w, g):
         (U1, U2), (G1, G2) = w, g
 

@@ -62,6 +62,10 @@ class SingleLayerGain(AbstractLearningSystem):
     def init_state(self) -> Float[Array, "outputs inputs"]:
         return self.W0
 
+    def sample_batch(self, key, t, n):
+        """`n` samples `(x, y)` of the task."""
+        return self.task.sample(key, n)
+
     def vector_field(self, t, w, g):
         gt = 1.0 + g
         Wt = gt * w

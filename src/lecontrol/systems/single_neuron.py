@@ -57,6 +57,10 @@ class SingleNeuronGain(AbstractLearningSystem):
     def init_state(self) -> Float[Array, ""]:
         return self.w0
 
+    def sample_batch(self, key, t, n):
+        """`n` samples `(x, y)` of the task."""
+        return self.task.sample(key, n)
+
     def vector_field(self, t, w, g):
         gt = 1.0 + g
         sx, sxy = self.task.Sx[0, 0], self.task.Sxy[0, 0]

@@ -113,6 +113,10 @@ class TaskSwitch(AbstractLearningSystem):
     def init_state(self):
         return (self.W1_0, self.W2_0)
 
+    def sample_batch(self, key, t, n):
+        """`n` samples `(x, y)` of the task active at time `t`."""
+        return self.switching.sample(key, n, t)
+
     def jump_times(self) -> Float[Array, " switches"]:
         """The task-switch times in $(0, \\text{horizon})$."""
         return self.switching.jump_times()

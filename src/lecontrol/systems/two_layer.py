@@ -167,6 +167,10 @@ class AbstractTwoLayerSystem(AbstractLearningSystem):
     def init_state(self):
         return (self.W1_0, self.W2_0)
 
+    def sample_batch(self, key, t, n):
+        """`n` samples `(x, y)` of the task."""
+        return self.task.sample(key, n)
+
     def regulariser(self, W1, W2) -> Float[Array, ""]:
         r"""$\tfrac\lambda2(\lVert W_1\rVert_F^2 + \lVert W_2\rVert_F^2)$."""
         return 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
