@@ -203,7 +203,7 @@ def test_maml_and_task_switch_batch_losses():
     assert_batch_loss(maml, 0.0, u, g, x, y, 2 / 0.9)
 
     sw = lc.tasks.SwitchingTasks(emps, period=1.0, horizon=3.0)
-    switch = lc.systems.TaskSwitch(sw, lam=0.05, tau=1.1, **weights(3, 3, 2, seed=0))
+    switch = lc.systems.TwoLayerGain(sw, lam=0.05, tau=1.1, **weights(3, 3, 2, seed=0))
     w = random_like(switch.init_state(), 2)
     gains = random_like(switch.init_state(), 3, scale=0.2)
     for t, (xk, yk) in ((0.5, samples[0]), (1.5, samples[1]), (2.5, samples[0])):
@@ -697,7 +697,7 @@ def test_maml_task_switch_and_tanh_simulate():
     assert np.all(np.asarray(sim.loss[:, -1] < 0.8 * sim.loss[:, 0]))
 
     sw = lc.tasks.SwitchingTasks(tasks, period=0.5, horizon=1.0)
-    switch = lc.systems.TaskSwitch(sw, hidden=3, seed=0, scale=0.3)
+    switch = lc.systems.TwoLayerGain(sw, hidden=3, seed=0, scale=0.3)
     control = lc.controls.Constant(shape=switch.control_shape)
     sim = lc.simulate(
         switch,

@@ -41,7 +41,7 @@ from .controls import AbstractControl
 from .costs import Quadratic
 from .objective import Objective, _problem
 from .systems import AbstractLearningSystem, CategoryEngagement
-from .tasks import AbstractTask, SwitchingTasks
+from .tasks import AbstractTask
 
 # ------------------------------------------------------------------ data sources
 
@@ -70,14 +70,7 @@ class _TaskData(_AbstractSampledData):
     task: AbstractTask
 
     def sample(self, key, t, n):
-        return self.task.sample(key, n)
-
-
-class _SwitchingData(_AbstractSampledData):
-    switching: SwitchingTasks
-
-    def sample(self, key, t, n):
-        return self.switching.sample(key, n, t)
+        return self.task.sample_at(key, n, t)
 
 
 class _PerTaskData(_AbstractSampledData):
@@ -85,7 +78,7 @@ class _PerTaskData(_AbstractSampledData):
 
     def sample(self, key, t, n):
         keys = jax.random.split(key, len(self.tasks))
-        xs, ys = zip(*(task.sample(k, n) for task, k in zip(self.tasks, keys)))
+        xs, ys = zip(*(task.sample_at(k, n, t) for task, k in zip(self.tasks, keys)))
         return jnp.stack(xs), jnp.stack(ys)
 
 
@@ -176,14 +169,12 @@ def _class_proportions(system, data, control, theta, ts, batch_size):
 def _as_data(data) -> _AbstractSampledData:
     if isinstance(data, AbstractTask):
         return _TaskData(data)
-    if isinstance(data, SwitchingTasks):
-        return _SwitchingData(data)
     if isinstance(data, (list, tuple)) and data:
         if all(isinstance(d, AbstractTask) for d in data):
             return _PerTaskData(tuple(data))
     raise TypeError(
-        "`data` must be an lc.tasks.AbstractTask, an lc.tasks.SwitchingTasks, or a "
-        "non-empty sequence of tasks (one batch per task, for MAML); got "
+        "`data` must be an lc.tasks.AbstractTask (a SwitchingTasks schedule too), or "
+        "a non-empty sequence of tasks (one batch per task, for MAML); got "
         f"{type(data).__name__}."
     )
 
@@ -310,7 +301,7 @@ def simulate(
     batch_size: int,
     seeds: Sequence[int] | Int[Array, " seeds"] | PRNGKeyArray = (0,),
     record_every: int = 1,
-    data: AbstractTask | SwitchingTasks | Sequence[AbstractTask] | None = None,
+    data: AbstractTask | Sequence[AbstractTask] | None = None,
     class_proportions: bool = False,
 ) -> SimulationResult:
     r"""Run real minibatch SGD on `system` with the control $g(t;\theta)$ applied.
@@ -345,8 +336,9 @@ def simulate(
     - `data`: where the samples come from. Default: the system's own
       `sample_batch` (for the library's systems, their task). For `MAML` pass its
       tasks, `[task_1, ..., task_K]`: each step then draws one batch per task,
-      `x` of shape `(K, B, inputs)`. Any `lc.tasks.AbstractTask` (or a
-      `SwitchingTasks`) may replace a system's task, e.g. a finite training set.
+      `x` of shape `(K, B, inputs)`. Any `lc.tasks.AbstractTask` (drawn with
+      its `sample_at(key, n, t)`) may replace a system's own samples, e.g. a
+      finite training set.
     - `class_proportions`: for `CategoryEngagement` only. Apply $\varphi(t)$ as
       *class proportions* in the batches (PAPER.md system 7, follow-up) instead
       of as output weights: step $i$'s batch holds $n_c$ samples of class $c$,

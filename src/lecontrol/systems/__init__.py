@@ -14,7 +14,6 @@ from .maml import MAML as MAML
 from .single_layer import SingleLayerGain as SingleLayerGain
 from .single_neuron import SingleNeuronGain as SingleNeuronGain
 from .tanh import TanhTaylor as TanhTaylor
-from .task_switch import TaskSwitch as TaskSwitch
 from .two_layer import (
     AbstractTwoLayerSystem as AbstractTwoLayerSystem,
     TwoLayerLinear as TwoLayerLinear,

@@ -80,7 +80,8 @@ class AbstractLearningSystem(eqx.Module):
         it is given `data=`): samples of the distribution whose statistics
         define `vector_field`, so that
         $\mathbb E[-\nabla_w\text{batch\_loss}] = $ `vector_field`. The
-        library's systems draw from their task. Optional, like `batch_loss`.
+        library's systems draw `task.sample_at(key, n, t)` from their task.
+        Optional, like `batch_loss`.
         """
         raise NotImplementedError(
             f"{type(self).__name__} does not define `sample_batch(key, t, n)`, which "

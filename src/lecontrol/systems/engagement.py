@@ -249,13 +249,15 @@ class CategoryEngagement(AbstractTwoLayerSystem):
     def vector_field(self, t, w, g):
         W1, W2 = w
         S = self.task
-        return weighted_flow(S.Sx, S.Sxy, W1, W2, jnp.square(g), self.lam, self.tau)
+        return weighted_flow(
+            S.Sx_at(t), S.Sxy_at(t), W1, W2, jnp.square(g), self.lam, self.tau
+        )
 
     def aux_loss(self, t, w, g) -> Float[Array, ""]:
         r"""$\tfrac12\sum_c\varphi_c^2[\cdots]_{cc}$ + regulariser (see above)."""
         W1, W2 = w
         S = self.task
-        fit = weighted_fit(S.Sx, S.Sxy, S.Sy, W2 @ W1, jnp.square(g))
+        fit = weighted_fit(S.Sx_at(t), S.Sxy_at(t), S.Sy_at(t), W2 @ W1, jnp.square(g))
         return fit + self.regulariser(W1, W2)
 
     def batch_loss(self, t, w, g, x, y):
@@ -289,7 +291,8 @@ class CategoryEngagement(AbstractTwoLayerSystem):
     def loss(self, t, w, g):
         W1, W2 = w
         S = self.task
-        return linear_fit(S.Sx, S.Sxy, S.Sy, W2 @ W1) + self.regulariser(W1, W2)
+        reg = self.regulariser(W1, W2)
+        return linear_fit(S.Sx_at(t), S.Sxy_at(t), S.Sy_at(t), W2 @ W1) + reg
 
     def class_losses(self, w) -> Float[Array, " outputs"]:
         r"""$\tfrac12\langle(y_c - \hat y_c)^2\rangle$ for every output (no regulariser)."""

@@ -90,6 +90,11 @@ class MAML(AbstractLearningSystem):
                 "`tasks` must be a non-empty sequence of lc.tasks.AbstractTask; got "
                 f"{[type(k).__name__ for k in tasks]}."
             )
+        if any(jnp.shape(k.jump_times())[0] for k in tasks):
+            raise ValueError(
+                "Every task of MAML must be constant (MAML stores each task's "
+                "statistics once); a task that declares jump times changes in time."
+            )
         dims = {(k.n_inputs, k.n_outputs) for k in tasks}
         if len(dims) != 1:
             raise ValueError(
