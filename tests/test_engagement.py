@@ -94,7 +94,7 @@ def test_task_engagement_vector_field_is_minus_grad_of_aux_loss():
     )
     # A disengaged task's output rows only decay.
     dW1, dW2 = sys_.vector_field(0.0, w, jnp.array([1.3, 0.0]))
-    rows = slice(*sys_.tasks.output_slices[1])
+    rows = slice(*sys_.task.output_slices[1])
     np.testing.assert_allclose(dW2[rows], -0.05 * W2[rows] / 1.5, rtol=1e-13)
     assert not np.allclose(dW2[:2], -0.05 * W2[:2] / 1.5)
 
