@@ -2,8 +2,11 @@
 
 The worked example of `docs/own-system.md`. It
 
-1. subclasses `lc.systems.AbstractLearningSystem` (four members),
-2. checks that its vector field is minus the gradient of its expected loss,
+1. subclasses `lc.systems.AbstractGradientFlowSystem`: only the loss the
+   learner descends (the vector field is `-jax.grad` of it), and, for
+   comparison, writes the same system by hand as an
+   `lc.systems.AbstractLearningSystem` (the general route, any vector field),
+2. checks that the two vector fields agree and are minus the gradient of the loss,
 3. computes the value V and its gradient with two strategies (they agree),
 4. differentiates V with respect to a parameter of the system,
 5. optimises the control and checks that V went up.
@@ -27,21 +30,22 @@ jax.config.update("jax_enable_x64", True)  # solves and gradients in float64
 
 
 # --8<-- [start:system]
-class GainedRegression(lc.systems.AbstractLearningSystem):
+class GainedRegression(lc.systems.AbstractGradientFlowSystem):
     r"""Linear regression $\hat y = (1 + g)\,w^\top x$ with a scalar gain $g(t)$.
 
     With $\Sigma_x = \langle xx^\top\rangle$, $\sigma_{xy} = \langle xy\rangle$,
-    $\sigma_y = \langle y^2\rangle$ and $\tilde g = 1 + g$,
+    $\sigma_y = \langle y^2\rangle$ and $\tilde g = 1 + g$, the learner descends
 
     $$\langle L\rangle = \tfrac12\big(\sigma_y - 2\tilde g\,w^\top\sigma_{xy}
     + \tilde g^2\,w^\top\Sigma_x w\big) + \tfrac\lambda2\lVert w\rVert^2,\qquad
-    \dot w = -\partial\langle L\rangle/\partial w.$$
+    \tau\dot w = -\partial\langle L\rangle/\partial w.$$
     """
 
     Sx: Float[Array, "d d"]
     sxy: Float[Array, " d"]
     sy: Float[Array, ""]
     lam: Float[Array, ""]
+    tau: Float[Array, ""]
 
     @property
     def control_shape(self):
@@ -50,6 +54,36 @@ class GainedRegression(lc.systems.AbstractLearningSystem):
     def init_state(self):
         return jnp.zeros_like(self.sxy)  # w(0) = 0
 
+    def learning_loss(self, t, w, g):
+        gt = 1.0 + g
+        fit = 0.5 * (self.sy - 2 * gt * w @ self.sxy + gt**2 * w @ self.Sx @ w)
+        return fit + 0.5 * self.lam * w @ w
+
+
+# --8<-- [end:system]
+
+
+# --8<-- [start:general]
+class GainedRegressionByHand(lc.systems.AbstractLearningSystem):
+    r"""The same system with its vector field written out (the general route).
+
+    $\tau\dot w = \tilde g\,\sigma_{xy} - \tilde g^2\,\Sigma_x w - \lambda w$;
+    any ODE $\dot w = h(w, g)$ can be written this way, gradient flow or not.
+    """
+
+    Sx: Float[Array, "d d"]
+    sxy: Float[Array, " d"]
+    sy: Float[Array, ""]
+    lam: Float[Array, ""]
+    tau: Float[Array, ""]
+
+    @property
+    def control_shape(self):
+        return ()
+
+    def init_state(self):
+        return jnp.zeros_like(self.sxy)
+
     def loss(self, t, w, g):
         gt = 1.0 + g
         fit = 0.5 * (self.sy - 2 * gt * w @ self.sxy + gt**2 * w @ self.Sx @ w)
@@ -57,10 +91,10 @@ class GainedRegression(lc.systems.AbstractLearningSystem):
 
     def vector_field(self, t, w, g):
         gt = 1.0 + g
-        return gt * self.sxy - gt**2 * self.Sx @ w - self.lam * w
+        return (gt * self.sxy - gt**2 * self.Sx @ w - self.lam * w) / self.tau
 
 
-# --8<-- [end:system]
+# --8<-- [end:general]
 
 
 def main(argv=None) -> dict:
@@ -74,12 +108,14 @@ def main(argv=None) -> dict:
     # --8<-- [start:problem]
     # The problem: a 2-input regression task, a piecewise-linear gain in [0, 1]
     # on 11 knots over T = 2, a quadratic cost, a discount of 0.9.
-    system = GainedRegression(
+    statistics = dict(
         Sx=jnp.array([[2.0, 0.5], [0.5, 1.0]]),
         sxy=jnp.array([1.0, -0.5]),
         sy=jnp.asarray(1.0),
         lam=jnp.asarray(0.1),
+        tau=jnp.asarray(1.0),
     )
+    system = GainedRegression(**statistics)
     T = 2.0
     control = lc.controls.PiecewiseLinear(
         jnp.linspace(0.0, T, 11), shape=system.control_shape, lower=0.0, upper=1.0
@@ -90,13 +126,17 @@ def main(argv=None) -> dict:
     # --8<-- [end:problem]
 
     # --8<-- [start:check]
-    # 1. The vector field is gradient flow on the expected loss.
+    # 1. The vector field is gradient flow on the expected loss, and the
+    #    hand-written field of the general route is the same.
+    by_hand = GainedRegressionByHand(**statistics)
     w = jnp.array([0.3, -0.2])
     for g in (0.0, 0.7):
         field = system.vector_field(0.0, w, g)
         minus_grad = -jax.grad(system.loss, argnums=1)(0.0, w, g)
         assert jnp.allclose(field, minus_grad, rtol=1e-12), (field, minus_grad)
-    print("vector field == -grad(loss): ok")
+        written = by_hand.vector_field(0.0, w, g)
+        assert jnp.allclose(field, written, rtol=1e-12), (field, written)
+    print("vector field == -grad(loss) == hand-written field: ok")
     # --8<-- [end:check]
 
     # --8<-- [start:value]

@@ -351,3 +351,19 @@ def test_bad_arguments_raise():
         cf.single_neuron_weights(system, control, theta, jnp.array([0.5]), panels=0)
     with pytest.raises(TypeError, match="SingleLayerGain"):
         cf.single_layer_weights(system, control, theta, jnp.array([0.5]))
+
+
+def test_closed_forms_refuse_a_task_that_changes_in_time():
+    tasks = [lc.tasks.TwoGaussians(mu=2.0, sigma=1.0), lc.tasks.TwoGaussians(1.0, 0.5)]
+    switching = lc.tasks.SwitchingTasks(tasks, period=0.5, horizon=1.0)
+    control = lc.controls.PiecewiseLinear(jnp.linspace(0.0, 1.0, 3), shape=())
+    theta, ts = control.init(0.1), jnp.array([0.5])
+    neuron = lc.systems.SingleNeuronGain(switching)
+    layer = lc.systems.SingleLayerGain(switching)
+    with pytest.raises(ValueError, match="constant task"):
+        cf.single_neuron_weights(neuron, control, theta, ts)
+    with pytest.raises(ValueError, match="constant task"):
+        cf.single_layer_weights(layer, control, theta, ts)
+    cost, objective = lc.costs.Quadratic(0.1), lc.Objective(T=1.0)
+    with pytest.raises(ValueError, match="constant task"):
+        cf.single_neuron_value(neuron, control, theta, cost, objective)

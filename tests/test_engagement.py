@@ -94,7 +94,7 @@ def test_task_engagement_vector_field_is_minus_grad_of_aux_loss():
     )
     # A disengaged task's output rows only decay.
     dW1, dW2 = sys_.vector_field(0.0, w, jnp.array([1.3, 0.0]))
-    rows = slice(*sys_.tasks.output_slices[1])
+    rows = slice(*sys_.task.output_slices[1])
     np.testing.assert_allclose(dW2[rows], -0.05 * W2[rows] / 1.5, rtol=1e-13)
     assert not np.allclose(dW2[:2], -0.05 * W2[:2] / 1.5)
 
@@ -212,7 +212,7 @@ def test_category_engagement_loss_matches_monte_carlo_and_data():
 
 def test_task_switch_vector_field_is_minus_grad_of_loss():
     sw = switching_tasks()
-    sys_ = lc.systems.TaskSwitch(sw, hidden=4, lam=0.01, tau=1.3, seed=0, scale=0.3)
+    sys_ = lc.systems.TwoLayerGain(sw, hidden=4, lam=0.01, tau=1.3, seed=0, scale=0.3)
     shapes = sys_.control_shape
     assert shapes == ((4, 3), (2, 4))
     np.testing.assert_allclose(sys_.jump_times(), [0.35, 0.7])
@@ -236,12 +236,12 @@ def test_task_switch_vector_field_is_minus_grad_of_loss():
 
 def test_task_switch_loss_matches_monte_carlo():
     sw = switching_tasks()
-    sys_ = lc.systems.TaskSwitch(sw, hidden=3, lam=0.05, seed=1, scale=0.4)
+    sys_ = lc.systems.TwoLayerGain(sw, hidden=3, lam=0.05, seed=1, scale=0.4)
     w = random_weights(sys_, 2)
     G1 = 0.3 * jnp.ones(sys_.control_shape[0])
     G2 = -0.2 * jnp.ones(sys_.control_shape[1])
     for t in (0.2, 0.5):
-        x, y = sw.sample(jax.random.key(3), 200_000, t)
+        x, y = sw.sample_at(jax.random.key(3), 200_000, t)
         We = ((1 + G1) * w[0], (1 + G2) * w[1])
         err = y - x @ (We[1] @ We[0]).T
         reg = 0.5 * 0.05 * (jnp.sum(w[0] ** 2) + jnp.sum(w[1] ** 2))
@@ -251,7 +251,7 @@ def test_task_switch_loss_matches_monte_carlo():
 def test_task_switch_solve_steps_onto_switches_and_matches_segments():
     T = 1.0
     sw = switching_tasks(horizon=T)
-    sys_ = lc.systems.TaskSwitch(sw, hidden=4, lam=0.001, seed=0, scale=0.3)
+    sys_ = lc.systems.TwoLayerGain(sw, hidden=4, lam=0.001, seed=0, scale=0.3)
     knots = jnp.linspace(0, T, 5)
     control = lc.controls.PiecewiseLinear(
         knots, shape=sys_.control_shape, lower=-0.5, upper=0.5
@@ -279,8 +279,8 @@ def test_task_switch_solve_steps_onto_switches_and_matches_segments():
     w = sys_.init_state()
     bounds = np.r_[0.0, switches, T]
     for k in range(len(bounds) - 1):
-        fixed = lc.systems.TaskSwitch(
-            lc.tasks.SwitchingTasks([sw.tasks[k % 2]], period=10.0, horizon=T),
+        fixed = lc.systems.TwoLayerGain(
+            sw.tasks[k % 2],
             W1_0=sys_.W1_0,
             W2_0=sys_.W2_0,
             lam=0.001,
@@ -308,9 +308,34 @@ def test_task_switch_solve_steps_onto_switches_and_matches_segments():
         np.testing.assert_allclose(traj.w[0][after], traj.w[0][before], atol=1e-6)
 
 
-def test_task_switch_rejects_plain_task():
-    with pytest.raises(TypeError, match="SwitchingTasks"):
-        lc.systems.TaskSwitch(lc.tasks.CorrelatedGaussians(), hidden=2)
+def test_systems_report_the_jump_times_of_their_task():
+    sw = switching_tasks(horizon=1.0)
+    plain = sw.tasks[0]
+    assert lc.systems.TwoLayerGain(plain, hidden=2).jump_times().shape == (0,)
+    systems = [
+        lc.systems.TwoLayerLinear(sw, hidden=2),
+        lc.systems.TwoLayerGain(sw, hidden=2),
+        lc.systems.LearningRate(sw, hidden=2),
+        lc.systems.CategoryEngagement(sw, hidden=2),
+        lc.systems.SingleLayerGain(sw),
+    ]
+    for s in systems:
+        np.testing.assert_array_equal(s.jump_times(), sw.switch_times)
+    # A time-varying task on its own reads like its first task at t = 0.
+    np.testing.assert_array_equal(sw.Sx, plain.Sx)
+    np.testing.assert_array_equal(sw.Sxy_at(0.5), sw.tasks[1].Sxy)
+
+
+def test_time_varying_task_rejected_where_statistics_are_fixed():
+    sw = switching_tasks()
+    with pytest.raises(ValueError, match="changes in time"):
+        lc.tasks.ConcatenatedTasks([sw, lc.tasks.CorrelatedGaussians()])
+    with pytest.raises(ValueError, match="changes in time"):
+        lc.tasks.SwitchingTasks([sw], period=1.0, horizon=2.0)
+    with pytest.raises(ValueError, match="constant"):
+        lc.systems.MAML([sw], hidden=2)
+    with pytest.raises(ValueError, match="changes in time"):
+        lc.systems.TanhTaylor(sw, hidden=2)
 
 
 # ------------------------------------------- gradient strategies agree (short T)
@@ -349,7 +374,7 @@ def _category_problem():
 
 def _switch_problem():
     T = 1.0
-    sys_ = lc.systems.TaskSwitch(
+    sys_ = lc.systems.TwoLayerGain(
         switching_tasks(horizon=T), hidden=3, lam=0.001, seed=6, scale=0.3
     )
     control = lc.controls.PiecewiseLinear(

@@ -203,7 +203,7 @@ def test_maml_and_task_switch_batch_losses():
     assert_batch_loss(maml, 0.0, u, g, x, y, 2 / 0.9)
 
     sw = lc.tasks.SwitchingTasks(emps, period=1.0, horizon=3.0)
-    switch = lc.systems.TaskSwitch(sw, lam=0.05, tau=1.1, **weights(3, 3, 2, seed=0))
+    switch = lc.systems.TwoLayerGain(sw, lam=0.05, tau=1.1, **weights(3, 3, 2, seed=0))
     w = random_like(switch.init_state(), 2)
     gains = random_like(switch.init_state(), 3, scale=0.2)
     for t, (xk, yk) in ((0.5, samples[0]), (1.5, samples[1]), (2.5, samples[0])):
@@ -352,6 +352,89 @@ def test_single_neuron_sgd_matches_ode(controlled):
         every=50,
         rtol=0.02,
     )
+
+
+class GainedRegression(lc.systems.AbstractGradientFlowSystem):
+    """A user-written system: y_hat = (1 + g) W x on its own task, declaring the
+    two members lc.simulate asks for, `batch_loss` and `sample_batch`."""
+
+    task: lc.tasks.AbstractTask
+    W0: Array
+    lam: float
+    tau: float
+
+    @property
+    def control_shape(self):
+        return ()
+
+    def init_state(self):
+        return self.W0
+
+    def learning_loss(self, t, w, g):
+        Wt, S = (1.0 + g) * w, self.task
+        fit = jnp.trace(S.Sy) - 2 * jnp.sum(Wt.T * S.Sxy) + jnp.sum((Wt @ S.Sx) * Wt)
+        return 0.5 * fit + 0.5 * self.lam * jnp.sum(w**2)
+
+    def batch_loss(self, t, w, g, x, y):
+        fit = 0.5 * jnp.mean(jnp.sum((y - x @ ((1.0 + g) * w).T) ** 2, axis=-1))
+        return (fit + 0.5 * self.lam * jnp.sum(w**2)) / self.tau
+
+    def sample_batch(self, key, t, n):
+        return self.task.sample(key, n)
+
+
+def test_user_system_declaring_its_batches_simulates():
+    task = lc.tasks.CorrelatedGaussians()
+    W0 = jnp.zeros((task.n_outputs, task.n_inputs))
+    system = GainedRegression(task=task, W0=W0, lam=0.05, tau=1.0)
+    x, y = _sample(task)
+    emp = GainedRegression(task=EmpiricalTask(x, y), W0=system.W0, lam=0.05, tau=1.0)
+    assert_batch_loss(emp, 0.0, random_like(system.W0, 1), 0.4, x, y, 1.0)
+    T = 1.0
+    control = lc.controls.PiecewiseLinear(
+        jnp.linspace(0.0, T, 3), shape=(), lower=0.0, upper=1.0
+    )
+    # No `data=`: the batches come from the system's own sample_batch.
+    compare_with_ode(
+        system,
+        control,
+        jnp.array([1.0, 0.5, 0.0]),
+        control.init(0.0),
+        alpha=0.002,
+        steps=500,
+        batch=16,
+        seeds=16,
+        every=50,
+        rtol=0.03,
+    )
+
+
+def test_user_system_without_sample_batch_says_what_to_do():
+    class NoSampler(lc.systems.AbstractLearningSystem):
+        @property
+        def control_shape(self):
+            return ()
+
+        def init_state(self):
+            return jnp.zeros((1, 1))
+
+        def vector_field(self, t, w, g):
+            return -w
+
+        def loss(self, t, w, g):
+            return 0.5 * jnp.sum(w**2)
+
+        def batch_loss(self, t, w, g, x, y):
+            return 0.5 * jnp.mean((y - x @ w.T) ** 2)
+
+    control = lc.controls.Constant()
+    kw = dict(alpha=0.1, steps=2, batch_size=1)
+    with pytest.raises(NotImplementedError, match=r"sample_batch\(key, t, n\)"):
+        lc.simulate(NoSampler(), control, control.init(0.0), **kw)
+    # Given `data=`, it needs no sampler of its own.
+    data = lc.tasks.TwoGaussians(mu=1.0, sigma=1.0)
+    sim = lc.simulate(NoSampler(), control, control.init(0.0), data=data, **kw)
+    assert sim.loss.shape == (1, 3)
 
 
 def gain_setup():
@@ -611,7 +694,7 @@ def test_maml_task_switch_and_tanh_simulate():
     assert np.all(np.asarray(sim.loss[:, -1] < 0.8 * sim.loss[:, 0]))
 
     sw = lc.tasks.SwitchingTasks(tasks, period=0.5, horizon=1.0)
-    switch = lc.systems.TaskSwitch(sw, hidden=3, seed=0, scale=0.3)
+    switch = lc.systems.TwoLayerGain(sw, hidden=3, seed=0, scale=0.3)
     control = lc.controls.Constant(shape=switch.control_shape)
     sim = lc.simulate(
         switch,

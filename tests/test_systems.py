@@ -592,3 +592,101 @@ def test_systems_work_under_jit_and_vmap():
     out = eqx.filter_jit(jax.vmap(lambda g: s.loss(0.0, w, g)))(G)
     assert out.shape == (4,)
     assert abs(out[1] - s.loss(0.0, w, jax.tree.map(lambda x: x[1], G))) < 1e-12
+
+
+# ------------------------------------------------ user-written gradient-flow system
+
+
+def _value(system, control, theta, cost, objective, adjoint):
+    """The one place the new tests call `lc.value` (a problem built from parts)."""
+    return lc.value(system, control, theta, cost, objective, adjoint=adjoint, **SOLVE)
+
+
+class WeightedTanhRegression(lc.systems.AbstractGradientFlowSystem):
+    r"""$\hat y = W_2\tanh(W_1x)$ on a fixed sample; the learner descends the
+    output-weighted loss $\frac12\sum_o (1 + g_o)\langle(y_o-\hat y_o)^2\rangle$,
+    performance is the unweighted loss (so `loss` overrides the default)."""
+
+    x: Array
+    y: Array
+    W1_0: Array
+    W2_0: Array
+    tau: Array
+
+    @property
+    def control_shape(self):
+        return (self.y.shape[1],)
+
+    def init_state(self):
+        return {"W1": self.W1_0, "W2": self.W2_0}
+
+    def _errors(self, w):
+        pred = jnp.tanh(self.x @ w["W1"].T) @ w["W2"].T
+        return 0.5 * jnp.mean((self.y - pred) ** 2, axis=0)
+
+    def learning_loss(self, t, w, g):
+        return jnp.sum((1.0 + g) * self._errors(w))
+
+    def loss(self, t, w, g):
+        return jnp.sum(self._errors(w))
+
+
+def _weighted_tanh(seed=0):
+    k = jax.random.split(jax.random.key(seed), 4)
+    x = jax.random.normal(k[0], (40, N_IN))
+    y = jnp.tanh(x @ jax.random.normal(k[1], (N_IN, N_OUT)))
+    return WeightedTanhRegression(
+        x=x,
+        y=y,
+        W1_0=0.5 * jax.random.normal(k[2], (H, N_IN)),
+        W2_0=0.5 * jax.random.normal(k[3], (N_OUT, H)),
+        tau=jnp.asarray(0.7),
+    )
+
+
+def test_gradient_flow_system_field_is_minus_grad_of_learning_loss():
+    s = _weighted_tanh()
+    w = random_like(s.init_state(), jax.random.key(5))
+    g = jnp.array([0.3, -0.4])
+    want = jax.tree.map(
+        lambda d: -d / 0.7, jax.grad(s.learning_loss, argnums=1)(0.0, w, g)
+    )
+    assert rel(s.vector_field(0.0, w, g), want) < 1e-12
+    # Performance is the unweighted loss; it equals learning_loss at g = 0 only.
+    assert abs(s.loss(0.0, w, g) - s.learning_loss(0.0, w, g)) > 1e-3
+    np.testing.assert_allclose(
+        s.loss(0.0, w, jnp.zeros(2)), s.learning_loss(0.0, w, jnp.zeros(2))
+    )
+
+
+def test_gradient_flow_system_requires_its_members():
+    class NoLoss(lc.systems.AbstractGradientFlowSystem):
+        tau: float = 1.0
+
+        @property
+        def control_shape(self):
+            return ()
+
+        def init_state(self):
+            return jnp.zeros(())
+
+    with pytest.raises(TypeError, match="learning_loss"):
+        NoLoss()
+
+
+@pytest.mark.slow
+def test_gradients_user_gradient_flow_system():
+    s = _weighted_tanh()
+    control = lc.controls.PiecewiseLinear(
+        KNOTS, shape=s.control_shape, lower=-0.5, upper=0.5
+    )
+    theta = jax.random.uniform(
+        jax.random.key(2), control.init(0.0).shape, minval=-0.3, maxval=0.3
+    )
+    cost, obj = lc.costs.Quadratic(0.2), lc.Objective(T=T, gamma=0.9, eta=1.0)
+    assert np.isfinite(_value(s, control, theta, cost, obj, lc.ContinuousAdjoint()))
+
+    def f(th, adjoint):
+        return _value(s, control, th, cost, obj, adjoint)
+
+    _check_gradients(f, theta)

@@ -532,8 +532,8 @@ def test_switching_tasks_schedule():
     s2 = lc.tasks.SwitchingTasks([a, b], period=0.5, horizon=1.0)
     np.testing.assert_allclose(s2.switch_times, [0.5])
     # Sampling follows the active task: y1 and y2 anti-correlate under a only.
-    _, ya = s.sample(jax.random.key(0), 20_000, 0.1)
-    _, yb = s.sample(jax.random.key(0), 20_000, 0.45)
+    _, ya = s.sample_at(jax.random.key(0), 20_000, 0.1)
+    _, yb = s.sample_at(jax.random.key(0), 20_000, 0.45)
     assert abs(float(jnp.mean(ya[:, 0] * ya[:, 1])) - (1 - 2 * 0.8)) < 0.03
     assert abs(float(jnp.mean(yb[:, 0] * yb[:, 1])) - (1 - 2 * 0.2)) < 0.03
 

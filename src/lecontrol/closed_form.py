@@ -54,6 +54,20 @@ def _check_count(name: str, n) -> None:
         raise ValueError(f"`{name}` must be an integer >= 1; got {n!r}.")
 
 
+def _check_system(system, cls) -> None:
+    """The closed forms hold for one system class on a constant task."""
+    if not isinstance(system, cls):
+        raise TypeError(
+            f"`system` must be an lc.systems.{cls.__name__}; got {type(system).__name__}."
+        )
+    if jnp.shape(system.jump_times())[0]:
+        raise ValueError(
+            f"The closed form of {cls.__name__} holds for a constant task; "
+            f"{type(system.task).__name__} changes in time (it declares jump times). "
+            "Use lc.solve / lc.value instead."
+        )
+
+
 def _gauss_legendre(n: int) -> tuple[Array, Array]:
     _check_count("nodes", n)
     x, w = np.polynomial.legendre.leggauss(int(n))
@@ -155,10 +169,7 @@ def single_neuron_weights(
 
     **Returns:** $w$ at `ts`, shape `ts.shape`.
     """
-    if not isinstance(system, SingleNeuronGain):
-        raise TypeError(
-            f"`system` must be an lc.systems.SingleNeuronGain; got {type(system).__name__}."
-        )
+    _check_system(system, SingleNeuronGain)
     ts = _check_times(ts)
     _check_count("panels", panels)
     return _neuron_weights(
@@ -326,10 +337,7 @@ def single_layer_weights(
 
     **Returns:** $W$ at `ts`, shape `(len(ts), outputs, inputs)`.
     """
-    if not isinstance(system, SingleLayerGain):
-        raise TypeError(
-            f"`system` must be an lc.systems.SingleLayerGain; got {type(system).__name__}."
-        )
+    _check_system(system, SingleLayerGain)
     ts = _check_times(ts)
     _check_count("substeps", substeps)
     return _layer_weights(system, control, theta, ts, breakpoints, int(substeps))
@@ -402,11 +410,7 @@ def _unpack(problem, kind):
         raise TypeError(
             f"`problem` must be an lc.Problem; got {type(problem).__name__}."
         )
-    if not isinstance(problem.system, kind):
-        raise TypeError(
-            f"This closed form is for {kind.__name__}; the problem's system is a "
-            f"{type(problem.system).__name__}."
-        )
+    _check_system(problem.system, kind)
     return problem.system, problem.control, problem.cost, problem.objective
 
 

@@ -7,7 +7,8 @@ $\mathbb E[-\nabla_w\,\text{batch\_loss}] = h(w, g)$. `simulate` runs that SGD,
 $$w_{i+1} = w_i - \alpha\,\nabla_w\,\text{batch\_loss}\big(t_i, w_i, g(t_i),
 x_i, y_i\big),\qquad t_i = i\alpha,$$
 
-with a fresh batch $(x_i, y_i)$ of `batch_size` samples at every step, so $N$
+with a fresh batch $(x_i, y_i)$ of `batch_size` samples at every step, drawn by
+the system's `sample_batch(key, t_i, batch_size)` (or from `data=`), so $N$
 steps cover the time $T = N\alpha$ of the ODE (the paper's App. G.1, Eqs. 35-37, with the
 system's $\tau$ inside `batch_loss` like inside `vector_field`). As
 $\alpha \to 0$ the SGD weights follow the ODE; the expected loss
@@ -27,7 +28,6 @@ steps.
 from __future__ import annotations
 
 import abc
-import functools
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -40,20 +40,8 @@ from ._checks import concrete
 from .controls import AbstractControl
 from .costs import Quadratic
 from .objective import Objective, Problem, _posed
-from .systems import (
-    MAML,
-    AbstractLearningSystem,
-    CategoryEngagement,
-    LearningRate,
-    SingleLayerGain,
-    SingleNeuronGain,
-    TanhTaylor,
-    TaskEngagement,
-    TaskSwitch,
-    TwoLayerGain,
-    TwoLayerLinear,
-)
-from .tasks import AbstractTask, SwitchingTasks
+from .systems import AbstractLearningSystem, CategoryEngagement
+from .tasks import AbstractTask
 
 # ------------------------------------------------------------------ data sources
 
@@ -82,14 +70,7 @@ class _TaskData(_AbstractSampledData):
     task: AbstractTask
 
     def sample(self, key, t, n):
-        return self.task.sample(key, n)
-
-
-class _SwitchingData(_AbstractSampledData):
-    switching: SwitchingTasks
-
-    def sample(self, key, t, n):
-        return self.switching.sample(key, n, t)
+        return self.task.sample_at(key, n, t)
 
 
 class _PerTaskData(_AbstractSampledData):
@@ -97,7 +78,7 @@ class _PerTaskData(_AbstractSampledData):
 
     def sample(self, key, t, n):
         keys = jax.random.split(key, len(self.tasks))
-        xs, ys = zip(*(task.sample(k, n) for task, k in zip(self.tasks, keys)))
+        xs, ys = zip(*(task.sample_at(k, n, t) for task, k in zip(self.tasks, keys)))
         return jnp.stack(xs), jnp.stack(ys)
 
 
@@ -188,53 +169,23 @@ def _class_proportions(system, data, control, theta, ts, batch_size):
 def _as_data(data) -> _AbstractSampledData:
     if isinstance(data, AbstractTask):
         return _TaskData(data)
-    if isinstance(data, SwitchingTasks):
-        return _SwitchingData(data)
     if isinstance(data, (list, tuple)) and data:
         if all(isinstance(d, AbstractTask) for d in data):
             return _PerTaskData(tuple(data))
     raise TypeError(
-        "`data` must be an lc.tasks.AbstractTask, an lc.tasks.SwitchingTasks, or a "
-        "non-empty sequence of tasks (one batch per task, for MAML); got "
+        "`data` must be an lc.tasks.AbstractTask (a SwitchingTasks schedule too), or "
+        "a non-empty sequence of tasks (one batch per task, for MAML); got "
         f"{type(data).__name__}."
     )
 
 
-@functools.singledispatch
-def _default_data(system: AbstractLearningSystem) -> _AbstractSampledData:
-    raise ValueError(
-        f"lc.simulate does not know where {type(system).__name__}'s samples come "
-        "from: pass `data=` (an lc.tasks task whose `sample` draws its (x, y))."
-    )
+class _SystemData(_AbstractSampledData):
+    """The system's own minibatches: its `sample_batch(key, t, n)`."""
 
+    system: AbstractLearningSystem
 
-@_default_data.register(SingleNeuronGain)
-@_default_data.register(SingleLayerGain)
-@_default_data.register(TwoLayerLinear)
-@_default_data.register(TwoLayerGain)
-@_default_data.register(LearningRate)
-@_default_data.register(CategoryEngagement)
-@_default_data.register(TanhTaylor)
-def _(system):
-    return _TaskData(system.task)
-
-
-@_default_data.register
-def _(system: TaskEngagement):
-    return _TaskData(system.tasks)
-
-
-@_default_data.register
-def _(system: TaskSwitch):
-    return _SwitchingData(system.switching)
-
-
-@_default_data.register
-def _(system: MAML):
-    raise ValueError(
-        "MAML keeps only its tasks' statistics, not their samplers: pass the tasks "
-        "it was built from, `data=[task_1, ..., task_K]` (same order)."
-    )
+    def sample(self, key, t, n):
+        return self.system.sample_batch(key, t, n)
 
 
 # ----------------------------------------------------------------------- result
@@ -350,7 +301,7 @@ def simulate(
     batch_size: int,
     seeds: Sequence[int] | Int[Array, " seeds"] | PRNGKeyArray = (0,),
     record_every: int = 1,
-    data: AbstractTask | SwitchingTasks | Sequence[AbstractTask] | None = None,
+    data: AbstractTask | Sequence[AbstractTask] | None = None,
     class_proportions: bool = False,
 ) -> SimulationResult:
     r"""Run real minibatch SGD on `system` with the control $g(t;\theta)$ applied.
@@ -369,7 +320,11 @@ def simulate(
 
     **Arguments:**
 
-    - `system`: a learning system implementing `batch_loss`.
+    - `system`: a learning system implementing `batch_loss(t, w, g, x, y)` (the
+      minibatch loss) and `sample_batch(key, t, n)` (where its batches come
+      from; not needed when `data=` is given). A system without them raises
+      `NotImplementedError` naming the missing member; nothing here depends on
+      the system's class.
     - `control`, `theta`: the control schedule and its coefficients
       (e.g. `result.theta` of `lc.optimize`).
     - `alpha`: SGD learning rate $\alpha > 0$ (= the time per step).
@@ -378,11 +333,12 @@ def simulate(
     - `seeds`: a sequence of integer seeds (one run each; e.g. `range(16)`), or
       a 1-D array of `jax.random` keys.
     - `record_every`: record every $k$-th step ($k$ must divide `steps`).
-    - `data`: where the samples come from. Default: the system's own task
-      (`system.task`, `system.tasks` or `system.switching`). For `MAML` pass its
+    - `data`: where the samples come from. Default: the system's own
+      `sample_batch` (for the library's systems, their task). For `MAML` pass its
       tasks, `[task_1, ..., task_K]`: each step then draws one batch per task,
-      `x` of shape `(K, B, inputs)`. Any `lc.tasks.AbstractTask` (or a
-      `SwitchingTasks`) may replace a system's task, e.g. a finite training set.
+      `x` of shape `(K, B, inputs)`. Any `lc.tasks.AbstractTask` (drawn with
+      its `sample_at(key, n, t)`) may replace a system's own samples, e.g. a
+      finite training set.
     - `class_proportions`: for `CategoryEngagement` only. Apply $\varphi(t)$ as
       *class proportions* in the batches (the paper's App. H.3, Eq. 77) instead
       of as output weights: step $i$'s batch holds $n_c$ samples of class $c$,
@@ -425,7 +381,7 @@ def simulate(
             system, data, control, theta, jnp.arange(steps) * alpha, batch_size
         )
     else:
-        data = _default_data(system) if data is None else _as_data(data)
+        data = _SystemData(system) if data is None else _as_data(data)
         _check_batch(system, control, theta, data, batch_size)
     keys = _keys(seeds)
     ts, loss, w, g = _run(

@@ -3,9 +3,9 @@ r"""Gain modulation on a task that switches (the paper's Sec. 6; Table 5, column
 A two-layer linear network ($H = 8$) learns a schedule that alternates between
 two correlated-Gaussians tasks, $\mu = (3, 1), p = 0.8$ and
 $\mu = (-2, 2), p = 0.2$, every $T_s = 1800\alpha = 9$, over
-$T = 23000\alpha = 115$ (`lc.systems.TaskSwitch`; the solver steps onto every
-switch). Gains $G \in [-0.5, 0.5]$ on every weight cost
-$\exp(\beta\sum_i\lVert G_i\rVert_F^2) - 1$. The paper finds the controlled
+$T = 23000\alpha = 115$ (`lc.systems.TwoLayerGain` on an
+`lc.tasks.SwitchingTasks`; the solver steps onto every switch). Gains
+$G \in [-0.5, 0.5]$ on every weight cost $\exp(\beta\sum_i\lVert G_i\rVert_F^2) - 1$. The paper finds the controlled
 loss below the baseline's at almost every time, and the control starting to
 act before each switch; the summary measures both
 (`fraction_below_baseline`, `anticipation`) next to the findings of every
@@ -96,8 +96,8 @@ def switching(config: TaskSwitchConfig) -> lc.tasks.SwitchingTasks:
     return lc.tasks.SwitchingTasks([a, b], config.period, config.T)
 
 
-def system(config: TaskSwitchConfig) -> lc.systems.TaskSwitch:
-    return lc.systems.TaskSwitch(
+def system(config: TaskSwitchConfig) -> lc.systems.TwoLayerGain:
+    return lc.systems.TwoLayerGain(
         switching(config),
         hidden=config.hidden,
         lam=config.lam,

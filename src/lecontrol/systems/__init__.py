@@ -1,6 +1,9 @@
 """Learning systems: vector fields $h(w, g)$ and expected losses."""
 
-from .base import AbstractLearningSystem as AbstractLearningSystem
+from .base import (
+    AbstractGradientFlowSystem as AbstractGradientFlowSystem,
+    AbstractLearningSystem as AbstractLearningSystem,
+)
 from .engagement import (
     CategoryEngagement as CategoryEngagement,
     TaskEngagement as TaskEngagement,
@@ -11,7 +14,6 @@ from .maml import MAML as MAML
 from .single_layer import SingleLayerGain as SingleLayerGain
 from .single_neuron import SingleNeuronGain as SingleNeuronGain
 from .tanh import TanhTaylor as TanhTaylor
-from .task_switch import TaskSwitch as TaskSwitch
 from .two_layer import (
     AbstractTwoLayerSystem as AbstractTwoLayerSystem,
     TwoLayerLinear as TwoLayerLinear,

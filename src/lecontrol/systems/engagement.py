@@ -20,24 +20,11 @@ owns output $o$); category engagement uses $c_o = \varphi_o^2$.
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .._checks import check_positive
 from ..tasks import ConcatenatedTasks
-from .base import AbstractLearningSystem
-from .two_layer import (
-    AbstractTwoLayerSystem,
-    check_two_layer_weights,
-    initial_weights,
-    linear_fit,
-)
-
-
-def _f(x) -> Array:
-    return jnp.asarray(x, dtype=float)
-
+from .two_layer import AbstractTwoLayerSystem, linear_fit
 
 # ------------------------------------------------------------------ helpers
 
@@ -58,14 +45,10 @@ def weighted_flow(Sx, Sxy, W1, W2, c, lam, tau):
     return (W2.T @ CE - lam * W1) / tau, (CE @ W1.T - lam * W2) / tau
 
 
-def _regulariser(lam, W1, W2):
-    return 0.5 * lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
-
-
 # ------------------------------------------------------------------ systems
 
 
-class TaskEngagement(AbstractLearningSystem):
+class TaskEngagement(AbstractTwoLayerSystem):
     r"""Several tasks learnt at once, each weighted by an engagement coefficient.
 
     The paper's Sec. 5, Eq. 6. The network sees the concatenated inputs of
@@ -92,75 +75,31 @@ class TaskEngagement(AbstractLearningSystem):
     costs are `Quadratic(beta, offset=1)` (attentive), `Quadratic(beta)`
     (active) and `FixedNorm(beta, n_tasks)` (vector). The state is `(W1, W2)`.
 
-    **Arguments:**
-
-    - `tasks`: an `lc.tasks.ConcatenatedTasks`.
-    - `hidden`: number of hidden units $H$ (may be omitted when `W1_0` or `W2_0`
-      is given).
-    - `lam`: L2 regularisation $\lambda \ge 0$.
-    - `tau`: time constant $\tau > 0$.
-    - `W1_0`, `W2_0`: initial weights, shapes `(hidden, inputs)` and
-      `(outputs, hidden)`. A missing one is drawn with i.i.d.
-      $\mathcal N(0, \text{scale}^2)$ entries from `jax.random.key(seed)` (split
-      in two: the first key draws $W_1$, the second $W_2$).
-    - `seed`: integer seed of that draw.
-    - `scale`: standard deviation of that draw (default 0.01).
+    **Arguments:** as `lc.systems.AbstractTwoLayerSystem` (`task`, `hidden`,
+    `lam`, `tau`, `W1_0`, `W2_0`, `seed`, `scale`), where `task` must be an
+    `lc.tasks.ConcatenatedTasks` (it says which outputs belong to which task).
     """
 
-    tasks: ConcatenatedTasks
-    lam: Float[Array, ""] = eqx.field(converter=_f)
-    tau: Float[Array, ""] = eqx.field(converter=_f)
-    W1_0: Float[Array, "hidden inputs"] = eqx.field(converter=_f)
-    W2_0: Float[Array, "outputs hidden"] = eqx.field(converter=_f)
-
-    def __init__(
-        self,
-        tasks: ConcatenatedTasks,
-        *,
-        hidden: int | None = None,
-        lam=0.0,
-        tau=1.0,
-        W1_0=None,
-        W2_0=None,
-        seed: int = 0,
-        scale: float = 0.01,
-    ):
-        if not isinstance(tasks, ConcatenatedTasks):
-            raise TypeError(
-                "`tasks` of TaskEngagement must be an lc.tasks.ConcatenatedTasks "
-                f"(e.g. ConcatenatedTasks([task_a, task_b])); got {type(tasks).__name__}."
-            )
-        self.tasks = tasks
-        self.lam = lam
-        self.tau = tau
-        _, self.W1_0, self.W2_0 = initial_weights(
-            tasks, hidden, W1_0, W2_0, seed, scale
-        )
-
     def __check_init__(self):
-        check_positive("lam", self.lam, allow_zero=True)
-        check_positive("tau", self.tau)
-        check_two_layer_weights(self.tasks, self.hidden, self.W1_0, self.W2_0)
-
-    @property
-    def hidden(self) -> int:
-        return self.W1_0.shape[0]
+        if not isinstance(self.task, ConcatenatedTasks):
+            raise TypeError(
+                "`task` of TaskEngagement must be an lc.tasks.ConcatenatedTasks "
+                "(e.g. ConcatenatedTasks([task_a, task_b])); got "
+                f"{type(self.task).__name__}."
+            )
 
     @property
     def control_shape(self) -> tuple[int, ...]:
-        return (self.tasks.n_tasks,)
-
-    def init_state(self):
-        return (self.W1_0, self.W2_0)
+        return (self.task.n_tasks,)
 
     def _output_weights(self, psi) -> Float[Array, " outputs"]:
-        return jnp.asarray(psi)[self.tasks.output_task()]
+        return jnp.asarray(psi)[self.task.output_task()]
 
     def vector_field(self, t, w, g):
         W1, W2 = w
-        S = self.tasks
+        S = self.task
         return weighted_flow(
-            S.Sx, S.Sxy, W1, W2, self._output_weights(g), self.lam, self.tau
+            S.Sx_at(t), S.Sxy_at(t), W1, W2, self._output_weights(g), self.lam, self.tau
         )
 
     def aux_loss(self, t, w, g) -> Float[Array, ""]:
@@ -169,9 +108,10 @@ class TaskEngagement(AbstractLearningSystem):
         `vector_field` is $-\partial(\cdot)/\partial W$ of this, divided by $\tau$.
         """
         W1, W2 = w
-        S = self.tasks
-        fit = weighted_fit(S.Sx, S.Sxy, S.Sy, W2 @ W1, self._output_weights(g))
-        return fit + _regulariser(self.lam, W1, W2)
+        S = self.task
+        c = self._output_weights(g)
+        fit = weighted_fit(S.Sx_at(t), S.Sxy_at(t), S.Sy_at(t), W2 @ W1, c)
+        return fit + self.regulariser(W1, W2)
 
     def batch_loss(self, t, w, g, x, y):
         r"""$\frac1\tau[\frac1{2B}\sum_n\sum_o\psi_{\tau(o)}(y_{no} - \hat y_{no})^2$ + regulariser$]$.
@@ -183,17 +123,18 @@ class TaskEngagement(AbstractLearningSystem):
         W1, W2 = w
         c = self._output_weights(g)
         fit = 0.5 * jnp.mean(jnp.sum(c * (y - x @ W1.T @ W2.T) ** 2, axis=-1))
-        return (fit + _regulariser(self.lam, W1, W2)) / self.tau
+        return (fit + self.regulariser(W1, W2)) / self.tau
 
     def loss(self, t, w, g):
         W1, W2 = w
-        S = self.tasks
-        return linear_fit(S.Sx, S.Sxy, S.Sy, W2 @ W1) + _regulariser(self.lam, W1, W2)
+        S = self.task
+        reg = self.regulariser(W1, W2)
+        return linear_fit(S.Sx_at(t), S.Sxy_at(t), S.Sy_at(t), W2 @ W1) + reg
 
     def task_losses(self, w) -> Float[Array, " tasks"]:
         r"""$\langle L_\tau\rangle$ for every task (no regulariser)."""
         W1, W2 = w
-        S = self.tasks
+        S = self.task
         return jnp.stack(
             [
                 weighted_fit(S.Sx, S.Sxy, S.Sy, W2 @ W1, S.output_mask(i))
@@ -246,13 +187,15 @@ class CategoryEngagement(AbstractTwoLayerSystem):
     def vector_field(self, t, w, g):
         W1, W2 = w
         S = self.task
-        return weighted_flow(S.Sx, S.Sxy, W1, W2, jnp.square(g), self.lam, self.tau)
+        return weighted_flow(
+            S.Sx_at(t), S.Sxy_at(t), W1, W2, jnp.square(g), self.lam, self.tau
+        )
 
     def aux_loss(self, t, w, g) -> Float[Array, ""]:
         r"""$\tfrac12\sum_c\varphi_c^2[\cdots]_{cc}$ + regulariser (see above)."""
         W1, W2 = w
         S = self.task
-        fit = weighted_fit(S.Sx, S.Sxy, S.Sy, W2 @ W1, jnp.square(g))
+        fit = weighted_fit(S.Sx_at(t), S.Sxy_at(t), S.Sy_at(t), W2 @ W1, jnp.square(g))
         return fit + self.regulariser(W1, W2)
 
     def batch_loss(self, t, w, g, x, y):
@@ -286,7 +229,8 @@ class CategoryEngagement(AbstractTwoLayerSystem):
     def loss(self, t, w, g):
         W1, W2 = w
         S = self.task
-        return linear_fit(S.Sx, S.Sxy, S.Sy, W2 @ W1) + self.regulariser(W1, W2)
+        reg = self.regulariser(W1, W2)
+        return linear_fit(S.Sx_at(t), S.Sxy_at(t), S.Sy_at(t), W2 @ W1) + reg
 
     def class_losses(self, w) -> Float[Array, " outputs"]:
         r"""$\tfrac12\langle(y_c - \hat y_c)^2\rangle$ for every output (no regulariser)."""

@@ -27,6 +27,11 @@ class TwoLayerGain(AbstractTwoLayerSystem):
     $$\tau\dot W_2 = \big(\Sigma_{xy}^\top\tilde W_1^\top
     - \tilde W_2\tilde W_1\Sigma_x\tilde W_1^\top\big)\circ\tilde G_2 - \lambda W_2.$$
 
+    On a task that switches in time (`lc.tasks.SwitchingTasks`) the statistics
+    are those of the task active at $t$ and the solver restarts at every
+    switch: this is the paper's task-switch system (Sec. 6, App. K.3),
+    `TwoLayerGain(SwitchingTasks([a, b], period, T), hidden=8)`.
+
     `control_shape` is `((hidden, inputs), (outputs, hidden))`. The paper's
     *neuron basis* (one gain per output neuron, $G_1 = 0$) is the control
     wrapper `lc.controls.NeuronBasis`; the system itself is unchanged.
@@ -42,7 +47,8 @@ class TwoLayerGain(AbstractTwoLayerSystem):
     def vector_field(self, t, w, g):
         (W1, W2), (G1, G2) = w, g
         Gt1, Gt2 = 1.0 + G1, 1.0 + G2
-        d1, d2 = two_layer_flow(self.task.Sx, self.task.Sxy, Gt1 * W1, Gt2 * W2)
+        S = self.task
+        d1, d2 = two_layer_flow(S.Sx_at(t), S.Sxy_at(t), Gt1 * W1, Gt2 * W2)
         return (
             (d1 * Gt1 - self.lam * W1) / self.tau,
             (d2 * Gt2 - self.lam * W2) / self.tau,
@@ -53,7 +59,7 @@ class TwoLayerGain(AbstractTwoLayerSystem):
         S = self.task
         We = ((1.0 + G2) * W2) @ ((1.0 + G1) * W1)
         reg = self.regulariser(W1, W2)
-        return linear_fit(S.Sx, S.Sxy, S.Sy, We) + reg
+        return linear_fit(S.Sx_at(t), S.Sxy_at(t), S.Sy_at(t), We) + reg
 
     def batch_loss(self, t, w, g, x, y):
         r"""$\frac1\tau[\frac1{2B}\sum_n\lVert y_n - \tilde W_2\tilde W_1x_n\rVert^2$ + regulariser$]$; its mean is `loss`·$/\tau$.

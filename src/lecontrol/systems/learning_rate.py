@@ -34,7 +34,8 @@ class LearningRate(AbstractTwoLayerSystem):
 
     def vector_field(self, t, w, g):
         W1, W2 = w
-        d1, d2 = two_layer_flow(self.task.Sx, self.task.Sxy, W1, W2)
+        S = self.task
+        d1, d2 = two_layer_flow(S.Sx_at(t), S.Sxy_at(t), W1, W2)
         rate = (1.0 + g) / self.tau
         return (rate * (d1 - self.lam * W1), rate * (d2 - self.lam * W2))
 
@@ -42,7 +43,7 @@ class LearningRate(AbstractTwoLayerSystem):
         W1, W2 = w
         S = self.task
         reg = self.regulariser(W1, W2)
-        return linear_fit(S.Sx, S.Sxy, S.Sy, W2 @ W1) + reg
+        return linear_fit(S.Sx_at(t), S.Sxy_at(t), S.Sy_at(t), W2 @ W1) + reg
 
     def batch_loss(self, t, w, g, x, y):
         r"""$\frac{1 + \rho}\tau[\frac1{2B}\sum_n\lVert y_n - W_2W_1x_n\rVert^2$ + regulariser$]$.

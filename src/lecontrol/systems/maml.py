@@ -90,6 +90,11 @@ class MAML(AbstractLearningSystem):
                 "`tasks` must be a non-empty sequence of lc.tasks.AbstractTask; got "
                 f"{[type(k).__name__ for k in tasks]}."
             )
+        if any(jnp.shape(k.jump_times())[0] for k in tasks):
+            raise ValueError(
+                "Every task of MAML must be constant (MAML stores each task's "
+                "statistics once); a task that declares jump times changes in time."
+            )
         dims = {(k.n_inputs, k.n_outputs) for k in tasks}
         if len(dims) != 1:
             raise ValueError(
@@ -136,6 +141,14 @@ class MAML(AbstractLearningSystem):
     def init_state(self):
         (s1, s2), K = self.control_shape, self.n_tasks
         return (jnp.zeros((K, *s1)), jnp.zeros((K, *s2)))
+
+    def sample_batch(self, key, t, n):
+        """Not available: MAML keeps its tasks' statistics, not their samplers."""
+        raise ValueError(
+            "MAML keeps only its tasks' statistics, not their samplers: pass the "
+            "tasks it was built from to lc.simulate, `data=[task_1, ..., task_K]` "
+            "(same order)."
+        )
 
     def vector_field(self, t, w, g):
         (U1, U2), (G1, G2) = w, g

@@ -28,7 +28,8 @@ class SingleLayerGain(AbstractLearningSystem):
 
     **Arguments:**
 
-    - `task`: any `lc.tasks.AbstractTask` (statistics `Sx`, `Sxy`, `Sy`).
+    - `task`: any `lc.tasks.AbstractTask` (statistics read at time $t$,
+      `Sx_at(t)`, …; it may switch in time).
     - `lam`: L2 regularisation $\lambda \ge 0$.
     - `tau`: time constant $\tau > 0$.
     - `W0`: initial weights, shape `(outputs, inputs)`; zeros by default.
@@ -62,15 +63,25 @@ class SingleLayerGain(AbstractLearningSystem):
     def init_state(self) -> Float[Array, "outputs inputs"]:
         return self.W0
 
+    def sample_batch(self, key, t, n):
+        """`n` samples `(x, y)` of the task at time `t`."""
+        return self.task.sample_at(key, n, t)
+
+    def jump_times(self) -> Float[Array, " jumps"]:
+        """The task's jump times (none for a constant task)."""
+        return self.task.jump_times()
+
     def vector_field(self, t, w, g):
         gt = 1.0 + g
         Wt = gt * w
-        return ((self.task.Sxy.T - Wt @ self.task.Sx) * gt - self.lam * w) / self.tau
+        S = self.task
+        return ((S.Sxy_at(t).T - Wt @ S.Sx_at(t)) * gt - self.lam * w) / self.tau
 
     def loss(self, t, w, g):
         Wt = (1.0 + g) * w
         S = self.task
-        fit = jnp.trace(S.Sy) - 2 * jnp.sum(Wt.T * S.Sxy) + jnp.sum((Wt @ S.Sx) * Wt)
+        Sx, Sxy, Sy = S.Sx_at(t), S.Sxy_at(t), S.Sy_at(t)
+        fit = jnp.trace(Sy) - 2 * jnp.sum(Wt.T * Sxy) + jnp.sum((Wt @ Sx) * Wt)
         return 0.5 * fit + 0.5 * self.lam * jnp.sum(w**2)
 
     def batch_loss(self, t, w, g, x, y):

@@ -57,14 +57,23 @@ class SingleNeuronGain(AbstractLearningSystem):
     def init_state(self) -> Float[Array, ""]:
         return self.w0
 
+    def sample_batch(self, key, t, n):
+        """`n` samples `(x, y)` of the task at time `t`."""
+        return self.task.sample_at(key, n, t)
+
+    def jump_times(self) -> Float[Array, " jumps"]:
+        """The task's jump times (none for a constant task)."""
+        return self.task.jump_times()
+
     def vector_field(self, t, w, g):
         gt = 1.0 + g
-        sx, sxy = self.task.Sx[0, 0], self.task.Sxy[0, 0]
+        sx, sxy = self.task.Sx_at(t)[0, 0], self.task.Sxy_at(t)[0, 0]
         return (sxy * gt - w * (sx * gt**2 + self.lam)) / self.tau
 
     def loss(self, t, w, g):
         gt = 1.0 + g
-        sx, sxy, sy = self.task.Sx[0, 0], self.task.Sxy[0, 0], self.task.Sy[0, 0]
+        S = self.task
+        sx, sxy, sy = S.Sx_at(t)[0, 0], S.Sxy_at(t)[0, 0], S.Sy_at(t)[0, 0]
         return (
             0.5 * (sy - 2 * sxy * w * gt + sx * (w * gt) ** 2) + 0.5 * self.lam * w**2
         )

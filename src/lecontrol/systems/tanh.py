@@ -97,6 +97,12 @@ class TanhTaylor(AbstractTwoLayerSystem):
 
     def __check_init__(self):
         # The weights and lam, tau are checked by AbstractTwoLayerSystem.
+        if jnp.shape(self.task.jump_times())[0]:
+            raise ValueError(
+                "TanhTaylor needs a constant task: its expansion point <x> and "
+                "target mean <y> are fixed when it is built, but "
+                f"{type(self.task).__name__} changes in time (it declares jump times)."
+            )
         check_finite("mean_x", self.mean_x)
         check_finite("mean_y", self.mean_y)
         if self.mean_x.shape != (self.task.n_inputs,):

@@ -115,11 +115,16 @@ class AbstractTwoLayerSystem(AbstractLearningSystem):
     r"""What the two-layer systems on one task share: weights $(W_1, W_2)$.
 
     The state is the pair `(W1, W2)`, starting from `(W1_0, W2_0)`. Subclasses
-    write `vector_field`, `loss`, `control_shape` (and `batch_loss` for SGD).
+    write `vector_field`, `loss`, `control_shape` (and `batch_loss` for SGD),
+    reading the task's statistics at time $t$ (`task.Sx_at(t)`, …), so that
+    every two-layer system runs on a task that changes in time, such as
+    `lc.tasks.SwitchingTasks` (the paper's task switch, Sec. 6, is `TwoLayerGain` on one);
+    `jump_times()` reports the task's, and SGD samples `task.sample_at`.
 
     **Arguments:**
 
-    - `task`: any `lc.tasks.AbstractTask` (statistics `Sx`, `Sxy`, `Sy`).
+    - `task`: any `lc.tasks.AbstractTask` (statistics `Sx`, `Sxy`, `Sy`, read
+      at time $t$ through `Sx_at(t)`, …; a switching schedule is a task).
     - `hidden`: number of hidden units $H$ (may be omitted when `W1_0` or
       `W2_0` is given).
     - `lam`: L2 regularisation $\lambda \ge 0$.
@@ -167,6 +172,14 @@ class AbstractTwoLayerSystem(AbstractLearningSystem):
     def init_state(self):
         return (self.W1_0, self.W2_0)
 
+    def sample_batch(self, key, t, n):
+        """`n` samples `(x, y)` of the task at time `t`."""
+        return self.task.sample_at(key, n, t)
+
+    def jump_times(self) -> Float[Array, " jumps"]:
+        """The task's jump times (e.g. the switches of `lc.tasks.SwitchingTasks`)."""
+        return self.task.jump_times()
+
     def regulariser(self, W1, W2) -> Float[Array, ""]:
         r"""$\tfrac\lambda2(\lVert W_1\rVert_F^2 + \lVert W_2\rVert_F^2)$."""
         return 0.5 * self.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
@@ -197,14 +210,15 @@ class TwoLayerLinear(AbstractTwoLayerSystem):
 
     def vector_field(self, t, w, g):
         W1, W2 = w
-        d1, d2 = two_layer_flow(self.task.Sx, self.task.Sxy, W1, W2)
+        S = self.task
+        d1, d2 = two_layer_flow(S.Sx_at(t), S.Sxy_at(t), W1, W2)
         return ((d1 - self.lam * W1) / self.tau, (d2 - self.lam * W2) / self.tau)
 
     def loss(self, t, w, g):
         W1, W2 = w
         S = self.task
         reg = self.regulariser(W1, W2)
-        return linear_fit(S.Sx, S.Sxy, S.Sy, W2 @ W1) + reg
+        return linear_fit(S.Sx_at(t), S.Sxy_at(t), S.Sy_at(t), W2 @ W1) + reg
 
     def batch_loss(self, t, w, g, x, y):
         r"""$\frac1\tau[\frac1{2B}\sum_n\lVert y_n - W_2W_1x_n\rVert^2$ + regulariser$]$; its mean is `loss`·$/\tau$."""

@@ -7,7 +7,7 @@ import abc
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray, Real
 
 from .._checks import check_finite, check_finite_fields, check_symmetric_psd
 
@@ -20,6 +20,15 @@ class AbstractTask(eqx.Module):
     $\Sigma_{xy} = \langle x y^\top\rangle$ (`Sxy`, inputs × outputs) and
     $\Sigma_y = \langle y y^\top\rangle$ (`Sy`, outputs × outputs). A task also
     samples $(x, y)$ pairs, for the SGD simulations that validate the ODE.
+
+    A task may change in time. Systems read the statistics at time $t$ through
+    `Sx_at(t)`, `Sxy_at(t)`, `Sy_at(t)` and draw SGD's samples with
+    `sample_at(key, n, t)`; `jump_times()` declares the times where the
+    statistics jump, which a system reports so that solvers restart there.
+    By default a task is constant: the `_at` methods return `Sx`, `Sxy`, `Sy`
+    and `sample`, and there are no jumps. A time-varying task
+    (`lc.tasks.SwitchingTasks`) overrides them; its `Sx`, `Sxy`, `Sy` are the
+    statistics at $t = 0$.
 
     Every task, including one written by a user, is checked when it is built:
     `Sx` and `Sy` must be finite, symmetric and positive semi-definite, and
@@ -69,6 +78,28 @@ class AbstractTask(eqx.Module):
         self, key: PRNGKeyArray, n: int
     ) -> tuple[Float[Array, "n inputs"], Float[Array, "n outputs"]]:
         """Draw `n` i.i.d. pairs `(x, y)`, stacked along the first axis."""
+
+    def Sx_at(self, t: Real[Array, ""]) -> Float[Array, "inputs inputs"]:
+        r"""$\Sigma_x$ at time $t$ (`Sx` for a constant task)."""
+        return self.Sx
+
+    def Sxy_at(self, t: Real[Array, ""]) -> Float[Array, "inputs outputs"]:
+        r"""$\Sigma_{xy}$ at time $t$ (`Sxy` for a constant task)."""
+        return self.Sxy
+
+    def Sy_at(self, t: Real[Array, ""]) -> Float[Array, "outputs outputs"]:
+        r"""$\Sigma_y$ at time $t$ (`Sy` for a constant task)."""
+        return self.Sy
+
+    def sample_at(
+        self, key: PRNGKeyArray, n: int, t: Real[Array, ""]
+    ) -> tuple[Float[Array, "n inputs"], Float[Array, "n outputs"]]:
+        """`n` i.i.d. pairs `(x, y)` of the task at time `t` (`sample` if constant)."""
+        return self.sample(key, n)
+
+    def jump_times(self) -> Float[Array, " jumps"]:
+        """Times where the statistics jump (none for a constant task)."""
+        return jnp.zeros((0,))
 
     def mean_x(self) -> Float[Array, " inputs"]:
         """$\\langle x\\rangle$ (estimated from samples if not known in closed form)."""

@@ -44,6 +44,16 @@ def _(task):
     return task.mean_y()
 
 
+def _check_constant(task: AbstractTask, name: str) -> None:
+    """Raise if `task` declares jump times (its statistics change in time)."""
+    if jnp.shape(task.jump_times())[0]:
+        raise ValueError(
+            f"`{name}` ({type(task).__name__}) changes in time (it declares jump "
+            "times); only constant tasks can be combined here. Switch between "
+            "constant tasks with one SwitchingTasks instead."
+        )
+
+
 def _slices(sizes: Sequence[int]) -> tuple[tuple[int, int], ...]:
     ends = np.cumsum(sizes)
     return tuple((int(e - s), int(e)) for s, e in zip(sizes, ends))
@@ -98,6 +108,7 @@ class ConcatenatedTasks(AbstractTask):
                     f"`tasks[{i}]` must be an lc.tasks.AbstractTask; got "
                     f"{type(t).__name__}."
                 )
+            _check_constant(t, f"tasks[{i}] of ConcatenatedTasks")
         self.tasks = tasks
         self.input_slices = _slices([t.n_inputs for t in tasks])
         self.output_slices = _slices([t.n_outputs for t in tasks])
@@ -175,7 +186,7 @@ def _(task: ConcatenatedTasks):
     return task.mean_y()
 
 
-class SwitchingTasks(eqx.Module):
+class SwitchingTasks(AbstractTask):
     r"""A schedule that cycles through tasks, switching every `period` time units.
 
     Task $k \bmod N$ is active on $[k T_s, (k+1) T_s)$, $k = 0, 1, \dots$: the
@@ -186,13 +197,18 @@ class SwitchingTasks(eqx.Module):
     are told to step onto, so an evaluation just before a switch always sees
     the old task.
 
-    This is not an `AbstractTask` (its statistics depend on time); systems read
-    them with `Sx_at(t)`, `Sxy_at(t)`, `Sy_at(t)`.
+    It is an `AbstractTask` whose statistics change in time: systems read them
+    with `Sx_at(t)`, `Sxy_at(t)`, `Sy_at(t)` and draw samples with
+    `sample_at(key, n, t)`, and `jump_times()` declares the switches. So any
+    system built on a task runs on a schedule, e.g.
+    `lc.systems.TwoLayerGain(SwitchingTasks([a, b], period, T), hidden=8)`
+    (the paper's task switch, Sec. 6). `Sx`, `Sxy`, `Sy`, `sample` and `mean_x` without a
+    time are those of the first task, active at $t = 0$.
 
     **Arguments:**
 
-    - `tasks`: at least one `AbstractTask`, all with the same numbers of inputs
-      and outputs.
+    - `tasks`: at least one constant `AbstractTask` (no jump times of its own),
+      all with the same numbers of inputs and outputs.
     - `period`: time $T_s > 0$ between switches.
     - `horizon`: the learning period $T > 0$ the schedule covers (its switch
       times are those in $(0, T)$). No switch is declared past it: the task
@@ -218,6 +234,7 @@ class SwitchingTasks(eqx.Module):
                     f"`tasks[{i}]` must be an lc.tasks.AbstractTask; got "
                     f"{type(t).__name__}."
                 )
+            _check_constant(t, f"tasks[{i}] of SwitchingTasks")
             if (t.n_inputs, t.n_outputs) != (tasks[0].n_inputs, tasks[0].n_outputs):
                 raise ValueError(
                     f"All tasks of SwitchingTasks must have the same numbers of "
@@ -254,12 +271,23 @@ class SwitchingTasks(eqx.Module):
         return len(self.tasks)
 
     @property
-    def n_inputs(self) -> int:
-        return self.tasks[0].n_inputs
+    def Sx(self) -> Float[Array, "inputs inputs"]:
+        """$\Sigma_x$ of the first task (active at $t = 0$); see `Sx_at`."""
+        return self.Sx_stack[0]
 
     @property
-    def n_outputs(self) -> int:
-        return self.tasks[0].n_outputs
+    def Sxy(self) -> Float[Array, "inputs outputs"]:
+        """$\Sigma_{xy}$ of the first task (active at $t = 0$); see `Sxy_at`."""
+        return self.Sxy_stack[0]
+
+    @property
+    def Sy(self) -> Float[Array, "outputs outputs"]:
+        """$\Sigma_y$ of the first task (active at $t = 0$); see `Sy_at`."""
+        return self.Sy_stack[0]
+
+    def mean_x(self) -> Float[Array, " inputs"]:
+        """$\langle x\rangle$ of the first task (active at $t = 0$); see `mean_x_at`."""
+        return self.mean_x_stack[0]
 
     def active(self, t: Real[Array, ""]) -> Int[Array, ""]:
         """Index of the task active at time `t`."""
@@ -283,7 +311,11 @@ class SwitchingTasks(eqx.Module):
         """The switch times in $(0, \\text{horizon})$."""
         return jax.lax.stop_gradient(self.switch_times)
 
-    def sample(self, key: PRNGKeyArray, n: int, t) -> tuple[Array, Array]:
+    def sample(self, key: PRNGKeyArray, n: int) -> tuple[Array, Array]:
+        """Draw `n` pairs from the first task (active at $t = 0$); see `sample_at`."""
+        return self.tasks[0].sample(key, n)
+
+    def sample_at(self, key: PRNGKeyArray, n: int, t) -> tuple[Array, Array]:
         """Draw `n` pairs from the task active at time `t`."""
         branches = [lambda k, task=task: task.sample(k, n) for task in self.tasks]
         return jax.lax.switch(self.active(t), branches, key)
