@@ -47,8 +47,8 @@ print(f"V baseline {V0:.6f}   V control {result.best_value:.6f}")
 # --- replay baseline and optimised control in real minibatch SGD (8 seeds each)
 kw = dict(alpha=alpha, steps=steps, batch_size=32, seeds=range(8))
 kw["record_every"] = steps // 10
-base = lc.simulate(system, control, theta0, **kw)
-ctrl = lc.simulate(system, control, result.theta, **kw)
+base = lc.simulate(problem, theta0, **kw)
+ctrl = lc.simulate(problem, result.theta, **kw)
 print("     t   SGD loss, baseline   SGD loss, control   (mean of 8 seeds)")
 for t, loss_base, loss_ctrl in zip(base.ts, base.mean_loss, ctrl.mean_loss):
     print(f"{float(t):6.2f}   {float(loss_base):17.5f}   {float(loss_ctrl):17.5f}")

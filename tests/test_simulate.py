@@ -69,6 +69,19 @@ class EmpiricalTask(lc.tasks.AbstractTask):
         return self.x[i], self.y[i]
 
 
+def _simulate(system, control, theta, **kw):
+    """`lc.simulate` on the problem of `system` and `control` (no cost; the
+    objective's horizon is `steps * alpha` where the control covers it)."""
+    T = kw.get("steps", 1) * kw.get("alpha", 1.0)
+    try:
+        control.check_horizon(T)
+        objective = lc.Objective(T=T)
+    except (ValueError, TypeError):
+        objective = lc.Objective(T=float(control.breakpoints(1.0)[-1]))
+    problem = lc.Problem(system, control, lc.costs.Quadratic(0.0), objective)
+    return lc.simulate(problem, theta, **kw)
+
+
 def rel(a, b):
     """Relative 2-norm distance of two pytrees (numpy: no compilation)."""
     a, b = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(t)]) for t in (a, b))
@@ -247,7 +260,7 @@ def test_base_system_without_batch_loss_says_what_to_do():
 
     control = lc.controls.Constant()
     with pytest.raises(NotImplementedError, match="batch_loss"):
-        lc.simulate(
+        _simulate(
             Decay(),
             control,
             control.init(0.0),
@@ -282,7 +295,7 @@ def compare_with_ode(
     `ode_system` (default `system`) is the system whose ODE SGD should follow.
     """
     T = steps * alpha
-    sim = lc.simulate(
+    sim = _simulate(
         system,
         control,
         theta,
@@ -430,10 +443,10 @@ def test_user_system_without_sample_batch_says_what_to_do():
     control = lc.controls.Constant()
     kw = dict(alpha=0.1, steps=2, batch_size=1)
     with pytest.raises(NotImplementedError, match=r"sample_batch\(key, t, n\)"):
-        lc.simulate(NoSampler(), control, control.init(0.0), **kw)
+        _simulate(NoSampler(), control, control.init(0.0), **kw)
     # Given `data=`, it needs no sampler of its own.
     data = lc.tasks.TwoGaussians(mu=1.0, sigma=1.0)
-    sim = lc.simulate(NoSampler(), control, control.init(0.0), data=data, **kw)
+    sim = _simulate(NoSampler(), control, control.init(0.0), data=data, **kw)
     assert sim.loss.shape == (1, 3)
 
 
@@ -625,13 +638,13 @@ def test_class_proportion_argument_checks():
     with pytest.raises(ValueError, match="no classes"):
         gain = lc.systems.TwoLayerGain(task, hidden=2)
         gc = lc.controls.Constant(shape=gain.control_shape)
-        lc.simulate(gain, gc, gc.init(1.0), **kw)
+        _simulate(gain, gc, gc.init(1.0), **kw)
     semantic = lc.systems.CategoryEngagement(lc.tasks.SemanticHierarchy(2), hidden=2)
     sc = lc.controls.Constant(shape=semantic.control_shape)
     with pytest.raises(ValueError, match="labelled training samples"):
-        lc.simulate(semantic, sc, sc.init(1.0), **kw)
+        _simulate(semantic, sc, sc.init(1.0), **kw)
     with pytest.raises(ValueError, match="non-negative"):
-        lc.simulate(system, control, jnp.array([1.0, -0.5, 1.0]), **kw)
+        _simulate(system, control, jnp.array([1.0, -0.5, 1.0]), **kw)
 
 
 # ---------------------------------------------------------------- determinism
@@ -641,16 +654,16 @@ def test_same_seed_same_run_and_seeds_are_independent():
     # Same static sizes as the TwoLayerGain SGD-vs-ODE test: one compilation.
     system, control, theta = gain_setup()
     kw = dict(alpha=0.005, steps=600, batch_size=16, record_every=30)
-    a = lc.simulate(system, control, theta, seeds=range(16), **kw)
-    b = lc.simulate(system, control, theta, seeds=range(16), **kw)
-    c = lc.simulate(system, control, theta, seeds=range(15, -1, -1), **kw)
+    a = _simulate(system, control, theta, seeds=range(16), **kw)
+    b = _simulate(system, control, theta, seeds=range(16), **kw)
+    c = _simulate(system, control, theta, seeds=range(15, -1, -1), **kw)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(x, y)
     # A seed's run does not depend on the other seeds of the batch.
     np.testing.assert_array_equal(a.loss, c.loss[::-1])
     assert not np.allclose(a.loss[0, 1:], a.loss[1, 1:])
     keys = jax.vmap(jax.random.key)(jnp.arange(16))
-    d = lc.simulate(system, control, theta, seeds=keys, **kw)
+    d = _simulate(system, control, theta, seeds=keys, **kw)
     np.testing.assert_array_equal(a.loss, d.loss)
     # Shapes: (seeds, records) and weights with leading (seeds, records).
     assert a.loss.shape == (16, 21)
@@ -673,12 +686,12 @@ def test_maml_task_switch_and_tanh_simulate():
     control = lc.controls.Constant(shape=maml.control_shape)
     theta = maml.gaussian_init(seed=0, scale=0.3)
     with pytest.raises(ValueError, match="data="):
-        lc.simulate(maml, control, theta, alpha=0.01, steps=10, batch_size=4)
+        _simulate(maml, control, theta, alpha=0.01, steps=10, batch_size=4)
     with pytest.raises(ValueError, match="do not fit"):
-        lc.simulate(
+        _simulate(
             maml, control, theta, alpha=0.01, steps=10, batch_size=4, data=tasks[0]
         )
-    sim = lc.simulate(
+    sim = _simulate(
         maml,
         control,
         theta,
@@ -696,7 +709,7 @@ def test_maml_task_switch_and_tanh_simulate():
     sw = lc.tasks.SwitchingTasks(tasks, period=0.5, horizon=1.0)
     switch = lc.systems.TwoLayerGain(sw, hidden=3, seed=0, scale=0.3)
     control = lc.controls.Constant(shape=switch.control_shape)
-    sim = lc.simulate(
+    sim = _simulate(
         switch,
         control,
         control.init(0.0),
@@ -716,7 +729,7 @@ def test_maml_task_switch_and_tanh_simulate():
     tanh = lc.systems.TanhTaylor(task, hidden=4, seed=0, scale=0.1, mean_y=jnp.zeros(2))
     control = lc.controls.Constant(shape=tanh.control_shape)
     theta = control.init(0.1)
-    sim = lc.simulate(
+    sim = _simulate(
         tanh,
         control,
         theta,
@@ -738,21 +751,21 @@ def test_argument_validation():
     system, control, theta = neuron_setup()
     kw = dict(alpha=0.002, steps=1000, batch_size=4)
     with pytest.raises(ValueError, match="seeds=range"):
-        lc.simulate(system, control, theta, seeds=4, **kw)
+        _simulate(system, control, theta, seeds=4, **kw)
     with pytest.raises(ValueError, match="alpha"):
-        lc.simulate(system, control, theta, **{**kw, "alpha": -1.0})
+        _simulate(system, control, theta, **{**kw, "alpha": -1.0})
     with pytest.raises(ValueError, match="steps"):
-        lc.simulate(system, control, theta, **{**kw, "steps": 0})
+        _simulate(system, control, theta, **{**kw, "steps": 0})
     with pytest.raises(ValueError, match="batch_size"):
-        lc.simulate(system, control, theta, **{**kw, "batch_size": 2.5})
+        _simulate(system, control, theta, **{**kw, "batch_size": 2.5})
     with pytest.raises(ValueError, match="record_every"):
-        lc.simulate(system, control, theta, record_every=3, **kw)
+        _simulate(system, control, theta, record_every=3, **kw)
     with pytest.raises(ValueError, match="horizon"):
-        lc.simulate(system, control, theta, **{**kw, "steps": 500})
+        _simulate(system, control, theta, **{**kw, "steps": 500})
     with pytest.raises(ValueError, match="shape"):
-        lc.simulate(system, control, jnp.zeros(3), **kw)
+        _simulate(system, control, jnp.zeros(3), **kw)
     with pytest.raises(TypeError, match="data"):
-        lc.simulate(system, control, theta, data="mnist", **kw)
+        _simulate(system, control, theta, data="mnist", **kw)
 
 
 # -------------------------------------------------------------------- example

@@ -37,7 +37,6 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree, Real
 
 from ._checks import concrete
-from .controls import AbstractControl
 from .costs import Quadratic
 from .objective import Objective, Problem, _posed
 from .systems import AbstractLearningSystem, CategoryEngagement
@@ -292,8 +291,7 @@ def _run(system, control, theta, data, keys, alpha, steps, batch_size, every):
 
 
 def simulate(
-    system: AbstractLearningSystem,
-    control: AbstractControl,
+    problem: Problem,
     theta: PyTree[Array],
     *,
     alpha: float,
@@ -304,7 +302,7 @@ def simulate(
     data: AbstractTask | Sequence[AbstractTask] | None = None,
     class_proportions: bool = False,
 ) -> SimulationResult:
-    r"""Run real minibatch SGD on `system` with the control $g(t;\theta)$ applied.
+    r"""Run real minibatch SGD on the problem's system with $g(t;\theta)$ applied.
 
     Step $i$ draws a batch $(x_i, y_i)$ of `batch_size` fresh samples and sets
     $w_{i+1} = w_i - \alpha\,\nabla_w\,$`system.batch_loss`$(t_i, w_i, g(t_i), x_i,
@@ -320,13 +318,15 @@ def simulate(
 
     **Arguments:**
 
-    - `system`: a learning system implementing `batch_loss(t, w, g, x, y)` (the
-      minibatch loss) and `sample_batch(key, t, n)` (where its batches come
-      from; not needed when `data=` is given). A system without them raises
-      `NotImplementedError` naming the missing member; nothing here depends on
-      the system's class.
-    - `control`, `theta`: the control schedule and its coefficients
-      (e.g. `result.theta` of `lc.optimize`).
+    - `problem`: an `lc.Problem`. Its system must implement
+      `batch_loss(t, w, g, x, y)` (the minibatch loss) and
+      `sample_batch(key, t, n)` (where its batches come from; not needed when
+      `data=` is given). A system without them raises `NotImplementedError`
+      naming the missing member; nothing here depends on the system's class.
+      Its control gives the schedule $g(t;\theta)$; its cost and objective
+      are not used.
+    - `theta`: the control's coefficients (e.g. `result.theta` of
+      `lc.optimize`).
     - `alpha`: SGD learning rate $\alpha > 0$ (= the time per step).
     - `steps`: number of SGD steps $N$.
     - `batch_size`: samples per step $B$.
@@ -354,6 +354,12 @@ def simulate(
     **Returns:** a `SimulationResult` (`ts`, `loss` of shape `(seeds, records)`,
     `w`, `g`).
     """
+    if not isinstance(problem, Problem):
+        raise TypeError(
+            "`problem` must be an lc.Problem(system, control, cost, objective); got "
+            f"{type(problem).__name__}."
+        )
+    system, control = problem.system, problem.control
     steps = _positive_int("steps", steps)
     batch_size = _positive_int("batch_size", batch_size)
     record_every = _positive_int("record_every", record_every)

@@ -350,8 +350,7 @@ def run_comparison(
         ):
             # Same seeds for both schedules: common random numbers.
             sim = lc.simulate(
-                s.system,
-                s.control,
+                s.problem,
                 theta,
                 alpha=config.alpha,
                 steps=config.steps,

@@ -338,8 +338,8 @@ def replay(
     )
     s = setup
     sims = Replay(
-        lc.simulate(s.system, s.control, c.theta_baseline, **kw),
-        lc.simulate(s.system, s.control, c.result.theta, **kw),
+        lc.simulate(s.problem, c.theta_baseline, **kw),
+        lc.simulate(s.problem, c.result.theta, **kw),
     )
     arrays, summary = {}, {}
     for name, sim, ode in (
