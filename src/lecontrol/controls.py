@@ -195,12 +195,11 @@ def _interval(knots, t):
     return i, jnp.clip(s, 0.0, 1.0)
 
 
-class PiecewiseLinear(AbstractControl):
-    r"""Hat-basis control: $g(t) = \sum_{k=0}^{K-1}\theta_k\varphi_k(t)$.
+class AbstractKnotControl(AbstractControl):
+    r"""A control defined on knots $0 = t_0 < \dots < t_{K-1} = T$.
 
-    $\varphi_k$ is the hat function equal to 1 at knot $t_k$ and 0 at the other
-    knots, so $g$ interpolates $\theta$ linearly between knots and
-    $\theta_k = g(t_k)$. The hats form a partition of unity.
+    Holds the knots, the shape and the box bounds; between consecutive knots
+    $g$ is a polynomial in $t$, so the knots are its breakpoints.
 
     **Arguments:**
 
@@ -226,6 +225,23 @@ class PiecewiseLinear(AbstractControl):
         self.lower, self.upper = float(lower), float(upper)
         _check_bounds(self.lower, self.upper)
 
+    def breakpoints(self, T):
+        return jax.lax.stop_gradient(self.knots)
+
+    def check_horizon(self, T) -> None:
+        _check_knots_span(self.knots, T)
+
+
+class PiecewiseLinear(AbstractKnotControl):
+    r"""Hat-basis control: $g(t) = \sum_{k=0}^{K-1}\theta_k\varphi_k(t)$.
+
+    $\varphi_k$ is the hat function equal to 1 at knot $t_k$ and 0 at the other
+    knots, so $g$ interpolates $\theta$ linearly between knots and
+    $\theta_k = g(t_k)$. The hats form a partition of unity.
+
+    **Arguments:** as `AbstractKnotControl`.
+    """
+
     def coefficient_shape(self, leaf_shape: Shape) -> Shape:
         return (self.knots.shape[0], *leaf_shape)
 
@@ -239,38 +255,15 @@ class PiecewiseLinear(AbstractControl):
     def kink_times(self):
         return jax.lax.stop_gradient(self.knots[1:-1])
 
-    def breakpoints(self, T):
-        return jax.lax.stop_gradient(self.knots)
 
-    def check_horizon(self, T) -> None:
-        _check_knots_span(self.knots, T)
-
-
-class PiecewiseConstant(AbstractControl):
+class PiecewiseConstant(AbstractKnotControl):
     r"""Step control: $g(t) = \theta_k$ for $t_k \le t < t_{k+1}$.
 
     `K` knots define `K - 1` intervals and coefficients; the last interval is
     closed at $T$.
 
-    **Arguments:** as `PiecewiseLinear`.
+    **Arguments:** as `AbstractKnotControl`.
     """
-
-    knots: Float[Array, " K"]
-    shape: PyTree[Shape] = eqx.field(static=True)
-    lower: float = eqx.field(static=True)
-    upper: float = eqx.field(static=True)
-
-    def __init__(
-        self,
-        knots,
-        shape: PyTree[Shape] = (),
-        lower: float = -math.inf,
-        upper: float = math.inf,
-    ):
-        self.knots = _knot_fields(knots)
-        self.shape = _normalise_shape(shape)
-        self.lower, self.upper = float(lower), float(upper)
-        _check_bounds(self.lower, self.upper)
 
     def coefficient_shape(self, leaf_shape: Shape) -> Shape:
         return (self.knots.shape[0] - 1, *leaf_shape)
@@ -281,12 +274,6 @@ class PiecewiseConstant(AbstractControl):
 
     def jump_times(self):
         return jax.lax.stop_gradient(self.knots[1:-1])
-
-    def breakpoints(self, T):
-        return jax.lax.stop_gradient(self.knots)
-
-    def check_horizon(self, T) -> None:
-        _check_knots_span(self.knots, T)
 
 
 class Constant(AbstractControl):
