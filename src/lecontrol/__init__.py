@@ -26,6 +26,7 @@ from .adjoint import (  # noqa: E402
     ContinuousAdjoint as ContinuousAdjoint,
     EulerUnrolled as EulerUnrolled,
 )
+from ._transforms import TransformNotSupportedError as TransformNotSupportedError  # noqa: E402
 from .objective import (  # noqa: E402
     Objective as Objective,
     Trajectory as Trajectory,

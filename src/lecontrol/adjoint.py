@@ -36,6 +36,7 @@ import numpy as np
 from jaxtyping import Array, Float, PyTree
 
 from ._checks import concrete
+from ._transforms import forward_mode_guard, second_order_guard
 from ._dynamics import (
     Numerics,
     Problem,
@@ -60,6 +61,33 @@ class AbstractGradientStrategy(eqx.Module):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _forward_mode_message(name: str, second: str) -> str:
+    return (
+        "forward-mode differentiation (jax.jvp, jax.jacfwd, jax.linearize, and so "
+        f"jax.hessian and jax.jacfwd(jax.grad(...))) of lc.value with {name} is not "
+        "supported. Use reverse mode: jax.grad, jax.vjp or jax.jacrev for first "
+        f"derivatives{second}; or adjoint=lc.EulerUnrolled(dt), which supports "
+        "forward mode."
+    )
+
+
+_CONTINUOUS_FORWARD = _forward_mode_message(
+    "ContinuousAdjoint", ", and jax.jacrev(jax.grad(f)) for second derivatives"
+)
+_CHECKPOINT_FORWARD = _forward_mode_message(
+    "CheckpointAdjoint",
+    "; for second derivatives use ContinuousAdjoint with jax.jacrev(jax.grad(f))",
+)
+_BACKSOLVE_FORWARD = _forward_mode_message("BacksolveAdjoint", "")
+_CHECKPOINT_SECOND_ORDER = (
+    "second-order differentiation (jax.jacrev(jax.grad(...)), jax.hessian, a "
+    "gradient of a gradient) of lc.value with CheckpointAdjoint is not supported: "
+    "diffrax's RecursiveCheckpointAdjoint cannot be differentiated twice. Use "
+    "ContinuousAdjoint with jax.jacrev(jax.grad(f)), or adjoint=lc.EulerUnrolled(dt), "
+    "which supports every transformation."
+)
 
 
 def _tree_vdot(a: PyTree[Array], b: PyTree[Array]) -> Float[Array, ""]:
@@ -266,6 +294,9 @@ class ContinuousAdjoint(AbstractGradientStrategy):
                 )
 
     def value(self, problem, numerics):
+        # A custom_vjp: reverse mode only. Nested reverse mode differentiates
+        # the backward pass below by ordinary autodiff, which is exact.
+        problem = forward_mode_guard(problem, _CONTINUOUS_FORWARD)
         return _continuous_value(problem, self, numerics)
 
     def breakpoints(self, problem: Problem) -> Float[Array, " B"]:
@@ -327,8 +358,8 @@ def _continuous_value_bwd(fwd, cotangent, perturbed, problem, strategy, numerics
     bwd = costate_solve(problem, back, w_at, ts)
     lam_nodes, lam0 = check_result(bwd.ys, bwd, back)
     lam0 = jax.tree.map(lambda x: x[-1], lam0)
-    L = jax.lax.stop_gradient(jax.tree.map(lambda x: x[::-1], lam_nodes))
-    W = jax.lax.stop_gradient(w_at.at_nodes())
+    L = jax.tree.map(lambda x: x[::-1], lam_nodes)
+    W = w_at.at_nodes()
 
     # Differentiate only what the caller differentiates (`perturbed`): e.g.
     # θ alone inside `lc.optimize`, never integer data held by a task.
@@ -377,9 +408,37 @@ class CheckpointAdjoint(AbstractGradientStrategy):
     checkpoints: int | None = eqx.field(static=True, default=None)
 
     def value(self, problem, numerics):
-        adj = diffrax.RecursiveCheckpointAdjoint(checkpoints=self.checkpoints)
-        sol = forward_solve(problem, numerics, diffrax.SaveAt(t1=True), adjoint=adj)
-        return _value_from(sol, numerics)
+        problem = forward_mode_guard(problem, _CHECKPOINT_FORWARD)
+        return _checkpoint_value(problem, self, numerics)
+
+
+def _checkpoint_solve(problem, strategy, numerics):
+    adj = diffrax.RecursiveCheckpointAdjoint(checkpoints=strategy.checkpoints)
+    sol = forward_solve(problem, numerics, diffrax.SaveAt(t1=True), adjoint=adj)
+    return _value_from(sol, numerics)
+
+
+# Reverse mode through diffrax's checkpointed solve, wrapped in a custom_vjp only
+# so that differentiating its backward pass again (which diffrax cannot do: its
+# while loop has dynamic bounds) raises a clear error.
+@eqx.filter_custom_vjp
+def _checkpoint_value(problem, strategy, numerics):
+    return _checkpoint_solve(problem, strategy, numerics)
+
+
+@_checkpoint_value.def_fwd
+def _checkpoint_value_fwd(perturbed, problem, strategy, numerics):
+    diff, static = eqx.partition(problem, perturbed)
+    return jax.vjp(
+        lambda d: _checkpoint_solve(eqx.combine(d, static), strategy, numerics), diff
+    )
+
+
+@_checkpoint_value.def_bwd
+def _checkpoint_value_bwd(vjp, cotangent, perturbed, problem, strategy, numerics):
+    vjp = second_order_guard(vjp, _CHECKPOINT_SECOND_ORDER)
+    (grads,) = vjp(cotangent)
+    return grads
 
 
 class BacksolveAdjoint(AbstractGradientStrategy):
@@ -396,6 +455,7 @@ class BacksolveAdjoint(AbstractGradientStrategy):
     """
 
     def value(self, problem, numerics):
+        problem = forward_mode_guard(problem, _BACKSOLVE_FORWARD)
         sol = forward_solve(
             problem,
             numerics,
