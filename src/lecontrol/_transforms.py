@@ -21,8 +21,6 @@ differentiated again.
 
 from __future__ import annotations
 
-import functools
-
 import equinox as eqx
 import jax
 from jax.extend.core import Primitive
@@ -89,18 +87,29 @@ def forward_mode_guard(tree, message: str):
     )
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def _no_diff_leaf(x, message):
-    return x
+_no_diff_p = Primitive("lecontrol_second_order_guard")
+_no_diff_p.def_impl(lambda x, *, message: x)
+_no_diff_p.def_abstract_eval(lambda x, *, message: x)
+batching.primitive_batchers[_no_diff_p] = lambda args, dims, *, message: (
+    _no_diff_p.bind(args[0], message=message),
+    dims[0],
+)
+mlir.register_lowering(
+    _no_diff_p, mlir.lower_fun(lambda x, *, message: x, multiple_results=False)
+)
 
 
-@_no_diff_leaf.defjvp
-def _no_diff_leaf_jvp(message, primals, tangents):
+def _no_diff_jvp(primals, tangents, *, message):
+    # JAX calls this only for a non-zero tangent: the value is differentiated.
     _raise(message)
+
+
+ad.primitive_jvps[_no_diff_p] = _no_diff_jvp
 
 
 def second_order_guard(tree, message: str):
     """`tree`, whose floating-point leaves raise `message` when differentiated."""
     return jax.tree.map(
-        lambda x: _no_diff_leaf(x, message) if eqx.is_inexact_array(x) else x, tree
+        lambda x: _no_diff_p.bind(x, message=message) if eqx.is_inexact_array(x) else x,
+        tree,
     )

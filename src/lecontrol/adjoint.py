@@ -81,6 +81,14 @@ _CHECKPOINT_FORWARD = _forward_mode_message(
     "; for second derivatives use ContinuousAdjoint with jax.jacrev(jax.grad(f))",
 )
 _BACKSOLVE_FORWARD = _forward_mode_message("BacksolveAdjoint", "")
+_CONTINUOUS_HORIZON_SECOND_ORDER = (
+    "second derivatives with respect to the horizon T (jax.grad or jax.jacrev of "
+    "a gradient, taken with respect to T) of lc.value with ContinuousAdjoint are "
+    "not supported: its quadrature nodes move with T but are held fixed when its "
+    "backward pass is differentiated. Use finite differences in T of jax.grad; "
+    "second derivatives in theta (jax.jacrev(jax.grad(f))), and the derivative of "
+    "dV/dT with respect to theta, are exact."
+)
 _CHECKPOINT_SECOND_ORDER = (
     "second-order differentiation (jax.jacrev(jax.grad(...)), jax.hessian, a "
     "gradient of a gradient) of lc.value with CheckpointAdjoint is not supported: "
@@ -351,6 +359,15 @@ def _continuous_value_fwd(perturbed, problem, strategy, numerics):
 @_continuous_value.def_bwd
 def _continuous_value_bwd(fwd, cotangent, perturbed, problem, strategy, numerics):
     w_at, w_T = fwd
+    # Nested reverse mode (jax.jacrev(jax.grad(f))) differentiates this
+    # backward pass by ordinary autodiff, through the costate solve and the
+    # forward pass's saved w: the exact derivative of the computed gradient,
+    # except along T, which also moves the (stop-gradient) quadrature nodes.
+    problem = eqx.tree_at(
+        lambda p: p.objective.T,
+        problem,
+        second_order_guard(problem.objective.T, _CONTINUOUS_HORIZON_SECOND_ORDER),
+    )
     back = strategy.backward_numerics(numerics)
     # ∫ λᵀ ∂h/∂p + ∂v/∂p dt by Gauss–Legendre on each smooth interval: the
     # backward solve saves λ at the nodes, the forward pass saved w there.
