@@ -207,7 +207,9 @@ def test_second_derivatives_in_system_fields_and_the_horizon():
     theta = jnp.asarray(0.2)
 
     def Vp(p, T=0.6):
-        return V(_constant_neuron(T, p[0], p[1]), theta, lc.ContinuousAdjoint(), **TIGHT)
+        return V(
+            _constant_neuron(T, p[0], p[1]), theta, lc.ContinuousAdjoint(), **TIGHT
+        )
 
     p0 = jnp.array([0.1, 0.2])
     H = jax.jit(jax.jacrev(jax.grad(Vp)))(p0)

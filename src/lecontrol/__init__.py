@@ -19,6 +19,7 @@ from . import (
     systems as systems,  # noqa: E402
     tasks as tasks,  # noqa: E402
 )
+from ._transforms import TransformNotSupportedError as TransformNotSupportedError  # noqa: E402
 from .adjoint import (  # noqa: E402
     AbstractGradientStrategy as AbstractGradientStrategy,
     BacksolveAdjoint as BacksolveAdjoint,
@@ -26,7 +27,6 @@ from .adjoint import (  # noqa: E402
     ContinuousAdjoint as ContinuousAdjoint,
     EulerUnrolled as EulerUnrolled,
 )
-from ._transforms import TransformNotSupportedError as TransformNotSupportedError  # noqa: E402
 from .objective import (  # noqa: E402
     Objective as Objective,
     Trajectory as Trajectory,

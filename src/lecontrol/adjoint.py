@@ -36,7 +36,6 @@ import numpy as np
 from jaxtyping import Array, Float, PyTree
 
 from ._checks import concrete
-from ._transforms import forward_mode_guard, second_order_guard
 from ._dynamics import (
     Numerics,
     Problem,
@@ -45,6 +44,7 @@ from ._dynamics import (
     forward_solve,
     stepsize_controller,
 )
+from ._transforms import forward_mode_guard, second_order_guard
 
 
 class AbstractGradientStrategy(eqx.Module):
@@ -274,6 +274,11 @@ class ContinuousAdjoint(AbstractGradientStrategy):
     number of SGD steps the horizon represents and of `max_steps`. See the
     module docstring for the maths.
 
+    Reverse mode only: `jax.grad`, `jax.jacrev`, and `jax.jacrev(jax.grad(f))`
+    for exact second derivatives (not in the horizon $T$). Forward mode
+    (`jax.jvp`, `jax.jacfwd`, `jax.hessian`) raises
+    `lc.TransformNotSupportedError`; see the table in docs/gradients.md.
+
     **Arguments:**
 
     - `nodes`: Gauss–Legendre nodes per interval between breakpoints. With
@@ -415,6 +420,9 @@ class CheckpointAdjoint(AbstractGradientStrategy):
 
     Uses `diffrax.RecursiveCheckpointAdjoint`, which stores `checkpoints`
     solver states and recomputes the rest (binomial checkpointing).
+
+    First-order reverse mode only: forward mode and second derivatives raise
+    `lc.TransformNotSupportedError`.
 
     **Arguments:**
 
