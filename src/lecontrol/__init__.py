@@ -18,6 +18,7 @@ from . import (
     tasks as tasks,
 )
 from ._dynamics import SolverOptions as SolverOptions
+from ._transforms import TransformNotSupportedError as TransformNotSupportedError
 from .adjoint import (
     AbstractGradientStrategy as AbstractGradientStrategy,
     BacksolveAdjoint as BacksolveAdjoint,

@@ -44,6 +44,7 @@ from ._dynamics import (
     forward_solve,
     stepsize_controller,
 )
+from ._transforms import forward_mode_guard, second_order_guard
 
 
 class AbstractGradientStrategy(eqx.Module):
@@ -60,6 +61,41 @@ class AbstractGradientStrategy(eqx.Module):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _forward_mode_message(name: str, second: str) -> str:
+    return (
+        "forward-mode differentiation (jax.jvp, jax.jacfwd, jax.linearize, and so "
+        f"jax.hessian and jax.jacfwd(jax.grad(...))) of lc.value with {name} is not "
+        "supported. Use reverse mode: jax.grad, jax.vjp or jax.jacrev for first "
+        f"derivatives{second}; or adjoint=lc.EulerUnrolled(dt), which supports "
+        "forward mode."
+    )
+
+
+_CONTINUOUS_FORWARD = _forward_mode_message(
+    "ContinuousAdjoint", ", and jax.jacrev(jax.grad(f)) for second derivatives"
+)
+_CHECKPOINT_FORWARD = _forward_mode_message(
+    "CheckpointAdjoint",
+    "; for second derivatives use ContinuousAdjoint with jax.jacrev(jax.grad(f))",
+)
+_BACKSOLVE_FORWARD = _forward_mode_message("BacksolveAdjoint", "")
+_CONTINUOUS_HORIZON_SECOND_ORDER = (
+    "second derivatives with respect to the horizon T (jax.grad or jax.jacrev of "
+    "a gradient, taken with respect to T) of lc.value with ContinuousAdjoint are "
+    "not supported: its quadrature nodes move with T but are held fixed when its "
+    "backward pass is differentiated. Use finite differences in T of jax.grad; "
+    "second derivatives in theta (jax.jacrev(jax.grad(f))), and the derivative of "
+    "dV/dT with respect to theta, are exact."
+)
+_CHECKPOINT_SECOND_ORDER = (
+    "second-order differentiation (jax.jacrev(jax.grad(...)), jax.hessian, a "
+    "gradient of a gradient) of lc.value with CheckpointAdjoint is not supported: "
+    "diffrax's RecursiveCheckpointAdjoint cannot be differentiated twice. Use "
+    "ContinuousAdjoint with jax.jacrev(jax.grad(f)), or adjoint=lc.EulerUnrolled(dt), "
+    "which supports every transformation."
+)
 
 
 def _tree_vdot(a: PyTree[Array], b: PyTree[Array]) -> Float[Array, ""]:
@@ -238,6 +274,11 @@ class ContinuousAdjoint(AbstractGradientStrategy):
     number of SGD steps the horizon represents and of `max_steps`. See the
     module docstring for the maths.
 
+    Reverse mode only: `jax.grad`, `jax.jacrev`, and `jax.jacrev(jax.grad(f))`
+    for exact second derivatives (not in the horizon $T$). Forward mode
+    (`jax.jvp`, `jax.jacfwd`, `jax.hessian`) raises
+    `lc.TransformNotSupportedError`; see the table in docs/gradients.md.
+
     **Arguments:**
 
     - `nodes`: Gauss–Legendre nodes per interval between breakpoints. With
@@ -266,6 +307,9 @@ class ContinuousAdjoint(AbstractGradientStrategy):
                 )
 
     def value(self, problem, numerics):
+        # A custom_vjp: reverse mode only. Nested reverse mode differentiates
+        # the backward pass below by ordinary autodiff, which is exact.
+        problem = forward_mode_guard(problem, _CONTINUOUS_FORWARD)
         return _continuous_value(problem, self, numerics)
 
     def breakpoints(self, problem: Posed) -> Float[Array, " B"]:
@@ -320,6 +364,15 @@ def _continuous_value_fwd(perturbed, problem, strategy, numerics):
 @_continuous_value.def_bwd
 def _continuous_value_bwd(fwd, cotangent, perturbed, problem, strategy, numerics):
     w_at, w_T = fwd
+    # Nested reverse mode (jax.jacrev(jax.grad(f))) differentiates this
+    # backward pass by ordinary autodiff, through the costate solve and the
+    # forward pass's saved w: the exact derivative of the computed gradient,
+    # except along T, which also moves the (stop-gradient) quadrature nodes.
+    problem = eqx.tree_at(
+        lambda p: p.objective.T,
+        problem,
+        second_order_guard(problem.objective.T, _CONTINUOUS_HORIZON_SECOND_ORDER),
+    )
     back = strategy.backward_numerics(numerics)
     # ∫ λᵀ ∂h/∂p + ∂v/∂p dt by Gauss–Legendre on each smooth interval: the
     # backward solve saves λ at the nodes, the forward pass saved w there.
@@ -327,8 +380,8 @@ def _continuous_value_bwd(fwd, cotangent, perturbed, problem, strategy, numerics
     bwd = costate_solve(problem, back, w_at, ts)
     lam_nodes, lam0 = check_result(bwd.ys, bwd, back)
     lam0 = jax.tree.map(lambda x: x[-1], lam0)
-    L = jax.lax.stop_gradient(jax.tree.map(lambda x: x[::-1], lam_nodes))
-    W = jax.lax.stop_gradient(w_at.at_nodes())
+    L = jax.tree.map(lambda x: x[::-1], lam_nodes)
+    W = w_at.at_nodes()
 
     # Differentiate only what the caller differentiates (`perturbed`): e.g.
     # θ alone inside `lc.optimize`, never integer data held by a task.
@@ -368,6 +421,9 @@ class CheckpointAdjoint(AbstractGradientStrategy):
     Uses `diffrax.RecursiveCheckpointAdjoint`, which stores `checkpoints`
     solver states and recomputes the rest (binomial checkpointing).
 
+    First-order reverse mode only: forward mode and second derivatives raise
+    `lc.TransformNotSupportedError`.
+
     **Arguments:**
 
     - `checkpoints`: number of checkpoints (default: diffrax's choice,
@@ -377,9 +433,37 @@ class CheckpointAdjoint(AbstractGradientStrategy):
     checkpoints: int | None = eqx.field(static=True, default=None)
 
     def value(self, problem, numerics):
-        adj = diffrax.RecursiveCheckpointAdjoint(checkpoints=self.checkpoints)
-        sol = forward_solve(problem, numerics, diffrax.SaveAt(t1=True), adjoint=adj)
-        return _value_from(sol, numerics)
+        problem = forward_mode_guard(problem, _CHECKPOINT_FORWARD)
+        return _checkpoint_value(problem, self, numerics)
+
+
+def _checkpoint_solve(problem, strategy, numerics):
+    adj = diffrax.RecursiveCheckpointAdjoint(checkpoints=strategy.checkpoints)
+    sol = forward_solve(problem, numerics, diffrax.SaveAt(t1=True), adjoint=adj)
+    return _value_from(sol, numerics)
+
+
+# Reverse mode through diffrax's checkpointed solve, wrapped in a custom_vjp only
+# so that differentiating its backward pass again (which diffrax cannot do: its
+# while loop has dynamic bounds) raises a clear error.
+@eqx.filter_custom_vjp
+def _checkpoint_value(problem, strategy, numerics):
+    return _checkpoint_solve(problem, strategy, numerics)
+
+
+@_checkpoint_value.def_fwd
+def _checkpoint_value_fwd(perturbed, problem, strategy, numerics):
+    diff, static = eqx.partition(problem, perturbed)
+    return jax.vjp(
+        lambda d: _checkpoint_solve(eqx.combine(d, static), strategy, numerics), diff
+    )
+
+
+@_checkpoint_value.def_bwd
+def _checkpoint_value_bwd(vjp, cotangent, perturbed, problem, strategy, numerics):
+    vjp = second_order_guard(vjp, _CHECKPOINT_SECOND_ORDER)
+    (grads,) = vjp(cotangent)
+    return grads
 
 
 class BacksolveAdjoint(AbstractGradientStrategy):
@@ -396,6 +480,7 @@ class BacksolveAdjoint(AbstractGradientStrategy):
     """
 
     def value(self, problem, numerics):
+        problem = forward_mode_guard(problem, _BACKSOLVE_FORWARD)
         sol = forward_solve(
             problem,
             numerics,
