@@ -25,6 +25,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -605,3 +606,107 @@ def test_same_config_and_seed_give_identical_results(reference, tmp_path, capsys
     for folder in (out, reference):
         meta = json.loads((folder / "config.json").read_text())
         assert meta["seed"] == 7 and meta["config"]["seed"] == 7
+
+
+# A batched optimisation (lc.sweep.optimize_batch) with checkpoints, run in a
+# fresh interpreter: argv = checkpoint path, resume (0/1), output .npz.
+BATCH_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    import numpy as np
+
+    import lecontrol as lc
+    from lecontrol import checkpoint as ckpt
+
+    def build(beta):
+        task = lc.tasks.TwoGaussians(mu=2.0, sigma=1.0)
+        system = lc.systems.SingleNeuronGain(task, lam=0.1)
+        control = lc.controls.PiecewiseLinear(
+            jnp.linspace(0.0, 0.6, 7), lower=0.0, upper=0.5
+        )
+        problem = lc.Problem(
+            system, control, lc.costs.Quadratic(beta), lc.Objective(T=0.6)
+        )
+        return problem, control.init(0.1)
+
+    path, resume, out = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
+    res = lc.sweep.optimize_batch(
+        build,
+        jnp.array([0.1, 0.5, 1.0]),
+        optimizer=lc.optimizers.Adam(lr=0.01),
+        steps=600,
+        checkpoint=ckpt.Checkpointer(path, 10, resume=resume, log=print),
+    )
+    np.savez(
+        out,
+        theta=res.theta,
+        final_theta=res.final_theta,
+        values=res.values,
+        grad_norms=res.grad_norms,
+        best_value=res.best_value,
+        best_iteration=res.best_iteration,
+        iterations=res.iterations,
+        result=np.asarray(res.result._value),
+    )
+    """
+)
+
+
+def test_killed_batch_resumes_to_the_same_result(tmp_path):
+    """A batched optimisation killed (SIGKILL) after a checkpoint resumes from
+    it, with the batch axis, to bitwise the uninterrupted result."""
+
+    def script(*args):
+        return _cmd_python("-c", BATCH_SCRIPT, *map(str, args))
+
+    ref = subprocess.run(
+        script(tmp_path / "ref.npz", 0, tmp_path / "ref-out.npz"),
+        capture_output=True, text=True, env=_env(), timeout=600,
+    )  # fmt: skip
+    assert ref.returncode == 0, ref.stderr
+    path = tmp_path / "part.npz"
+    proc = subprocess.Popen(
+        script(path, 0, tmp_path / "never.npz"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 500
+        while not path.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "never.npz").exists()
+    stopped = _checkpoint_iteration_of(path)
+    assert 0 < stopped < 600
+    with np.load(path) as f:
+        assert f["carry_0"].shape[0] == 3  # arrays with a batch axis
+    resumed = subprocess.run(
+        script(path, 1, tmp_path / "resumed.npz"),
+        capture_output=True, text=True, env=_env(), timeout=600,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from part.npz at iteration {stopped}" in resumed.stdout
+    a, b = np.load(tmp_path / "ref-out.npz"), np.load(tmp_path / "resumed.npz")
+    for name in a.files:
+        assert np.array_equal(a[name], b[name], equal_nan=True), name
+    assert list(a["iterations"]) == [600] * 3
+
+
+def _cmd_python(*args):
+    return [sys.executable, *args]
+
+
+def _checkpoint_iteration_of(path: Path) -> int:
+    with np.load(path, allow_pickle=False) as f:
+        return int(f["iteration"])
