@@ -3,10 +3,13 @@ r"""Parameter sweeps: optimise many control problems as one vmapped computation.
 A sweep asks the same question (the control maximising $V$) for many values of
 a hyperparameter: the discount $\gamma$, the cost scale $\beta$, the noise
 $\sigma$, the horizon $T$, … Each value defines a problem. Here a problem is
-built by a function of one parameter value, and the whole optimisation loop —
-value and gradient by the chosen strategy, the optimiser's update and the
-projection onto the bounds — is a `jax.lax.scan` over iterations, `jax.vmap`ped
-over the parameter values and sharded across `jax.devices()` with
+built by a function of one parameter value, and the optimisation loop of
+`lc.optimize` itself — value and gradient by the chosen strategy, the
+optimiser's update and the projection onto the bounds, best-so-far tracking,
+stopping rules and result codes, compiled in chunks of iterations with
+checkpoints between them — is `jax.vmap`ped over the parameter values (each
+problem stops on its own: a diverging one is marked by its result code while
+the others finish) and sharded across `jax.devices()` with
 `jax.sharding` (a one-axis `Mesh`, the batch split along it by
 `NamedSharding(mesh, PartitionSpec("batch"))`, so each device computes its
 slice of the batch). On CPU,
