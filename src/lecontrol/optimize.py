@@ -74,7 +74,7 @@ def result_name(result: RESULTS):
     index = np.asarray(result._value)
     if index.ndim == 0:
         return _NAMES[int(index)]
-    return np.asarray(_NAMES, dtype=object)[index]
+    return np.asarray(_NAMES)[index]
 
 
 class OptimizeResult(eqx.Module):
