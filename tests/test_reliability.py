@@ -25,6 +25,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -37,7 +38,12 @@ import pytest
 import lecontrol as lc
 from lecontrol import checkpoint as ckpt, cli, io
 from lecontrol.experiments import base, execute, get
-from lecontrol.experiments.common import compare, comparison_arrays, comparison_summary
+from lecontrol.experiments.common import (
+    compare,
+    comparison_arrays,
+    comparison_summary,
+    next_checkpoint,
+)
 
 PACKAGE = Path(lc.__file__).parent
 
@@ -241,10 +247,10 @@ def test_optimize_resumes_bitwise_from_a_checkpoint(tmp_path):
     theta0 = control.init(0.1)
 
     def run(checkpoint, **kw):
-        return lc.optimize(lc.Problem(system, control, cost, obj), theta0, optimizer=lc.optimizers.LBFGS(), steps=12, checkpoint=checkpoint, options=lc.SolverOptions(**kw))  # fmt: skip
+        return lc.optimize(lc.Problem(system, control, cost, obj), theta0, optimizer=lc.optimizers.LBFGS(), steps=12, checkpoint=checkpoint, **kw)  # fmt: skip
 
     full = run(ckpt.Checkpointer(tmp_path / "full.npz", 4))
-    assert full.status == "completed"
+    assert full.result == lc.RESULTS.completed
     # An interrupted run: the callback stops it after iteration 6, so the last
     # checkpoint is that of iteration 4.
     path = tmp_path / "part.npz"
@@ -287,16 +293,22 @@ def test_adam_state_round_trip(tmp_path):
     theta = control.init(0.2)
     state = adam.init(theta, control)
     state = jax.tree.map(lambda x: x + 3 if eqx.is_array(x) else x, state)
-    progress = ckpt.Progress(5, theta, state, [1.0] * 5, [2.0] * 5, 1.5, theta, 3)
+    carry = {"theta": theta, "state": state, "values": jnp.arange(9.0)}
     path = tmp_path / "adam.npz"
-    ckpt.Checkpointer(path, 1).save(progress, signature="adam", steps=9)
-    back = ckpt.Checkpointer(path, 1, resume=True).restore(
-        theta, lambda: adam.init(theta, control), signature="adam", steps=9
+    ckpt.Checkpointer(path, 1).save(carry, iteration=5, signature="adam", steps=9)
+    iteration, back = ckpt.Checkpointer(path, 1, resume=True).restore(
+        lambda: {
+            "theta": theta,
+            "state": adam.init(theta, control),
+            "values": jnp.zeros(9),
+        },
+        signature="adam",
+        steps=9,
     )
-    assert back.iteration == 5 and back.best_iteration == 3
-    assert back.values == [1.0] * 5 and back.best_value == 1.5
-    _assert_same_tree(back.state, state)
-    _assert_same_tree(back.theta, theta)
+    assert iteration == 5
+    np.testing.assert_array_equal(back["values"], np.arange(9.0))
+    _assert_same_tree(back["state"], state)
+    _assert_same_tree(back["theta"], theta)
 
 
 def test_checkpoint_of_another_problem_is_refused(tmp_path):
@@ -347,7 +359,7 @@ def test_cli_diverging_optimisation_stops_keeps_best_and_exits_1(tmp_path, capsy
     )
     assert status == 1, err
     summary = _summary(out)
-    assert summary["status"] == "nonfinite"
+    assert summary["status"] == "max_steps_reached"
     assert "stopped at iteration 1" in summary["message"]
     assert "max_steps" in summary["message"] and "best theta" in summary["message"]
     assert summary["message"] in err
@@ -388,24 +400,22 @@ def _fragile_build(config):
     control = lc.controls.PiecewiseLinear(
         jnp.linspace(0.0, 1.0, 5), lower=-1.0, upper=1.0
     )
-    return base.Setup(
-        _Fragile(),
-        control,
-        lc.costs.Quadratic(0.0),
-        lc.Objective(T=1.0),
-        control.init(0.0),
+    problem = lc.Problem(
+        _Fragile(), control, lc.costs.Quadratic(0.0), lc.Objective(T=1.0)
     )
+    return base.Setup(problem, control.init(0.0))
 
 
-def _fragile_run(config, out_dir, progress):
+def _fragile_run(config, out_dir, progress, checkpoints=None):
     s = _fragile_build(config)
     c = compare(
         s,
         ts=jnp.linspace(0.0, 1.0, 11),
         optimizer=lc.optimizers.ProjectedGradientAscent(lr=config.lr),
         iterations=config.iterations,
-        numerics={},
+        options=lc.SolverOptions(),
         progress=progress,
+        checkpoint=next_checkpoint(checkpoints),
     )
     return base.RunOutput(comparison_arrays(c), comparison_summary(c))
 
@@ -435,11 +445,13 @@ def test_nonfinite_value_stops_execute_and_is_recorded(tmp_path, monkeypatch, ca
     out = tmp_path / "run"
     out.mkdir()
     summary = execute(FRAGILE, _FragileConfig(), out)
-    assert summary["status"] == "nonfinite"
+    # The loss, part of the solved ODE, turns nan: the solver cannot step.
+    assert summary["status"] == "max_steps_reached"
     assert re.search(r"stopped at iteration \d+", summary["message"])
     assert summary["iterations"] < 40
     saved = _summary(out)
-    assert saved["status"] == "nonfinite" and saved["message"] == summary["message"]
+    assert saved["status"] == summary["status"]
+    assert saved["message"] == summary["message"]
     results = _results(out)
     for name, arr in results.items():
         assert np.all(np.isfinite(arr)), name
@@ -463,8 +475,8 @@ def test_sigterm_unwinds_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
     this process only once the command line's handler is installed.)"""
     import lecontrol.experiments
 
-    def run(config, out_dir, progress):
-        output = _fragile_run(config, out_dir, progress)
+    def run(config, out_dir, progress, checkpoints):
+        output = _fragile_run(config, out_dir, progress, checkpoints)
         assert list(Path(out_dir).glob("checkpoint-*.npz"))
         handler = signal.getsignal(signal.SIGTERM)
         assert callable(handler) and handler not in (signal.SIG_DFL, signal.SIG_IGN)
@@ -489,7 +501,7 @@ def test_sigterm_unwinds_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
 
 
 def test_execute_refuses_to_write_non_finite_results(tmp_path):
-    def run(config, out_dir, progress):
+    def run(config, out_dir, progress, checkpoints):
         summary = dict.fromkeys(base.SUMMARY_KEYS, 0)
         return base.RunOutput({"x": np.array([1.0, np.nan])}, summary)
 
@@ -551,10 +563,10 @@ def test_crash_at_rename_leaves_old_file_and_no_temporary(
             ax.plot([0, 1])
             io.save_figure(fig, target)
         else:
-            progress = ckpt.Progress(
-                3, jnp.ones(4), None, [1.0] * 3, [0.5] * 3, 1.0, jnp.ones(4), 2
+            carry = {"theta": jnp.ones(4), "values": jnp.arange(5.0)}
+            ckpt.Checkpointer(target, 1).save(
+                carry, iteration=3, signature="x", steps=5
             )
-            ckpt.Checkpointer(target, 1).save(progress, signature="x", steps=5)
 
     def crash(src, dst):
         assert Path(src).stat().st_size > 0  # the bytes were written, then: crash
@@ -594,3 +606,107 @@ def test_same_config_and_seed_give_identical_results(reference, tmp_path, capsys
     for folder in (out, reference):
         meta = json.loads((folder / "config.json").read_text())
         assert meta["seed"] == 7 and meta["config"]["seed"] == 7
+
+
+# A batched optimisation (lc.sweep.optimize_batch) with checkpoints, run in a
+# fresh interpreter: argv = checkpoint path, resume (0/1), output .npz.
+BATCH_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    import numpy as np
+
+    import lecontrol as lc
+    from lecontrol import checkpoint as ckpt
+
+    def build(beta):
+        task = lc.tasks.TwoGaussians(mu=2.0, sigma=1.0)
+        system = lc.systems.SingleNeuronGain(task, lam=0.1)
+        control = lc.controls.PiecewiseLinear(
+            jnp.linspace(0.0, 0.6, 7), lower=0.0, upper=0.5
+        )
+        problem = lc.Problem(
+            system, control, lc.costs.Quadratic(beta), lc.Objective(T=0.6)
+        )
+        return problem, control.init(0.1)
+
+    path, resume, out = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
+    res = lc.sweep.optimize_batch(
+        build,
+        jnp.array([0.1, 0.5, 1.0]),
+        optimizer=lc.optimizers.Adam(lr=0.01),
+        steps=600,
+        checkpoint=ckpt.Checkpointer(path, 10, resume=resume, log=print),
+    )
+    np.savez(
+        out,
+        theta=res.theta,
+        final_theta=res.final_theta,
+        values=res.values,
+        grad_norms=res.grad_norms,
+        best_value=res.best_value,
+        best_iteration=res.best_iteration,
+        iterations=res.iterations,
+        result=np.asarray(res.result._value),
+    )
+    """
+)
+
+
+def test_killed_batch_resumes_to_the_same_result(tmp_path):
+    """A batched optimisation killed (SIGKILL) after a checkpoint resumes from
+    it, with the batch axis, to bitwise the uninterrupted result."""
+
+    def script(*args):
+        return _cmd_python("-c", BATCH_SCRIPT, *map(str, args))
+
+    ref = subprocess.run(
+        script(tmp_path / "ref.npz", 0, tmp_path / "ref-out.npz"),
+        capture_output=True, text=True, env=_env(), timeout=600,
+    )  # fmt: skip
+    assert ref.returncode == 0, ref.stderr
+    path = tmp_path / "part.npz"
+    proc = subprocess.Popen(
+        script(path, 0, tmp_path / "never.npz"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 500
+        while not path.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "never.npz").exists()
+    stopped = _checkpoint_iteration_of(path)
+    assert 0 < stopped < 600
+    with np.load(path) as f:
+        assert f["carry_0"].shape[0] == 3  # arrays with a batch axis
+    resumed = subprocess.run(
+        script(path, 1, tmp_path / "resumed.npz"),
+        capture_output=True, text=True, env=_env(), timeout=600,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from part.npz at iteration {stopped}" in resumed.stdout
+    a, b = np.load(tmp_path / "ref-out.npz"), np.load(tmp_path / "resumed.npz")
+    for name in a.files:
+        assert np.array_equal(a[name], b[name], equal_nan=True), name
+    assert list(a["iterations"]) == [600] * 3
+
+
+def _cmd_python(*args):
+    return [sys.executable, *args]
+
+
+def _checkpoint_iteration_of(path: Path) -> int:
+    with np.load(path, allow_pickle=False) as f:
+        return int(f["iteration"])

@@ -160,9 +160,9 @@ def test_bad_inputs_are_reported_before_compiling():
         )
     with pytest.raises(ValueError, match="empty"):
         lc.sweep.optimize_batch(_build, jnp.ones(0), optimizer=opt, steps=2)
-    with pytest.raises(TypeError, match="system, control, cost, objective, theta0"):
+    with pytest.raises(TypeError, match=r"\(problem, theta0\)"):
         lc.sweep.optimize_batch(
-            lambda p: _build(p)[:4], jnp.ones(2), optimizer=opt, steps=2
+            lambda p: _build(p)[0], jnp.ones(2), optimizer=opt, steps=2
         )
     with pytest.raises(TypeError, match="optimiser"):
         lc.sweep.optimize_batch(_build, jnp.ones(2), optimizer=0.1, steps=2)
@@ -170,3 +170,63 @@ def test_bad_inputs_are_reported_before_compiling():
         lc.sweep.optimize_batch(_build, jnp.ones(2), optimizer=opt, steps=-1)
     with pytest.raises(ValueError, match="thetas"):
         lc.sweep.solve_batch(_build, jnp.ones(2), jnp.zeros((3, 7)))
+
+
+def _build_lr(p):
+    """`_build` with unbounded-above coefficients, and its learning rate."""
+    task = lc.tasks.TwoGaussians(mu=2.0, sigma=1.0)
+    system = lc.systems.SingleNeuronGain(task, lam=0.1)
+    control = lc.controls.PiecewiseLinear(
+        jnp.linspace(0.0, T, 7), lower=0.0, upper=1e200
+    )
+    problem = lc.Problem(
+        system, control, lc.costs.Quadratic(beta=p["beta"]), lc.Objective(T=T)
+    )
+    return problem, control.init(0.1)
+
+
+def test_a_diverging_problem_stops_alone():
+    """An absurd learning rate throws one problem's control to 1e200, where
+    the dynamics cannot be solved: that problem is marked and keeps its best
+    theta, the others finish with the values of their single runs."""
+    params = {"beta": jnp.array([0.1, 0.3, 0.3]), "lr": jnp.array([2.0, 1e250, 1.0])}
+
+    def opt(p):
+        return lc.optimizers.ProjectedGradientAscent(lr=p["lr"])
+
+    steps = 6
+    res = lc.sweep.optimize_batch(_build_lr, params, optimizer=opt, steps=steps)
+    assert list(res.status) == ["completed", "max_steps_reached", "completed"]
+    assert list(res.completed) == [True, False, True]
+    assert "stopped at iteration 1" in res.message[1]
+    assert "max_steps" in res.message[1]
+    np.testing.assert_array_equal(res.iterations, [steps, 1, steps])
+    assert res.best_iteration[1] == 0 and np.all(np.isnan(res.values[1, 1:]))
+    np.testing.assert_array_equal(res.theta[1], _build_lr({"beta": 0.3})[1])
+    for i in (0, 2):
+        p = {k: v[i] for k, v in params.items()}
+        r = lc.optimize(*_build_lr(p), optimizer=opt(p), steps=steps)
+        assert r.status == res.status[i]
+        np.testing.assert_allclose(res.values[i], r.values, rtol=1e-10)
+        np.testing.assert_allclose(res.grad_norms[i], r.grad_norms, rtol=1e-9)
+        np.testing.assert_allclose(res.theta[i], r.theta, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(res.best_value[i], r.best_value, rtol=1e-10)
+        assert res.best_iteration[i] == r.best_iteration
+
+
+def test_batch_gtol_and_chunks():
+    """Each problem stops at its own projected-gradient tolerance; the chunk
+    length changes nothing."""
+    betas = jnp.array([0.1, 1.0])
+    opt = lc.optimizers.ProjectedGradientAscent(lr=3.0)
+    kw = dict(optimizer=opt, steps=40, gtol=1e-3)
+    res = lc.sweep.optimize_batch(_build, betas, chunk=7, **kw)
+    again = lc.sweep.optimize_batch(_build, betas, chunk=40, **kw)
+    for field in ("values", "grad_norms", "theta", "best_value", "iterations"):
+        np.testing.assert_array_equal(getattr(res, field), getattr(again, field))
+    for i, beta in enumerate(betas):
+        r = lc.optimize(*_build(beta), **kw)
+        assert r.status == res.status[i]
+        assert r.iterations == res.iterations[i]
+        np.testing.assert_allclose(res.values[i, : r.iterations], r.values, rtol=1e-10)
+    assert "converged" in set(res.status)

@@ -35,7 +35,12 @@ from .objective import (
     solve as solve,
     value as value,
 )
-from .optimize import OptimizeResult as OptimizeResult, optimize as optimize
+from .optimize import (
+    RESULTS as RESULTS,
+    OptimizeResult as OptimizeResult,
+    optimize as optimize,
+    result_name as result_name,
+)
 from .simulate import (
     SimulationResult as SimulationResult,
     simulate as simulate,

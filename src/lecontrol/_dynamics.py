@@ -74,6 +74,10 @@ class SolverOptions(eqx.Module):
       (default `1e-7` and `1e-9`: float64 precision is needed for them).
     - `max_steps`: step budget of each solve (default `4096`).
     - `dt0`: initial step (default `None`: chosen by the solver).
+    - `throw`: raise a runtime error with advice when a solve fails or $V$ is
+      not finite (default). With `throw=False` (diffrax's convention, for use
+      under `vmap`) a failed solve gives `nan` instead; `lc.optimize` uses it
+      internally and reports the failure as its result code.
     """
 
     solver: diffrax.AbstractSolver = diffrax.Tsit5()
@@ -81,6 +85,7 @@ class SolverOptions(eqx.Module):
     atol: float = 1e-9
     max_steps: int = eqx.field(static=True, default=4096)
     dt0: float | None = None
+    throw: bool = eqx.field(static=True, default=True)
 
     def __check_init__(self):
         if not isinstance(self.solver, diffrax.AbstractSolver):
@@ -131,8 +136,23 @@ def stepsize_controller(problem: Posed, numerics: SolverOptions):
 
 
 def check_result(out, sol: diffrax.Solution, numerics: SolverOptions):
-    """Raise a runtime error with advice if the solve did not succeed."""
+    """Raise a runtime error with advice if the solve did not succeed.
+
+    With `numerics.throw=False`, the floating-point leaves of `out` are `nan`
+    instead (so the failure shows as a non-finite value, lane by lane under
+    `vmap`).
+    """
     R = diffrax.RESULTS
+    if not numerics.throw:
+        failed = sol.result != R.successful
+        return jax.tree.map(
+            lambda x: (
+                jnp.where(failed, jnp.nan, x)
+                if jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+                else x
+            ),
+            out,
+        )
     msgs = [
         SOLVER_ADVICE.format(
             what="max_steps reached; if the weights diverge (a non-finite state "
@@ -178,7 +198,9 @@ def _augmented_field(t, y, problem: Posed):
     return problem.augmented_field(t, y)
 
 
-def finite_value(V, what: str = "V"):
+def finite_value(V, what: str = "V", *, throw: bool = True):
+    if not throw:
+        return V
     return eqx.error_if(
         V,
         ~jnp.isfinite(V),

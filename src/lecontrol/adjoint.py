@@ -113,7 +113,7 @@ def _tree_add(a, b):
 
 def _value_from(sol: diffrax.Solution, numerics: SolverOptions) -> Float[Array, ""]:
     V = sol.ys[1][-1]
-    return finite_value(check_result(V, sol, numerics))
+    return finite_value(check_result(V, sol, numerics), throw=numerics.throw)
 
 
 def gauss_legendre(breakpoints: Float[Array, " B"], nodes: int):
@@ -331,6 +331,7 @@ class ContinuousAdjoint(AbstractGradientStrategy):
             numerics.atol if self.atol is None else self.atol,
             numerics.max_steps,
             numerics.dt0,
+            numerics.throw,
         )
 
 
@@ -358,7 +359,7 @@ def _continuous_value_fwd(perturbed, problem, strategy, numerics):
     (_, V), saved = check_result(sol.ys, sol, numerics)
     w_at = NodeInterpolant.from_saved(breakpoints, saved, strategy.nodes)
     w_T = jax.tree.map(lambda x: x[-1], saved)
-    return finite_value(V[-1]), (w_at, w_T)
+    return finite_value(V[-1], throw=numerics.throw), (w_at, w_T)
 
 
 @_continuous_value.def_bwd
@@ -557,4 +558,4 @@ class EulerUnrolled(AbstractGradientStrategy):
 
         V0 = jnp.zeros((), dtype=jnp.result_type(float))
         (_, V), _ = jax.lax.scan(step, (problem.system.init_state(), V0), jnp.arange(n))
-        return finite_value(V)
+        return finite_value(V, throw=numerics.throw)

@@ -1,38 +1,39 @@
 r"""Checkpoints of an optimisation, so that an interrupted run loses no work.
 
-A `Checkpointer` is handed to `lc.optimize(..., checkpoint=...)`. Every
-`every` iterations (and after the last one) the loop saves where it stands:
-the coefficients $\theta$ the next iteration starts from, the optimiser state,
-the iteration count, $V$ and $\lVert\nabla_\theta V\rVert$ of every iteration
-so far, and the best $\theta$ with its value and iteration. With
-`resume=True`, `optimize` starts from the saved checkpoint instead of
-`theta0`, and reaches bitwise the same result as a run that was never
-interrupted (same machine, same compiled code: the arithmetic is replayed
-exactly).
+A `Checkpointer` is handed to `lc.optimize(..., checkpoint=...)` or
+`lc.sweep.optimize_batch(..., checkpoint=...)`. Every `every` iterations (and
+after the last one) the loop saves where it stands: its whole carry — the
+coefficients $\theta$ the next iteration starts from, the optimiser state,
+$V$ and $\lVert\nabla_\theta V\rVert$ of every iteration so far, the best
+$\theta$ with its value and iteration, the result code — with a leading axis
+over the problems of a batch. With `resume=True`, the loop starts from the
+saved checkpoint instead of `theta0`, and reaches bitwise the same result as
+a run that was never interrupted (same machine, same compiled code: the
+arithmetic is replayed exactly).
 
 The file is a `.npz` of plain numeric arrays (no pickle), written atomically
 (temporary file + rename) by `lecontrol.io.write_npz`, so a crash leaves either
 the previous checkpoint or the new one. Pytrees are stored as their flattened
 array leaves; their structure (and any non-array leaf, e.g. a jaxpr inside the
-L-BFGS state) comes from a template built from a fresh `optimizer.init` and one
-abstract step, and every leaf's shape and dtype is checked against it.
+L-BFGS state) comes from a template, the abstract carry of the loop
+(`eqx.filter_eval_shape`), and every leaf's shape and dtype is checked
+against it.
 
 A run of an experiment may optimise several times; `CheckpointFolder` numbers
 the checkpointers it hands out (`checkpoint-0.npz`, `checkpoint-1.npz`, …) in
-the order the optimisations run, which is deterministic. `lecontrol run` makes
-one active (`activate`) while an experiment runs, and
-`lecontrol.experiments.common.compare` takes the next checkpointer from it
-(`next_checkpointer()`), so experiments need no checkpoint code of their own.
+the order the optimisations run, which is deterministic. `lecontrol run`
+passes the run's folder to the experiment (`Experiment.run(config, out_dir,
+progress, checkpoints)`), which hands `checkpoints.next()` to each
+optimisation (`lecontrol.experiments.common.compare(..., checkpoint=...)`,
+`lc.sweep.optimize_batch(..., checkpoint=...)`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import os
-import typing
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,38 +47,13 @@ __all__ = [
     "CheckpointError",
     "CheckpointFolder",
     "Checkpointer",
-    "Progress",
-    "activate",
-    "next_checkpointer",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read, or does not belong to this optimisation."""
-
-
-class Progress(typing.NamedTuple):
-    """Where an optimisation stands after `iteration` completed iterations.
-
-    - `iteration`: iterations completed (the next one has this index).
-    - `theta`, `state`: coefficients and optimiser state the next iteration
-      starts from.
-    - `values`, `grad_norms`: $V$ and $\\lVert\\nabla_\\theta V\\rVert_2$ of every
-      completed iteration.
-    - `best_value`, `best_theta`, `best_iteration`: the best finite $V$ so far,
-      its coefficients and iteration.
-    """
-
-    iteration: int
-    theta: PyTree
-    state: PyTree
-    values: list[float]
-    grad_norms: list[float]
-    best_value: float
-    best_theta: PyTree
-    best_iteration: int
 
 
 def _text(s: str) -> np.ndarray:
@@ -182,45 +158,37 @@ class Checkpointer:
             return False
         return iteration % self.every == 0 or iteration == steps
 
-    def save(self, progress: Progress, *, signature: str, steps: int) -> Path:
-        """Write `progress` atomically. `signature` identifies the optimiser."""
+    def save(
+        self, carry: PyTree, *, iteration: int, signature: str, steps: int
+    ) -> Path:
+        """Write the loop's `carry` after `iteration` iterations, atomically.
+
+        `signature` identifies the optimiser (and batch); `steps` is the number
+        of iterations asked for.
+        """
         from . import io
 
         arrays: dict[str, Any] = {
             "format_version": np.asarray(FORMAT_VERSION),
             "signature": _text(signature),
             "steps": np.asarray(int(steps)),
-            "iteration": np.asarray(int(progress.iteration)),
-            "values": np.asarray(progress.values, dtype=float),
-            "grad_norms": np.asarray(progress.grad_norms, dtype=float),
-            "best_value": np.asarray(float(progress.best_value)),
-            "best_iteration": np.asarray(int(progress.best_iteration)),
+            "iteration": np.asarray(int(iteration)),
         }
-        for prefix, tree in (
-            ("theta", progress.theta),
-            ("best_theta", progress.best_theta),
-            ("state", progress.state),
-        ):
-            for i, leaf in enumerate(_array_leaves(tree)):
-                arrays[f"{prefix}_{i}"] = np.asarray(leaf)
+        for i, leaf in enumerate(_array_leaves(carry)):
+            arrays[f"carry_{i}"] = np.asarray(leaf)
         return io.write_npz(self.path, arrays)
 
     def restore(
-        self,
-        theta_template: PyTree,
-        state_template: Callable[[], PyTree],
-        *,
-        signature: str,
-        steps: int,
-    ) -> Progress | None:
-        """The saved progress, or `None` (nothing saved yet, or `resume=False`).
+        self, template: Callable[[], PyTree], *, signature: str, steps: int
+    ) -> tuple[int, PyTree] | None:
+        """The saved `(iteration, carry)`, or `None` (nothing saved yet, or
+        `resume=False`).
 
         **Arguments:**
 
-        - `theta_template`: coefficients with the right structure, shapes and
-          dtypes.
-        - `state_template`: builds an optimiser state of the structure saved
-          (called only when there is a checkpoint to restore).
+        - `template`: builds a carry of the structure saved, with arrays or
+          `jax.ShapeDtypeStruct`s as leaves (called only when there is a
+          checkpoint to restore).
         - `signature`: must equal the one saved (same optimiser).
         - `steps`: iterations asked for; the checkpoint may not have more.
 
@@ -236,7 +204,7 @@ class Checkpointer:
             raise CheckpointError(
                 f"checkpoint {self.path} cannot be read ({e}); delete it to start over."
             ) from None
-        need = ("format_version", "signature", "steps", "iteration", "values")
+        need = ("format_version", "signature", "steps", "iteration")
         missing = [k for k in need if k not in data]
         if missing:
             raise CheckpointError(
@@ -263,21 +231,10 @@ class Checkpointer:
                 f"{steps} asked for (`steps`/`iterations`). Resume with the same "
                 "number of iterations."
             )
-        theta = _rebuild("theta", theta_template, data, self.path)
-        best_theta = _rebuild("best_theta", theta_template, data, self.path)
-        state = _rebuild("state", state_template(), data, self.path)
+        carry = _rebuild("carry", template(), data, self.path)
         if self.log is not None:
             self.log(f"resuming from {self.path.name} at iteration {iteration}")
-        return Progress(
-            iteration=iteration,
-            theta=theta,
-            state=state,
-            values=[float(v) for v in data["values"]],
-            grad_norms=[float(v) for v in data["grad_norms"]],
-            best_value=float(data["best_value"]),
-            best_theta=best_theta,
-            best_iteration=int(data["best_iteration"]),
-        )
+        return iteration, carry
 
 
 class CheckpointFolder:
@@ -320,24 +277,3 @@ class CheckpointFolder:
         for path in self.existing():
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-
-
-_ACTIVE: contextvars.ContextVar[CheckpointFolder | None] = contextvars.ContextVar(
-    "lecontrol_checkpoints", default=None
-)
-
-
-@contextlib.contextmanager
-def activate(folder: CheckpointFolder | None) -> Iterator[CheckpointFolder | None]:
-    """Make `folder` the source of `next_checkpointer()` inside the block."""
-    token = _ACTIVE.set(folder)
-    try:
-        yield folder
-    finally:
-        _ACTIVE.reset(token)
-
-
-def next_checkpointer() -> Checkpointer | None:
-    """The next checkpointer of the active `CheckpointFolder`, or `None`."""
-    folder = _ACTIVE.get()
-    return None if folder is None else folder.next()

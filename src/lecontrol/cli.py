@@ -11,8 +11,10 @@ Long runs save checkpoints with `--set checkpoint_every=K`; `--resume DIR`
 continues an interrupted run from them (with the configuration saved in
 `DIR/config.json`) and ends with the same results as an uninterrupted run.
 
-Exit status: 0 on success; 1 if the run failed (solver failure), stopped early
-(non-finite value or gradient; see `summary.json`) or figures cannot be drawn;
+Exit status: 0 on success (status `completed` or `converged`); 1 if the run
+failed (solver failure), stopped early (non-finite value or gradient, solver
+failure: the status in `summary.json` is the `lc.RESULTS` name) or figures
+cannot be drawn;
 2 for a usage or configuration error (the message names the key or argument to
 fix, or the missing or damaged file of the folder given); 130 or 143 if interrupted (Ctrl-C or SIGTERM).
 """
@@ -28,6 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# `summary.json` statuses (names of `lc.RESULTS`) of a run that did not fail.
+SUCCESSFUL = ("completed", "converged")
 
 
 class UsageError(Exception):
@@ -365,7 +369,7 @@ def _execute(experiment, config, out: Path, args, argv: Sequence[str]) -> int:
         f"{summary['total_wall_time_s']:.1f} s, status {summary['status']})"
     )
     print(f"results in {out}")
-    if summary["status"] != "completed":
+    if summary["status"] not in SUCCESSFUL:
         print(f"lecontrol: run stopped early: {summary['message']}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK

@@ -1,21 +1,80 @@
-"""The optimisation loop: maximise $V(\\theta)$ with an optimiser strategy."""
+r"""The optimisation loop: maximise $V(\theta)$ with an optimiser strategy.
+
+One loop serves a single problem (`lc.optimize`) and a batch of problems
+(`lc.sweep.optimize_batch`, the same loop under `jax.vmap`). Its state is a
+carry of arrays (`_Carry`); one iteration (`_iterate`) evaluates $V$ and
+$\nabla_\theta V$, records them, keeps the best $\theta$ seen, tests the
+stopping rules and lets the optimiser move $\theta$. Chunks of iterations run
+compiled (a `lax.while_loop`, which under `vmap` keeps running while any
+problem of the batch is); between chunks, in Python, the progress bar moves,
+the callback is called and checkpoints are written. The value path does not
+raise inside the loop (`SolverOptions(throw=False)`): a failed solve gives a
+non-finite $V$, which stops that problem alone with a result code
+(`RESULTS`), in the style of diffrax and optimistix.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from collections.abc import Callable
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, PyTree
+from jaxtyping import Array, Bool, Float, Int, PyTree
 
-from ._dynamics import SolverOptions
+from ._dynamics import SOLVER_ADVICE, SolverOptions, forward_solve
 from .adjoint import AbstractGradientStrategy, ContinuousAdjoint
-from .checkpoint import Checkpointer, Progress
+from .checkpoint import Checkpointer
 from .objective import Problem, _options, _posed
 from .optimizers import AbstractOptimizer, ProjectedGradientAscent
+
+DEFAULT_CHUNK = 25
+
+
+class RESULTS(eqx.Enumeration):
+    """Why an optimisation stopped (`OptimizeResult.result`).
+
+    `RESULTS[result]` is the explanation; `result_name(result)` the name.
+    """
+
+    completed = "ran every iteration asked for."
+    converged = "the projected-gradient norm fell below `gtol`."
+    stopped = "stopped by the callback."
+    nonfinite = (
+        "V or its gradient is not finite (nan or inf): the learning dynamics "
+        "diverged, or the costate solve failed. Lower the learning rate, or check "
+        "the task statistics, the control bounds and the time constant."
+    )
+    max_steps_reached = SOLVER_ADVICE.format(
+        what="max_steps reached; if the weights diverge (a non-finite state makes "
+        "every step fail), more steps will not help: check the task statistics, "
+        "bounds and time constant",
+        max_steps="`SolverOptions.max_steps`",
+    )
+    solver_failed = SOLVER_ADVICE.format(
+        what="step size underflow or non-finite state",
+        max_steps="`SolverOptions.max_steps`",
+    )
+
+
+_NAMES = sorted(
+    RESULTS._name_to_item, key=lambda k: int(RESULTS._name_to_item[k]._value)
+)
+_OK = ("completed", "converged", "stopped")
+
+
+def result_name(result: RESULTS):
+    """The name of a result code (`"completed"`, …), or an array of names for a
+    batch of codes."""
+    index = np.asarray(result._value)
+    if index.ndim == 0:
+        return _NAMES[int(index)]
+    return np.asarray(_NAMES)[index]
 
 
 class OptimizeResult(eqx.Module):
@@ -26,13 +85,17 @@ class OptimizeResult(eqx.Module):
     - `grad_norms`: $\\lVert\\nabla_\\theta V\\rVert_2$ at each iteration.
     - `best_value`, `best_iteration`: $V$ of `theta` and when it was found
       (`iterations` means the final coefficients, evaluated after the loop).
-    - `iterations`: iterations completed.
+    - `iterations`: iterations completed with a finite $V$ and gradient.
     - `wall_time`: seconds, compilation included.
-    - `status`: `"completed"` or `"nonfinite"` (the loop stopped early because
-      $V$ or its gradient was not finite, or the solver failed; `values` and
-      `grad_norms` then hold only the finite iterations before it).
-    - `message`: why it stopped.
-    - `final_theta`, `state`: where the optimiser stands, to resume from.
+    - `result`: a `RESULTS` code: `completed`, `converged` (projected-gradient
+      norm below `gtol`), `stopped` (by the callback), or a failure —
+      `nonfinite` ($V$ or its gradient not finite), `max_steps_reached` or
+      `solver_failed` (the ODE solve of the learning dynamics failed). After a
+      failure `values` and `grad_norms` hold the finite iterations before it
+      and `theta` the best of them.
+    - `message`: why it stopped, in words (from `result`).
+    - `final_theta`, `state`: where the optimiser stands, to resume from (after
+      a failure, the coefficients that failed).
     """
 
     theta: PyTree[Array]
@@ -42,53 +105,381 @@ class OptimizeResult(eqx.Module):
     best_iteration: int
     iterations: int
     wall_time: float
-    status: str
+    result: RESULTS
     message: str
     final_theta: PyTree[Array]
     state: PyTree
+
+    @property
+    def status(self) -> str:
+        """The name of `result` (`"completed"`, `"nonfinite"`, …)."""
+        return result_name(self.result)
+
+
+# ------------------------------------------------------------------ the loop
+
+
+class _Carry(eqx.Module):
+    """Where the loop stands (arrays only: it is a `while_loop` carry, vmapped
+    for a batch, and what a checkpoint saves)."""
+
+    iteration: Int[Array, ""]  # counted iterations (index of the next one)
+    theta: PyTree[Array]
+    state: PyTree[Array]  # the array leaves of the optimiser state
+    best_value: Float[Array, ""]
+    best_theta: PyTree[Array]
+    best_iteration: Int[Array, ""]
+    values: Float[Array, " steps"]
+    grad_norms: Float[Array, " steps"]
+    result: RESULTS
+    done: Bool[Array, ""]  # stopped early (converged or failed)
+
+
+class _Setup(eqx.Module):
+    """One problem as the loop sees it (built inside `vmap` for a batch)."""
+
+    posed: eqx.Module
+    optimizer: AbstractOptimizer
+    adjoint: AbstractGradientStrategy
+    numerics: SolverOptions
+    gtol: Float[Array, ""]
 
 
 def _grad_norm(grad) -> Array:
     return jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grad)))
 
 
-@eqx.filter_jit
-def _step(optimizer, problem, numerics, adjoint, theta, state):
-    def vg_theta(th):
+def _where(flag, a, b):
+    """`a` where `flag`, else `b`, leaf by leaf."""
+    return jax.tree.map(lambda x, y: jnp.where(flag, x, y), a, b)
+
+
+def _is_array_like(x) -> bool:
+    return eqx.is_array(x) or isinstance(x, jax.ShapeDtypeStruct)
+
+
+def _value_and_grad(s: _Setup):
+    def vg(theta):
         # Differentiate θ alone: the system may hold data (even integer arrays)
         # that needs no gradient.
-        def V(th_):
-            return adjoint.value(eqx.tree_at(lambda q: q.theta, problem, th_), numerics)
+        def V(th):
+            return s.adjoint.value(
+                eqx.tree_at(lambda q: q.theta, s.posed, th), s.numerics
+            )
 
-        return jax.value_and_grad(V)(th)
+        return jax.value_and_grad(V)(theta)
 
-    new_theta, new_state, V, grad = optimizer.step(
-        vg_theta, theta, state, problem.control
+    return vg
+
+
+def _start(s: _Setup, theta0, state, steps: int) -> tuple[_Carry, PyTree]:
+    """The carry before the first iteration, and the optimiser state's
+    non-array leaves."""
+    control = s.posed.control
+    theta = control.project(theta0)
+    if state is None:
+        state = s.optimizer.init(theta, control)
+    dynamic, static = eqx.partition(state, eqx.is_array)
+    dtype = jnp.result_type(float)
+    carry = _Carry(
+        iteration=jnp.asarray(0),
+        theta=theta,
+        state=dynamic,
+        best_value=jnp.asarray(-jnp.inf, dtype=dtype),
+        best_theta=theta,
+        best_iteration=jnp.asarray(0),
+        values=jnp.full((steps,), jnp.nan, dtype=dtype),
+        grad_norms=jnp.full((steps,), jnp.nan, dtype=dtype),
+        result=RESULTS.completed,
+        done=jnp.asarray(False),
     )
-    return new_theta, new_state, V, _grad_norm(grad)
+    return carry, static
 
 
-@eqx.filter_jit
-def _value(problem, numerics, adjoint):
-    return adjoint.value(problem, numerics)
+def _iterate(c: _Carry, s: _Setup, static, *, same_state: bool = True) -> _Carry:
+    """One iteration: evaluate, record, keep the best, test the stopping rules,
+    step. `static` completes the optimiser state; a step that changes the
+    state's structure (L-BFGS's first) needs `same_state=False`."""
+    control = s.posed.control
+    state = eqx.combine(c.state, static)
+    # Under `vmap` a problem that has stopped still runs the loop's body (its
+    # results are discarded): evaluate it at its best coefficients, which
+    # solve, not at the ones that failed (which may cost `max_steps` steps).
+    theta = _where(c.done, c.best_theta, c.theta)
+    new_theta, new_state, V, grad = s.optimizer.step(
+        _value_and_grad(s), theta, state, control
+    )
+    gnorm = _grad_norm(grad)
+    # The projected gradient of the box: zero at a (bound-constrained) optimum.
+    ascent = control.project(jax.tree.map(lambda x, g: x + g, theta, grad))
+    pgnorm = _grad_norm(jax.tree.map(lambda a, x: a - x, ascent, theta))
+    finite = jnp.isfinite(V) & jnp.isfinite(gnorm)
+    converged = finite & (pgnorm <= s.gtol)
+    better = finite & (V > c.best_value)
+    i = c.iteration
+    move = finite & ~converged
+    new_dynamic = eqx.filter(new_state, eqx.is_array)
+    result = RESULTS.where(
+        finite,
+        RESULTS.where(converged, RESULTS.converged, c.result),
+        RESULTS.nonfinite,
+    )
+    return _Carry(
+        iteration=jnp.where(finite, i + 1, i),
+        theta=_where(move, new_theta, c.theta),
+        state=_where(move, new_dynamic, c.state) if same_state else new_dynamic,
+        best_value=jnp.where(better, V, c.best_value),
+        best_theta=_where(better, c.theta, c.best_theta),
+        best_iteration=jnp.where(better, i, c.best_iteration),
+        values=c.values.at[i].set(jnp.where(finite, V, jnp.nan)),
+        grad_norms=c.grad_norms.at[i].set(jnp.where(finite, gnorm, jnp.nan)),
+        result=result,
+        done=~finite | converged,
+    )
 
 
-def runtime_error_message(err: Exception) -> str:
-    """The message of an error raised inside JIT (`eqx.error_if`), without
-    equinox's debugging boilerplate."""
-    # `equinox.EquinoxRuntimeError: ...` when raised through `eqx.filter_jit`;
-    # `_EquinoxRuntimeError: ...` inside a `jax.errors.JaxRuntimeError` when
-    # raised in a transformed computation (e.g. the backward pass of grad).
-    marker = "EquinoxRuntimeError: "
-    lines = [
-        ln.split(marker, 1)[1]
-        for ln in str(err).splitlines()
-        if ln.lstrip().startswith(("equinox.", "_Equinox")) and marker in ln
-    ]
-    if lines:
-        return lines[-1]
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+def _advance(c: _Carry, s: _Setup, static, stop) -> _Carry:
+    """Iterations until `stop` counted iterations, or until the problem stops."""
+
+    def cond(c):
+        return (c.iteration < stop) & ~c.done
+
+    return jax.lax.while_loop(cond, lambda c: _iterate(c, s, static), c)
+
+
+def _first(c: _Carry, s: _Setup, static) -> _Carry:
+    """The first iteration of an optimiser whose first step changes its state's
+    structure (L-BFGS builds its solver state there)."""
+    return _iterate(c, s, static, same_state=False)
+
+
+def _finish(c: _Carry, s: _Setup):
+    """Evaluate the final coefficients (an unfinished run has not), and name a
+    failure: the solve of the dynamics at the coefficients that failed says
+    whether it reached `max_steps` or failed otherwise.
+
+    **Returns:** `(best_value, best_theta, best_iteration, result)`.
+    """
+
+    def posed(theta):
+        return eqx.tree_at(lambda q: q.theta, s.posed, theta)
+
+    dtype = c.best_value.dtype
+    V = jax.lax.cond(
+        c.done,
+        lambda: jnp.asarray(-jnp.inf, dtype=dtype),
+        # (Under `vmap` both branches run: a stopped problem evaluates its best
+        # coefficients, which solve, and the result is discarded.)
+        lambda: jnp.asarray(
+            s.adjoint.value(posed(_where(c.done, c.best_theta, c.theta)), s.numerics),
+            dtype=dtype,
+        ),
+    )
+    better = ~c.done & jnp.isfinite(V) & (V > c.best_value)
+    best_value = jnp.where(better, V, c.best_value)
+    best_theta = _where(better, c.theta, c.best_theta)
+    best_iteration = jnp.where(better, c.iteration, c.best_iteration)
+
+    def diagnose():
+        sol = forward_solve(posed(c.theta), s.numerics, diffrax.SaveAt(t1=True))
+        R = diffrax.RESULTS
+        return RESULTS.where(
+            sol.result == R.successful,
+            RESULTS.nonfinite,
+            RESULTS.where(
+                sol.result == R.max_steps_reached,
+                RESULTS.max_steps_reached,
+                RESULTS.solver_failed,
+            ),
+        )
+
+    result = jax.lax.cond(c.result == RESULTS.nonfinite, diagnose, lambda: c.result)
+    return best_value, best_theta, best_iteration, result
+
+
+_advance_jit = eqx.filter_jit(_advance)
+_first_jit = eqx.filter_jit(_first)
+_finish_jit = eqx.filter_jit(_finish)
+
+
+def _loop_numerics(numerics: SolverOptions) -> SolverOptions:
+    return dataclasses.replace(numerics, throw=False)
+
+
+def _gtol(gtol: float | None):
+    if gtol is None:
+        return -math.inf
+    if isinstance(gtol, bool) or not isinstance(gtol, (int, float)) or not gtol >= 0:
+        raise ValueError(
+            f"`gtol` must be None (never stop early) or a number >= 0; got {gtol!r}."
+        )
+    return float(gtol)
+
+
+def _chunk_length(chunk: int | None) -> int:
+    if chunk is None:
+        return DEFAULT_CHUNK
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"`chunk` must be an integer >= 1; got {chunk!r}.")
+    return chunk
+
+
+def _state_is_stable(optimizer, theta, state, control) -> bool:
+    """Whether a step keeps the optimiser state's structure (a loop needs that).
+
+    `LBFGS` creates its solver state in its first step; such optimisers get
+    their first iteration on its own. Checked by tracing one step with a
+    stand-in gradient, which costs no ODE solve.
+    """
+
+    def stand_in(th):
+        return jnp.zeros(()), th
+
+    after = eqx.filter_eval_shape(
+        lambda th, st: optimizer.step(stand_in, th, st, control)[1], theta, state
+    )
+    before = eqx.filter_eval_shape(lambda st: st, state)
+
+    def arrays(tree):
+        return [
+            (a.shape, a.dtype) if isinstance(a, jax.ShapeDtypeStruct) else None
+            for a in jax.tree.leaves(tree)
+        ]
+
+    return jax.tree.structure(after) == jax.tree.structure(before) and arrays(
+        after
+    ) == arrays(before)
+
+
+def _static_after_step(s: _Setup, carry: _Carry, static) -> PyTree:
+    """The non-array leaves of the optimiser state after a step (traced only)."""
+
+    def step(c):
+        state = eqx.combine(c.state, static)
+        vg = _value_and_grad(s)
+        return s.optimizer.step(vg, c.theta, state, s.posed.control)[1]
+
+    return eqx.partition(eqx.filter_eval_shape(step, carry), _is_array_like)[1]
+
+
+class _Runner(eqx.Module):
+    """The compiled pieces of one loop: single (`lc.optimize`) or vmapped and
+    sharded (`lc.sweep.optimize_batch`). `_drive` runs either."""
+
+    advance: Callable  # (carry, stop) -> carry
+    first: Callable | None  # carry -> carry, or None
+    finish: Callable  # carry -> (best_value, best_theta, best_iteration, result)
+    to_host: Callable  # carry -> numpy carry (gathered across hosts)
+    to_device: Callable  # numpy carry -> carry placed for `advance`
+    batched: bool = eqx.field(static=True)
+
+
+def _drive(
+    runner: _Runner,
+    carry: _Carry,
+    *,
+    steps: int,
+    chunk: int,
+    checkpoint: Checkpointer | None,
+    signature: str,
+    progress: bool,
+    callback: Callable | None,
+):
+    """Run the loop in chunks; progress, callback and checkpoints between them.
+
+    **Returns:** `(carry, finish(carry), stopped_by_callback, wall_time)`.
+    """
+    if checkpoint is not None and not isinstance(checkpoint, Checkpointer):
+        raise TypeError(
+            "`checkpoint` must be a lecontrol.checkpoint.Checkpointer or None; got "
+            f"{type(checkpoint).__name__}."
+        )
+    done_first = runner.first is None
+    i = 0
+    if checkpoint is not None:
+
+        def template():
+            c = carry if done_first else eqx.filter_eval_shape(runner.first, carry)
+            return eqx.filter_eval_shape(runner.advance, c, jnp.asarray(steps))
+
+        restored = checkpoint.restore(template, signature=signature, steps=steps)
+        if restored is not None:
+            i, carry = restored
+            carry = runner.to_device(carry)
+            done_first = done_first or i > 0
+    if callback is not None:
+        chunk = 1
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=steps, initial=i, desc="optimising V", unit="it", dynamic_ncols=True
+        )
+    stopped = False
+    start = time.perf_counter()
+    try:
+        while i < steps:
+            if not done_first:
+                stop = 1
+                previous, carry = carry, runner.first(carry)
+                done_first = True
+            else:
+                stop = min((i // chunk + 1) * chunk, steps)
+                if checkpoint is not None and checkpoint.every > 0:
+                    every = checkpoint.every
+                    stop = min(stop, (i // every + 1) * every)
+                previous, carry = carry, runner.advance(carry, jnp.asarray(stop))
+            host = runner.to_host(carry)
+            done = bool(np.all(host.done))
+            at = stop if runner.batched else int(host.iteration)
+            if bar is not None:
+                bar.update(max(at - i, 0))
+                finite = host.values[..., at - 1] if at > 0 else np.array([np.nan])
+                if np.any(np.isfinite(finite)):
+                    bar.set_postfix(V=f"{float(np.nanmax(finite)):.6g}")
+            if callback is not None and int(host.iteration) > int(previous.iteration):
+                j = int(previous.iteration)
+                V, g = float(host.values[j]), float(host.grad_norms[j])
+                if callback(j, previous.theta, V, g) is False:
+                    stopped = True
+                    break
+            if done:
+                break
+            i = stop
+            if checkpoint is not None and checkpoint.due(i, steps):
+                if jax.process_index() == 0:
+                    checkpoint.save(
+                        host,
+                        iteration=i,
+                        signature=signature,
+                        steps=steps,
+                    )
+        finished = runner.finish(carry)
+        jax.block_until_ready(finished)
+    finally:
+        if bar is not None:
+            bar.close()
+    return carry, finished, stopped, time.perf_counter() - start
+
+
+def _message(name: str, *, iterations: int, steps: int, best_iteration: int, gtol):
+    if name == "completed":
+        return f"completed {steps} iterations"
+    if name == "converged":
+        return (
+            f"converged after {iterations} iterations: the projected-gradient norm "
+            f"fell below gtol={gtol:g}"
+        )
+    if name == "stopped":
+        return f"stopped by the callback after iteration {iterations - 1}"
+    return (
+        f"stopped at iteration {iterations}: {RESULTS[getattr(RESULTS, name)]} "
+        f"Kept the best theta (iteration {best_iteration})."
+    )
+
+
+# ------------------------------------------------------------------ the verb
 
 
 def optimize(
@@ -97,19 +488,26 @@ def optimize(
     *,
     optimizer: AbstractOptimizer = ProjectedGradientAscent(lr=1.0),
     steps: int = 100,
+    gtol: float | None = None,
     adjoint: AbstractGradientStrategy = ContinuousAdjoint(),
     options: SolverOptions = SolverOptions(),
     callback: Callable[[int, PyTree[Array], float, float], object] | None = None,
     progress: bool = False,
     state: PyTree = None,
     checkpoint: Checkpointer | None = None,
+    chunk: int | None = None,
 ) -> OptimizeResult:
     r"""Maximise $V(\theta)$ over the control coefficients.
 
     Each iteration evaluates $V$ and $\nabla_\theta V$ (with the gradient
     strategy `adjoint`) and lets `optimizer` move $\theta$ within the control's
-    bounds. The loop stops early, keeping the best $\theta$, if $V$ or its
-    gradient is not finite or the solver fails; `status` and `message` say why.
+    bounds $[l, u]$. The loop is compiled: chunks of `chunk` iterations run in
+    one `lax.while_loop`; the results do not depend on `chunk`. It stops
+    early, keeping the best $\theta$, when the projected gradient
+    $\lVert\Pi_{[l,u]}(\theta + \nabla_\theta V) - \theta\rVert_2$ falls to
+    `gtol` (`converged`), or when $V$ or its gradient is not finite or the
+    solver fails (`nonfinite`, `max_steps_reached`, `solver_failed`); `result`
+    and `message` say why.
 
     **Arguments:**
 
@@ -117,11 +515,14 @@ def optimize(
     - `theta0`: starting coefficients (e.g. `problem.control.init(0.0)`, the
       baseline).
     - `optimizer`: `ProjectedGradientAscent(lr)`, `Adam(lr)` or `LBFGS()`.
-    - `steps`: iterations.
+    - `steps`: iterations at most.
+    - `gtol`: stop once the projected-gradient norm is at most this (default
+      `None`: run every iteration).
     - `adjoint`: gradient strategy.
     - `options`: how the ODE is solved (`lc.SolverOptions`).
     - `callback`: called as `callback(i, theta, V, grad_norm)` after iteration `i`
       (with the coefficients the iteration evaluated); return `False` to stop.
+      With a callback the loop runs one iteration per compiled chunk.
     - `progress`: show a progress bar.
     - `state`: optimiser state to resume from (`result.state`; then `theta0`
       must be `result.final_theta`).
@@ -129,131 +530,70 @@ def optimize(
       every `checkpoint.every` iterations and after the last one, and (with
       `resume=True`) start from its file when there is one. A resumed run ends
       with bitwise the same result as an uninterrupted one (`wall_time` aside).
+    - `chunk`: iterations per compiled chunk (default 25; chunks also end at
+      every checkpoint).
 
     **Returns:** an `OptimizeResult`.
     """
-    if int(steps) < 0:
+    steps = int(steps)
+    if steps < 0:
         raise ValueError(f"`steps` must be >= 0; got {steps}.")
-    control = problem.control
+    gtol_value = _gtol(gtol)
+    chunk = _chunk_length(chunk)
     numerics = _options(options)
-    problem = _posed(problem, theta0)
-    adjoint = adjoint.bind(problem)
-    theta = control.project(theta0)
-    if state is None:
-        state = optimizer.init(theta, control)
-
-    values, norms = [], []
-    best_value, best_theta, best_iteration = -np.inf, theta, 0
-    first = 0
-    signature = repr(optimizer)
-    if checkpoint is not None:
-        restored = checkpoint.restore(
-            theta,
-            lambda: eqx.filter_eval_shape(
-                _step, optimizer, problem, numerics, adjoint, theta, state
-            )[1],
-            signature=signature,
-            steps=int(steps),
-        )
-        if restored is not None:
-            first, theta, state = restored.iteration, restored.theta, restored.state
-            values, norms = restored.values, restored.grad_norms
-            best_value, best_theta = restored.best_value, restored.best_theta
-            best_iteration = restored.best_iteration
-    status, message = "completed", f"completed {steps} iterations"
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=int(steps),
-            initial=first,
-            desc="optimising V",
-            unit="it",
-            dynamic_ncols=True,
-        )
-    start = time.perf_counter()
-    i = first
-    try:
-        for i in range(first, int(steps)):
-            try:
-                new_theta, new_state, V, gnorm = _step(
-                    optimizer, problem, numerics, adjoint, theta, state
-                )
-                V, gnorm = float(V), float(gnorm)
-            except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as err:
-                status = "nonfinite"
-                message = (
-                    f"stopped at iteration {i}: {runtime_error_message(err)} Kept "
-                    f"the best theta (iteration {best_iteration})."
-                )
-                break
-            if not (np.isfinite(V) and np.isfinite(gnorm)):
-                status = "nonfinite"
-                what = "V" if not np.isfinite(V) else "the gradient of V"
-                message = (
-                    f"stopped at iteration {i}: {what} is not finite; kept the best "
-                    f"theta (iteration {best_iteration}). Lower the learning rate or "
-                    "tighten the solver tolerances."
-                )
-                break
-            values.append(V)
-            norms.append(gnorm)
-            if V > best_value:
-                best_value, best_theta, best_iteration = V, theta, i
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(V=f"{V:.6g}", grad=f"{gnorm:.2e}")
-            if callback is not None and callback(i, theta, V, gnorm) is False:
-                theta, state = new_theta, new_state
-                message = f"stopped by the callback after iteration {i}"
-                i += 1
-                break
-            theta, state = new_theta, new_state
-            if checkpoint is not None and checkpoint.due(i + 1, int(steps)):
-                checkpoint.save(
-                    Progress(
-                        i + 1,
-                        theta,
-                        state,
-                        values,
-                        norms,
-                        best_value,
-                        best_theta,
-                        best_iteration,
-                    ),
-                    signature=signature,
-                    steps=int(steps),
-                )
-        else:
-            i = int(steps)
-        if status == "completed":
-            # The final coefficients have not been evaluated yet.
-            try:
-                V_final = float(
-                    _value(
-                        eqx.tree_at(lambda q: q.theta, problem, theta),
-                        numerics,
-                        adjoint,
-                    )
-                )
-            except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError):
-                V_final = -np.inf
-            if np.isfinite(V_final) and V_final > best_value:
-                best_value, best_theta, best_iteration = V_final, theta, i
-    finally:
-        if bar is not None:
-            bar.close()
+    posed = _posed(problem, theta0)
+    s = _Setup(
+        posed,
+        optimizer,
+        adjoint.bind(posed),
+        _loop_numerics(numerics),
+        jnp.asarray(gtol_value, dtype=jnp.result_type(float)),
+    )
+    carry, static = _start(s, theta0, state, steps)
+    full_state = eqx.combine(carry.state, static)
+    stable = _state_is_stable(optimizer, carry.theta, full_state, problem.control)
+    static_after = static if stable else _static_after_step(s, carry, static)
+    # Module-level compiled functions: a second `optimize` of the same kind of
+    # problem reuses their compilation.
+    runner = _Runner(
+        advance=lambda c, stop: _advance_jit(c, s, static_after, stop),
+        first=None if stable else lambda c: _first_jit(c, s, static),
+        finish=lambda c: _finish_jit(c, s),
+        to_host=lambda c: jax.tree.map(np.asarray, c),
+        to_device=lambda c: c,
+        batched=False,
+    )
+    carry, finished, stopped, wall = _drive(
+        runner,
+        carry,
+        steps=steps,
+        chunk=chunk,
+        checkpoint=checkpoint,
+        signature=repr(optimizer),
+        progress=progress,
+        callback=callback,
+    )
+    best_value, best_theta, best_iteration, result = finished
+    if stopped:
+        result = RESULTS.stopped
+    iterations = int(carry.iteration)
+    name = result_name(result)
     return OptimizeResult(
         theta=best_theta,
-        values=np.asarray(values, dtype=float),
-        grad_norms=np.asarray(norms, dtype=float),
+        values=np.asarray(carry.values)[:iterations],
+        grad_norms=np.asarray(carry.grad_norms)[:iterations],
         best_value=float(best_value),
         best_iteration=int(best_iteration),
-        iterations=len(values),
-        wall_time=time.perf_counter() - start,
-        status=status,
-        message=message,
-        final_theta=theta,
-        state=state,
+        iterations=iterations,
+        wall_time=wall,
+        result=result,
+        message=_message(
+            name,
+            iterations=iterations,
+            steps=steps,
+            best_iteration=int(best_iteration),
+            gtol=gtol_value,
+        ),
+        final_theta=carry.theta,
+        state=eqx.combine(carry.state, static_after),
     )

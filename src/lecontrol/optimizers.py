@@ -4,6 +4,10 @@ Every optimiser is a strategy object with `init(theta, control)` and
 `step(value_and_grad, theta, state, control)`. `step` evaluates $V$ and
 $\nabla_\theta V$ at the current $\theta$ (through `value_and_grad`), returns
 them, and moves $\theta$; the box bounds of the control are always respected.
+`ProjectedGradientAscent` and `Adam` are optax transformations of $-\nabla V$
+followed by the projection onto the control's box (`control.project`, optax's
+`projections.projection_box` for a box). Best-so-far tracking and stopping
+rules belong to the loop (`lc.optimize`), not to the optimisers.
 """
 
 from __future__ import annotations
@@ -66,13 +70,14 @@ class ProjectedGradientAscent(AbstractOptimizer):
     def __check_init__(self):
         check_number("lr", self.lr)
 
+    def _tx(self):
+        return optax.sgd(self.lr)
+
     def init(self, theta, control):
-        return None
+        return self._tx().init(theta)
 
     def step(self, value_and_grad, theta, state, control):
-        V, grad = value_and_grad(theta)
-        new = jax.tree.map(lambda x, d: x + self.lr * d, theta, grad)
-        return control.project(new), state, V, grad
+        return _projected_step(self._tx(), value_and_grad, theta, state, control)
 
 
 class Adam(AbstractOptimizer):
@@ -104,10 +109,18 @@ class Adam(AbstractOptimizer):
         return self._tx().init(theta)
 
     def step(self, value_and_grad, theta, state, control):
-        V, grad = value_and_grad(theta)
-        neg = jax.tree.map(jnp.negative, grad)
-        updates, state = self._tx().update(neg, state, theta)
-        return control.project(optax.apply_updates(theta, updates)), state, V, grad
+        return _projected_step(self._tx(), value_and_grad, theta, state, control)
+
+
+def _projected_step(
+    tx: optax.GradientTransformation, value_and_grad, theta, state, control
+):
+    """One step of the optax transformation `tx` on $-V$, then the projection
+    onto the control's bounds."""
+    V, grad = value_and_grad(theta)
+    neg = jax.tree.map(jnp.negative, grad)
+    updates, state = tx.update(neg, state, theta)
+    return control.project(optax.apply_updates(theta, updates)), state, V, grad
 
 
 # ---------------------------------------------------------------- reparametrisation

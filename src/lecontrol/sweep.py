@@ -3,10 +3,13 @@ r"""Parameter sweeps: optimise many control problems as one vmapped computation.
 A sweep asks the same question (the control maximising $V$) for many values of
 a hyperparameter: the discount $\gamma$, the cost scale $\beta$, the noise
 $\sigma$, the horizon $T$, … Each value defines a problem. Here a problem is
-built by a function of one parameter value, and the whole optimisation loop —
-value and gradient by the chosen strategy, the optimiser's update and the
-projection onto the bounds — is a `jax.lax.scan` over iterations, `jax.vmap`ped
-over the parameter values and sharded across `jax.devices()` with
+built by a function of one parameter value, and the optimisation loop of
+`lc.optimize` itself — value and gradient by the chosen strategy, the
+optimiser's update and the projection onto the bounds, best-so-far tracking,
+stopping rules and result codes, compiled in chunks of iterations with
+checkpoints between them — is `jax.vmap`ped over the parameter values (each
+problem stops on its own: a diverging one is marked by its result code while
+the others finish) and sharded across `jax.devices()` with
 `jax.sharding` (a one-axis `Mesh`, the batch split along it by
 `NamedSharding(mesh, PartitionSpec("batch"))`, so each device computes its
 slice of the batch). On CPU,
@@ -43,7 +46,6 @@ the library's constructors store them; Python floats used as static fields
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -56,8 +58,25 @@ from jaxtyping import Array, PyTree
 
 from ._dynamics import SolverOptions
 from .adjoint import AbstractGradientStrategy, ContinuousAdjoint
+from .checkpoint import Checkpointer
 from .objective import Problem, Trajectory, _options, _posed, solve
-from .optimize import _grad_norm
+from .optimize import (
+    RESULTS,
+    _advance,
+    _chunk_length,
+    _drive,
+    _finish,
+    _first,
+    _gtol,
+    _loop_numerics,
+    _message,
+    _Runner,
+    _Setup,
+    _start,
+    _state_is_stable,
+    _static_after_step,
+    result_name,
+)
 from .optimizers import AbstractOptimizer
 
 __all__ = ["SweepResult", "optimize_batch", "solve_batch"]
@@ -74,15 +93,18 @@ class SweepResult(eqx.Module):
 
     - `theta`: the best coefficients seen (highest finite $V$) per value.
     - `values`: $V$ at each iteration's starting point, shape `(batch, steps)`;
-      `values[:, 0]` is $V$ at `theta0`. From the first iteration whose $V$ or
-      gradient is not finite on, a problem stops (keeping its best $\\theta$)
-      and its entries are `nan`.
+      `values[:, 0]` is $V$ at `theta0`. Iterations a problem did not count
+      (after it stopped: converged, or failed) are `nan`.
     - `grad_norms`: $\\lVert\\nabla_\\theta V\\rVert_2$ per iteration, like `values`.
     - `best_value`, `best_iteration`: $V$ of `theta` and the iteration that
-      evaluated it (`steps` means the final coefficients, evaluated after the loop).
+      evaluated it (`iterations` means the final coefficients, evaluated after
+      the loop).
     - `iterations`: iterations completed with a finite $V$ and gradient, per
       value (as `lc.optimize` counts them).
-    - `completed`: whether every iteration had a finite $V$ and gradient.
+    - `result`: the `lc.RESULTS` code of every problem (`lc.result_name`
+      gives the names): a diverging problem is marked `nonfinite`,
+      `max_steps_reached` or `solver_failed` while the others finish.
+    - `message`: why each problem stopped, in words.
     - `final_theta`: the coefficients where the optimiser stopped.
     - `wall_time`: seconds for the whole batch, compilation included.
     - `num_devices`: how many devices the batch was sharded across.
@@ -94,10 +116,21 @@ class SweepResult(eqx.Module):
     best_value: np.ndarray
     best_iteration: np.ndarray
     iterations: np.ndarray
-    completed: np.ndarray
+    result: RESULTS
+    message: list[str]
     final_theta: PyTree[np.ndarray]
     wall_time: float
     num_devices: int
+
+    @property
+    def status(self) -> np.ndarray:
+        """The name of every problem's `result`."""
+        return result_name(self.result)
+
+    @property
+    def completed(self) -> np.ndarray:
+        """Whether each problem ended without failing (`completed`, `converged`)."""
+        return np.isin(self.status, ("completed", "converged", "stopped"))
 
 
 # ----------------------------------------------------------------- the batch
@@ -138,6 +171,60 @@ def _resolve_devices(devices: Sequence[jax.Device] | None) -> list[jax.Device]:
     return devices
 
 
+class _Placement(eqx.Module):
+    """A batch padded to a multiple of the device count, on a one-axis `Mesh`."""
+
+    n: int = eqx.field(static=True)
+    mesh: Mesh = eqx.field(static=True)
+
+    @property
+    def sharding(self) -> NamedSharding:
+        return NamedSharding(self.mesh, PartitionSpec(BATCH_AXIS))
+
+    @property
+    def replicated(self) -> NamedSharding:
+        return NamedSharding(self.mesh, PartitionSpec())
+
+    def pad(self, params):
+        """Pad by repeating the last value (so every padded entry is a valid
+        problem) and place the batch on the devices."""
+        n, devices = self.n, self.mesh.devices.size
+        pad = (-n) % devices
+        if pad:
+            params = jax.tree.map(
+                lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]),
+                params,
+            )
+        return jax.device_put(params, self.sharding)
+
+    def jit(self, fn: Callable, batched_args: int, extra_args: int = 0) -> Callable:
+        """`jax.vmap(fn)` over its first `batched_args` arguments, compiled with
+        the batch split across the mesh (the others replicated)."""
+        in_axes = (0,) * batched_args + (None,) * extra_args
+        shardings = (self.sharding,) * batched_args + (self.replicated,) * extra_args
+        # `jax.shard_map` would also do, but equinox's checkpointed while loop
+        # (CheckpointAdjoint) cannot be differentiated inside it.
+        return jax.jit(
+            jax.vmap(fn, in_axes=in_axes),
+            in_shardings=shardings,
+            out_shardings=self.sharding,
+        )
+
+    def gather(self, out, *, trim: bool = True):
+        """Every host's slices as numpy arrays (the padding dropped if `trim`)."""
+        if jax.process_count() > 1:  # multi-host: gather every host's slices
+            from jax.experimental import multihost_utils
+
+            out = multihost_utils.process_allgather(out, tiled=True)
+        return jax.tree.map(
+            lambda x: np.asarray(x)[: self.n] if trim else np.asarray(x), out
+        )
+
+
+def _placement(params, devices: list[jax.Device]) -> _Placement:
+    return _Placement(_batch_size(params), Mesh(np.asarray(devices), (BATCH_AXIS,)))
+
+
 def _sharded_vmap(fn: Callable, params, devices: list[jax.Device]):
     """`jax.vmap(fn)(params)` with the batch split across `devices`.
 
@@ -149,24 +236,8 @@ def _sharded_vmap(fn: Callable, params, devices: list[jax.Device]):
     communication is the "is any problem still running" test of the adaptive
     solves' loops). The padding is dropped again.
     """
-    n = _batch_size(params)
-    pad = (-n) % len(devices)
-    if pad:
-        params = jax.tree.map(
-            lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), params
-        )
-    mesh = Mesh(np.asarray(devices), (BATCH_AXIS,))
-    sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
-    params = jax.device_put(params, sharding)
-    # `jax.shard_map` would also do, but equinox's checkpointed while loop
-    # (CheckpointAdjoint) cannot be differentiated inside it.
-    mapped = jax.jit(jax.vmap(fn), in_shardings=(sharding,), out_shardings=sharding)
-    out = mapped(params)
-    if jax.process_count() > 1:  # multi-host: gather every host's slices
-        from jax.experimental import multihost_utils
-
-        out = multihost_utils.process_allgather(out, tiled=True)
-    return jax.tree.map(lambda x: np.asarray(x)[:n], out)
+    place = _placement(params, devices)
+    return place.gather(place.jit(fn, 1)(place.pad(params)))
 
 
 def _check_build(build: Build, p, i: int):
@@ -199,140 +270,35 @@ def _optimizer_for(optimizer) -> Callable[[Any], AbstractOptimizer]:
     )
 
 
-def _state_is_stable(optimizer, theta, state, control) -> bool:
-    """Whether a step keeps the optimiser state's structure (scan needs that).
-
-    `LBFGS` creates its solver state in its first step; such optimisers get
-    their first step outside the scan. Checked by tracing one step with a
-    stand-in gradient, which costs no ODE solve.
-    """
-
-    def stand_in(th):
-        return jnp.zeros(()), th
-
-    after = eqx.filter_eval_shape(
-        lambda th, st: optimizer.step(stand_in, th, st, control)[1], theta, state
-    )
-    before = eqx.filter_eval_shape(lambda st: st, state)
-    arrays = [
-        (a.shape, a.dtype) if isinstance(a, jax.ShapeDtypeStruct) else None
-        for a in jax.tree.leaves(after)
-    ]
-    return jax.tree.structure(after) == jax.tree.structure(before) and arrays == [
-        (a.shape, a.dtype) if isinstance(a, jax.ShapeDtypeStruct) else None
-        for a in jax.tree.leaves(before)
-    ]
-
-
-def _where(flag, a, b):
-    """`a` where `flag`, else `b`, leaf by leaf (non-array leaves from `a`)."""
-    return jax.tree.map(
-        lambda x, y: jnp.where(flag, x, y) if eqx.is_array(x) else x, a, b
-    )
-
-
-def _optimize_one(p, *, build, optimizer_for, steps, adjoint, numerics, peel):
-    problem, theta0 = build(p)
-    control = problem.control
-    problem = _posed(problem, theta0)
-    optimizer = optimizer_for(p)
-
-    def value(th):
-        return adjoint.value(eqx.tree_at(lambda r: r.theta, problem, th), numerics)
-
-    value_and_grad = jax.value_and_grad(value)
-
-    def body(carry, i, *, same_state=True):
-        theta, state, best_V, best_theta, best_i, alive = carry
-        new_theta, new_state, V, grad = optimizer.step(
-            value_and_grad, theta, state, control
-        )
-        gnorm = _grad_norm(grad)
-        # Iteration `steps` only evaluates the final coefficients (`lc.optimize`
-        # does that after its loop): its gradient and update are not used.
-        final = i == steps
-        finite = jnp.isfinite(V) & (final | jnp.isfinite(gnorm))
-        better = alive & finite & (V > best_V)
-        best_V = jnp.where(better, V, best_V)
-        best_theta = _where(better, theta, best_theta)
-        best_i = jnp.where(better, i, best_i)
-        counted = alive & finite & ~final
-        record = (jnp.where(counted, V, jnp.nan), jnp.where(counted, gnorm, jnp.nan))
-        alive_next = jnp.where(final, alive, alive & finite)
-        update = alive_next & ~final
-        theta = _where(update, new_theta, theta)
-        # A state whose structure the step changes (LBFGS's first) is taken as is.
-        state = _where(update, new_state, state) if same_state else new_state
-        return (theta, state, best_V, best_theta, best_i, alive_next), (
-            *record,
-            counted,
-        )
-
-    theta = control.project(theta0)
-    state = optimizer.init(theta, control)
-    carry = (
-        theta,
-        state,
-        jnp.asarray(-jnp.inf, dtype=float),
-        theta,
-        jnp.asarray(0),
-        jnp.asarray(True),
-    )
-    # One value-and-gradient per iteration plus one for the final coefficients,
-    # all in one scan (so the solves are compiled once).
-    records = []
-    start = 0
-    if peel:
-        # The first step changes the state's structure: take it outside the scan.
-        carry, first = body(carry, jnp.asarray(0), same_state=False)
-        records.append(jax.tree.map(lambda x: x[None], first))
-        start = 1
-    # The scan carries arrays only: the optimiser state's other leaves (e.g. the
-    # jaxprs in LBFGS's state) are those of the state entering it.
-    theta, state, *others = carry
-    dynamic, static = eqx.partition(state, eqx.is_array)
-
-    def scan_body(c, i):
-        theta, dynamic, *others = c
-        c, record = body((theta, eqx.combine(dynamic, static), *others), i)
-        theta, state, *others = c
-        return (theta, eqx.filter(state, eqx.is_array), *others), record
-
-    carry, rest = jax.lax.scan(
-        scan_body, (theta, dynamic, *others), jnp.arange(start, steps + 1)
-    )
-    records.append(rest)
-    values, norms, counted = (
-        jnp.concatenate([r[k] for r in records])[:steps] for k in range(3)
-    )
-    theta, _, best_V, best_theta, best_i, alive = carry
-    return best_theta, values, norms, best_V, best_i, jnp.sum(counted), alive, theta
-
-
 def optimize_batch(
     build: Build,
     params: PyTree[Array],
     *,
     optimizer: AbstractOptimizer | Callable[[Any], AbstractOptimizer],
     steps: int,
+    gtol: float | None = None,
     adjoint: AbstractGradientStrategy = ContinuousAdjoint(),
     options: SolverOptions = SolverOptions(),
     devices: Sequence[jax.Device] | None = None,
+    checkpoint: Checkpointer | None = None,
+    progress: bool = False,
+    chunk: int | None = None,
 ) -> SweepResult:
     r"""Maximise $V$ for every parameter value at once: `lc.optimize`, vmapped.
 
     For each value $p_i$ in `params`, `build(p_i)` gives a problem and the
-    optimiser runs `steps` iterations on it, exactly as `lc.optimize` does
-    (same value-and-gradient, same update and projection, best $\theta$ kept).
-    All values run as one computation: a `lax.scan` over iterations, vmapped
-    over the values and sharded across `devices` (the batch is padded to a
-    multiple of the device count). Results equal those of a Python loop of
-    `lc.optimize` up to floating-point round-off.
+    optimiser runs up to `steps` iterations on it with the loop of
+    `lc.optimize` itself (same value-and-gradient, update, projection, best
+    $	heta$ and stopping rules), `jax.vmap`ped over the values and sharded
+    across `devices` (the batch is padded to a multiple of the device count).
+    Results equal those of a Python loop of `lc.optimize` up to floating-point
+    round-off.
 
-    Each problem is first built once with concrete values, so the
-    constructors' checks report a bad value (naming its index) before
-    anything is compiled. A solver failure in any problem stops the whole
-    batch with the solver's advice (raise `max_steps`, loosen `rtol`, …).
+    Each problem carries its own result code: one that diverges (non-finite
+    $V$, failed solve) or converges (`gtol`) stops, keeping its best
+    $	heta$, while the others go on. Each problem is first built once with
+    concrete values, so the constructors' checks report a bad value (naming
+    its index) before anything is compiled.
 
     **Arguments:**
 
@@ -346,10 +312,13 @@ def optimize_batch(
     - `optimizer`: `lc.optimizers.ProjectedGradientAscent`, `Adam` or `LBFGS`;
       or a function of one parameter value returning one (e.g. a learning
       rate that depends on the horizon).
-    - `steps`: iterations (the same for every value).
-    - `adjoint`, `options`: as `lc.optimize`.
+    - `steps`: iterations at most (the same for every value).
+    - `gtol`, `adjoint`, `options`, `progress`, `chunk`: as `lc.optimize`.
     - `devices`: the devices to shard across (default `jax.devices()`; pass
       `jax.devices()[:1]` for an unsharded run).
+    - `checkpoint`: a `lecontrol.checkpoint.Checkpointer`, as in
+      `lc.optimize`: the whole batch is saved (arrays with a batch axis) and
+      a resumed batch ends bitwise as an uninterrupted one.
 
     **Returns:** a `SweepResult`, every field with a leading axis over the
     parameter values.
@@ -357,7 +326,9 @@ def optimize_batch(
     steps = int(steps)
     if steps < 0:
         raise ValueError(f"`steps` must be >= 0; got {steps}.")
-    numerics = _options(options)
+    gtol_value = _gtol(gtol)
+    chunk = _chunk_length(chunk)
+    numerics = _loop_numerics(_options(options))
     devices = _resolve_devices(devices)
     params = _as_arrays(params)
     n = _batch_size(params)
@@ -369,35 +340,73 @@ def optimize_batch(
             "`optimizer(p)` must return an lc.optimizers optimiser; got "
             f"{type(opt0).__name__}."
         )
-    problem0, theta0 = built[0]
-    control0 = problem0.control
-    theta0 = control0.project(theta0)
-    peel = not _state_is_stable(opt0, theta0, opt0.init(theta0, control0), control0)
+    gtol_array = jnp.asarray(gtol_value, dtype=jnp.result_type(float))
 
-    def one(p):
-        return _optimize_one(
-            p,
-            build=build,
-            optimizer_for=optimizer_for,
+    def setup(p) -> tuple[_Setup, Any]:
+        problem, theta0 = build(p)
+        posed = _posed(problem, theta0)
+        s = _Setup(posed, optimizer_for(p), adjoint.bind(posed), numerics, gtol_array)
+        return s, theta0
+
+    # The optimiser state's non-array leaves, and whether the first step
+    # changes its structure, from the first problem (the same for all).
+    problem0, theta00 = built[0]
+    s0, _ = setup(_element(params, 0))
+    carry0, static = _start(s0, theta00, None, steps)
+    stable = _state_is_stable(
+        opt0, carry0.theta, eqx.combine(carry0.state, static), problem0.control
+    )
+    static_after = static if stable else _static_after_step(s0, carry0, static)
+
+    place = _placement(params, devices)
+    padded = place.pad(params)
+    start = place.jit(lambda p: _start(*setup(p), None, steps)[0], 1)
+    advance = place.jit(
+        lambda p, c, stop: _advance(c, setup(p)[0], static_after, stop), 2, 1
+    )
+    first = place.jit(lambda p, c: _first(c, setup(p)[0], static), 2)
+    finish = place.jit(lambda p, c: _finish(c, setup(p)[0]), 2)
+    runner = _Runner(
+        advance=lambda c, stop: advance(padded, c, stop),
+        first=None if stable else lambda c: first(padded, c),
+        finish=lambda c: finish(padded, c),
+        to_host=lambda c: place.gather(c, trim=False),
+        to_device=lambda c: jax.device_put(c, place.sharding),
+        batched=True,
+    )
+    carry, finished, _, wall = _drive(
+        runner,
+        start(padded),
+        steps=steps,
+        chunk=chunk,
+        checkpoint=checkpoint,
+        signature=f"{opt0!r} for a batch of {n}",
+        progress=progress,
+        callback=None,
+    )
+    carry, finished = place.gather((carry, finished))
+    best_value, best_theta, best_iteration, result = finished
+    names = result_name(result)
+    messages = [
+        _message(
+            str(names[i]),
+            iterations=int(carry.iteration[i]),
             steps=steps,
-            adjoint=adjoint,
-            numerics=numerics,
-            peel=peel,
+            best_iteration=int(best_iteration[i]),
+            gtol=gtol_value,
         )
-
-    start = time.perf_counter()
-    out = _sharded_vmap(one, params, devices)
-    wall = time.perf_counter() - start
-    best_theta, values, norms, best_V, best_i, iterations, alive, final = out
+        for i in range(n)
+    ]
     return SweepResult(
         theta=best_theta,
-        values=values.reshape(n, steps),
-        grad_norms=norms.reshape(n, steps),
-        best_value=best_V,
-        best_iteration=best_i,
-        iterations=iterations,
-        completed=alive,
-        final_theta=final,
+        values=carry.values.reshape(n, steps),
+        grad_norms=carry.grad_norms.reshape(n, steps),
+        best_value=best_value,
+        best_iteration=best_iteration,
+        iterations=carry.iteration,
+        result=result,
+        message=messages,
+        final_theta=carry.theta,
         wall_time=wall,
         num_devices=len(devices),
     )

@@ -10,9 +10,12 @@ An experiment is a module that defines one `Experiment` value:
 - `build(config)`: the library objects of the problem (a `Setup`). Their
   constructors validate the values, so the CLI builds once before running to
   report bad configurations early.
-- `run(config, out_dir, progress)`: compute the baseline and the controlled
-  run and return a `RunOutput` (numeric arrays and a summary with at least
-  `SUMMARY_KEYS`). `out_dir` is for any extra files the experiment writes.
+- `run(config, out_dir, progress, checkpoints)`: compute the baseline and the
+  controlled run and return a `RunOutput` (numeric arrays and a summary with
+  at least `SUMMARY_KEYS`). `out_dir` is for any extra files the experiment
+  writes; `checkpoints` is the run's `lecontrol.checkpoint.CheckpointFolder`
+  (or None), whose `next()` checkpointer each optimisation takes
+  (`experiments.common.next_checkpoint`).
 - `plot(results, config, out_dir)`: draw the figures from the saved arrays, so
   `lecontrol plot DIR` redraws them without recomputing; returns their paths.
 
@@ -151,7 +154,7 @@ class Experiment:
     config: type[ExperimentConfig]
     quick: Mapping[str, Any]
     build: Callable[[Any], Any]
-    run: Callable[[Any, Path, bool], RunOutput]
+    run: Callable[..., RunOutput]  # (config, out_dir, progress, checkpoints)
     plot: Callable[[Mapping[str, np.ndarray], Any, Path], list[Path]]
 
     def default_config(self, *, quick: bool = False) -> ExperimentConfig:
@@ -265,13 +268,12 @@ def execute(
             out_dir, config.checkpoint_every, resume=resume, log=log
         )
     start = time.perf_counter()
-    with checkpoint.activate(checkpoints):
-        output = experiment.run(config, out_dir, progress)
+    output = experiment.run(config, out_dir, progress, checkpoints)
     if checkpoints is not None and checkpoints.handed_out == 0:
         warnings.warn(
             f"experiment {experiment.name!r} does not checkpoint its optimisation "
-            "(it does not use experiments.common.compare or "
-            "lecontrol.checkpoint.next_checkpointer); `checkpoint_every` had no "
+            "(its run does not pass `checkpoints.next()` to its optimisations); "
+            "`checkpoint_every` had no "
             "effect and a resumed run starts over.",
             stacklevel=2,
         )

@@ -49,6 +49,7 @@ import numpy as np
 import lecontrol as lc
 
 from .. import plotting
+from ..checkpoint import CheckpointFolder
 from .base import (
     Experiment,
     ExperimentConfig,
@@ -296,11 +297,16 @@ def level_findings(levels: np.ndarray, results) -> dict[str, Any]:
     }
 
 
-def run(config, out_dir: Path, progress: bool) -> RunOutput:
+def run(
+    config,
+    out_dir: Path,
+    progress: bool,
+    checkpoints: CheckpointFolder | None = None,
+) -> RunOutput:
     """Solve the baseline, optimise $\\varphi$, solve the controlled run, replay on SGD."""
     setup, data = _problem(config)
     results, summary = run_comparison(
-        config, setup, data, setup.system.class_losses, progress
+        config, setup, data, setup.system.class_losses, progress, checkpoints
     )
     labels = class_labels(config)
     found = engagement_findings(labels, results) | {"classes": labels}

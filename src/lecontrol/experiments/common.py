@@ -17,7 +17,7 @@ import numpy as np
 
 import lecontrol as lc
 
-from ..checkpoint import Checkpointer, next_checkpointer
+from ..checkpoint import Checkpointer, CheckpointFolder
 from .base import Setup
 
 
@@ -26,6 +26,16 @@ class Comparison(typing.NamedTuple):
     controlled: lc.Trajectory
     result: lc.OptimizeResult
     theta_baseline: typing.Any
+
+
+def next_checkpoint(checkpoints: CheckpointFolder | None) -> Checkpointer | None:
+    """The checkpointer of a run's next optimisation (None without checkpoints).
+
+    `execute` passes the run's `CheckpointFolder` to `Experiment.run`; every
+    optimisation takes the next one, so files are numbered in the (fixed)
+    order the optimisations run.
+    """
+    return None if checkpoints is None else checkpoints.next()
 
 
 def paper_lr(lr: float, alpha: float, knot_spacing: float) -> float:
@@ -49,14 +59,12 @@ def compare(
 ) -> Comparison:
     """Solve the baseline, optimise from `setup.theta0`, solve the optimum.
 
-    `checkpoint` saves (and resumes) the optimisation; by default the next
-    checkpointer of the run's active `lecontrol.checkpoint.CheckpointFolder`
-    (set up by `execute` when `checkpoint_every > 0` or when resuming), if any.
+    `checkpoint` saves (and resumes) the optimisation: pass
+    `next_checkpoint(checkpoints)` with the `CheckpointFolder` that `execute`
+    hands to the experiment's `run` (None: no checkpoints).
     """
     s = setup
     kw = {} if adjoint is None else {"adjoint": adjoint}
-    if checkpoint is None:
-        checkpoint = next_checkpointer()
 
     def trajectory(theta):
         return lc.solve(s.problem, theta, ts=ts, options=options)
@@ -116,7 +124,7 @@ def comparison_summary(c: Comparison, **extra) -> dict:
             "baseline": int(c.baseline.num_steps),
             "control": int(c.controlled.num_steps),
         },
-        "status": c.result.status,
+        "status": lc.result_name(c.result.result),
         "message": c.result.message,
     }
     return summary | extra

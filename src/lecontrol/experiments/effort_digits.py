@@ -19,6 +19,7 @@ import numpy as np
 
 import lecontrol as lc
 
+from ..checkpoint import CheckpointFolder
 from .base import Experiment, RunOutput, Setup, require, require_float, require_int
 from .gain_modulation import (
     GainConfig,
@@ -107,10 +108,21 @@ def build(config: EffortDigitsConfig) -> Setup:
     return gain_setup(config, system(config))
 
 
-def run(config: EffortDigitsConfig, out_dir: Path, progress: bool) -> RunOutput:
+def run(
+    config: EffortDigitsConfig,
+    out_dir: Path,
+    progress: bool,
+    checkpoints: CheckpointFolder | None = None,
+) -> RunOutput:
     """Baseline vs optimal gains, test loss, and the SGD replay on the images."""
     data = task(config)
-    r = run_gain(config, system(config, data), progress, replay_data=data)
+    r = run_gain(
+        config,
+        system(config, data),
+        progress,
+        replay_data=data,
+        checkpoints=checkpoints,
+    )
     results, summary = r.results, r.summary
     s = r.setup.system
     test = lc.systems.TwoLayerGain(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import lecontrol as lc
 
+from ..checkpoint import CheckpointFolder
 from .base import Experiment, RunOutput, Setup, require
 from .gain_modulation import (
     GainConfig,
@@ -83,9 +84,14 @@ def build(config: EffortGaussiansConfig) -> Setup:
     return gain_setup(config, system(config))
 
 
-def run(config: EffortGaussiansConfig, out_dir: Path, progress: bool) -> RunOutput:
+def run(
+    config: EffortGaussiansConfig,
+    out_dir: Path,
+    progress: bool,
+    checkpoints: CheckpointFolder | None = None,
+) -> RunOutput:
     """Baseline vs optimal gains, findings, and the SGD replay."""
-    return run_gain(config, system(config), progress).output
+    return run_gain(config, system(config), progress, checkpoints=checkpoints).output
 
 
 def plot(results, config: EffortGaussiansConfig, out_dir: Path) -> list[Path]:

@@ -21,6 +21,7 @@ import numpy as np
 import lecontrol as lc
 
 from .. import plotting
+from ..checkpoint import CheckpointFolder
 from .base import Experiment, RunOutput, Setup, require_int
 from .gain_modulation import (
     BASE,
@@ -114,9 +115,14 @@ def level_learning_times(ts, losses: np.ndarray) -> list[float | None]:
     ]
 
 
-def run(config: EffortSemanticConfig, out_dir: Path, progress: bool) -> RunOutput:
+def run(
+    config: EffortSemanticConfig,
+    out_dir: Path,
+    progress: bool,
+    checkpoints: CheckpointFolder | None = None,
+) -> RunOutput:
     """Baseline vs optimal gains, per-level learning times, and the SGD replay."""
-    r = run_gain(config, system(config), progress)
+    r = run_gain(config, system(config), progress, checkpoints=checkpoints)
     task = r.setup.system.task
     results, summary = r.results, r.summary
     for prefix in ("baseline", "control"):

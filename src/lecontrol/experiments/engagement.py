@@ -44,6 +44,7 @@ import numpy as np
 import lecontrol as lc
 
 from .. import io, plotting
+from ..checkpoint import CheckpointFolder
 from .base import (
     Experiment,
     ExperimentConfig,
@@ -53,7 +54,13 @@ from .base import (
     require_float,
     require_int,
 )
-from .common import compare, comparison_arrays, comparison_summary, paper_lr
+from .common import (
+    compare,
+    comparison_arrays,
+    comparison_summary,
+    next_checkpoint,
+    paper_lr,
+)
 
 # A coefficient below this counts as "fully disengaged" in the findings.
 DISENGAGED = 1e-2
@@ -309,6 +316,7 @@ def run_comparison(
     data,
     parts: Callable[[Any], jax.Array],
     progress: bool,
+    checkpoints: CheckpointFolder | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Baseline ($g = 1$) vs optimised engagement, plus the SGD replays.
 
@@ -334,6 +342,7 @@ def run_comparison(
         progress=progress,
         baseline_value=1.0,
         adjoint=GRADIENTS[config.gradient](),
+        checkpoint=next_checkpoint(checkpoints),
     )
     many = jax.jit(jax.vmap(parts))
     results = comparison_arrays(c) | {
@@ -508,11 +517,16 @@ def engagement_findings(
     }
 
 
-def run(config: _EngagementConfig, out_dir: Path, progress: bool) -> RunOutput:
+def run(
+    config: _EngagementConfig,
+    out_dir: Path,
+    progress: bool,
+    checkpoints: CheckpointFolder | None = None,
+) -> RunOutput:
     """Solve the baseline, optimise $\\psi$, solve the controlled run, replay on SGD."""
     setup, data = _problem(config)
     results, summary = run_comparison(
-        config, setup, data, setup.system.task_losses, progress
+        config, setup, data, setup.system.task_losses, progress, checkpoints
     )
     found = engagement_findings(config.labels, results)
     found["findings"]["released_in_listed_order"] = (

@@ -38,6 +38,7 @@ import numpy as np
 import lecontrol as lc
 
 from .. import io, plotting
+from ..checkpoint import CheckpointFolder
 from .base import (
     ExperimentConfig,
     RunOutput,
@@ -46,7 +47,14 @@ from .base import (
     require_float,
     require_int,
 )
-from .common import Comparison, compare, comparison_arrays, comparison_summary, paper_lr
+from .common import (
+    Comparison,
+    compare,
+    comparison_arrays,
+    comparison_summary,
+    next_checkpoint,
+    paper_lr,
+)
 
 BASES = ("weight", "neuron")
 
@@ -381,7 +389,12 @@ class GainRun(typing.NamedTuple):
 
 
 def run_gain(
-    config: GainConfig, system, progress: bool, *, replay_data=None
+    config: GainConfig,
+    system,
+    progress: bool,
+    *,
+    replay_data=None,
+    checkpoints: CheckpointFolder | None = None,
 ) -> GainRun:
     """Baseline vs optimised gains on `system`, findings, and the SGD replay.
 
@@ -391,6 +404,7 @@ def run_gain(
     - `system`: the learning system (`control_shape` `((H, in), (out, H))`).
     - `progress`: show the optimisation's progress bar.
     - `replay_data`: where SGD's samples come from (default: the system's task).
+    - `checkpoints`: the run's checkpoint folder (from `execute`), or None.
     """
     setup = gain_setup(config, system)
     lr = paper_lr(config.lr, config.alpha, config.T / (config.knots - 1))
@@ -401,6 +415,7 @@ def run_gain(
         iterations=config.iterations,
         options=numerics(config),
         progress=progress,
+        checkpoint=next_checkpoint(checkpoints),
     )
     results = comparison_arrays(c) | {"knots": np.asarray(setup.control.knots)}
     results |= derived_arrays(results)

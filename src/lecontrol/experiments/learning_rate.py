@@ -28,6 +28,7 @@ import numpy as np
 import lecontrol as lc
 
 from .. import io, plotting
+from ..checkpoint import CheckpointFolder
 from .base import (
     Experiment,
     ExperimentConfig,
@@ -37,7 +38,12 @@ from .base import (
     require_float,
     require_int,
 )
-from .common import compare, comparison_arrays, comparison_summary
+from .common import (
+    compare,
+    comparison_arrays,
+    comparison_summary,
+    next_checkpoint,
+)
 
 NAME = "learning-rate"
 DESCRIPTION = (
@@ -224,7 +230,12 @@ def time_to_half(ts, loss) -> float | None:
     return float(ts[i - 1] + (l0 - threshold) / (l0 - l1) * (ts[i] - ts[i - 1]))
 
 
-def run(config: LearningRateConfig, out_dir: Path, progress: bool) -> RunOutput:
+def run(
+    config: LearningRateConfig,
+    out_dir: Path,
+    progress: bool,
+    checkpoints: CheckpointFolder | None = None,
+) -> RunOutput:
     """Solve the base rate, optimise $\\rho(t)$ with Adam, solve the optimum."""
     s = build(config)
     c = compare(
@@ -234,6 +245,7 @@ def run(config: LearningRateConfig, out_dir: Path, progress: bool) -> RunOutput:
         iterations=config.iterations,
         options=numerics(config),
         progress=progress,
+        checkpoint=next_checkpoint(checkpoints),
     )
     results = comparison_arrays(c) | {"knots": np.asarray(s.control.knots)}
     task = s.system.task

@@ -26,7 +26,9 @@ import numpy as np
 import lecontrol as lc
 
 from .. import io, plotting
+from ..checkpoint import CheckpointFolder
 from .base import Experiment, RunOutput, Setup, require_int
+from .common import next_checkpoint
 from .learning_rate import (
     LearningRateConfig,
     check_learning_rate,
@@ -124,7 +126,12 @@ def build(config: LearningRateSweepConfig) -> Setup:
     return make({k: v[0] for k, v in params.items()})
 
 
-def run(config: LearningRateSweepConfig, out_dir: Path, progress: bool) -> RunOutput:
+def run(
+    config: LearningRateSweepConfig,
+    out_dir: Path,
+    progress: bool,
+    checkpoints: CheckpointFolder | None = None,
+) -> RunOutput:
     """Optimise every point of both sweeps at once; solve baseline and optimum."""
     params, segments = points(config)
     make = problem(config)
@@ -135,6 +142,8 @@ def run(config: LearningRateSweepConfig, out_dir: Path, progress: bool) -> RunOu
         optimizer=lc.optimizers.Adam(lr=config.lr),
         steps=config.iterations,
         options=numerics(config),
+        checkpoint=next_checkpoint(checkpoints),
+        progress=progress,
     )
     n = len(params["gamma"])
     both = {k: np.concatenate([v, v]) for k, v in params.items()}

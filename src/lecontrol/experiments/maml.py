@@ -30,6 +30,7 @@ import numpy as np
 import lecontrol as lc
 
 from .. import io, plotting
+from ..checkpoint import CheckpointFolder
 from .base import (
     Experiment,
     ExperimentConfig,
@@ -39,6 +40,7 @@ from .base import (
     require_float,
     require_int,
 )
+from .common import next_checkpoint
 from .single_neuron_sweep import announce, check_values, plot_curves_by_value
 
 NAME = "maml"
@@ -197,7 +199,12 @@ def _numerics(config: MAMLConfig) -> lc.SolverOptions:
     )
 
 
-def run(config: MAMLConfig, out_dir: Path, progress: bool) -> RunOutput:
+def run(
+    config: MAMLConfig,
+    out_dir: Path,
+    progress: bool,
+    checkpoints: CheckpointFolder | None = None,
+) -> RunOutput:
     """Optimise the initialisation per horizon, then evaluate each on one window."""
     net = system(config)
     horizons = np.asarray(config.horizons, dtype=int)
@@ -210,6 +217,8 @@ def run(config: MAMLConfig, out_dir: Path, progress: bool) -> RunOutput:
         # The configured intervals, not ContinuousAdjoint's default minimum.
         adjoint=lc.ContinuousAdjoint(min_intervals=config.quadrature_intervals),
         options=_numerics(config),
+        checkpoint=next_checkpoint(checkpoints),
+        progress=progress,
     )
     # Row 0: the random initialisation (baseline); then one row per horizon.
     theta0 = net.gaussian_init(config.seed, config.init_scale)
@@ -223,6 +232,8 @@ def run(config: MAMLConfig, out_dir: Path, progress: bool) -> RunOutput:
         inits,
         num_times=window + 1,  # one sample per inner step
         options=_numerics(config),
+        checkpoint=next_checkpoint(checkpoints),
+        progress=progress,
     )
     cumulative = -evaluation.V[:, -1]
     one_step = evaluation.loss[:, 1]
@@ -248,7 +259,9 @@ def run(config: MAMLConfig, out_dir: Path, progress: bool) -> RunOutput:
             "baseline": int(evaluation.num_steps[0]),
             "control": int(evaluation.num_steps[main + 1]),
         },
-        "status": "completed" if np.all(res.completed) else "nonfinite",
+        "status": "completed"
+        if np.all(res.completed)
+        else str(res.status[~res.completed][0]),
         "message": (
             f"optimised the initialisation for {len(horizons)} horizons "
             f"({config.iterations} iterations each) on {res.num_devices} device(s)"

@@ -24,6 +24,7 @@ import numpy as np
 
 import lecontrol as lc
 
+from ..checkpoint import CheckpointFolder
 from .base import Experiment, RunOutput, Setup, require, require_int
 from .gain_modulation import (
     GainConfig,
@@ -115,9 +116,14 @@ def real_loss(s: lc.systems.TanhTaylor, w, g, x, y) -> jax.Array:
     return fit + 0.5 * s.lam * (jnp.sum(W1**2) + jnp.sum(W2**2))
 
 
-def run(config: NonlinearConfig, out_dir: Path, progress: bool) -> RunOutput:
+def run(
+    config: NonlinearConfig,
+    out_dir: Path,
+    progress: bool,
+    checkpoints: CheckpointFolder | None = None,
+) -> RunOutput:
     """Optimise on the approximation; measure both controls on the real network."""
-    r = run_gain(config, system(config), progress)
+    r = run_gain(config, system(config), progress, checkpoints=checkpoints)
     results, summary = r.results, r.summary
     s = r.setup.system
     x, y = task(config).sample(

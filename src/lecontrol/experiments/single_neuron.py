@@ -19,6 +19,7 @@ import numpy as np
 import lecontrol as lc
 
 from .. import io, plotting
+from ..checkpoint import CheckpointFolder
 from .base import (
     Experiment,
     ExperimentConfig,
@@ -28,7 +29,13 @@ from .base import (
     require_float,
     require_int,
 )
-from .common import compare, comparison_arrays, comparison_summary, paper_lr
+from .common import (
+    compare,
+    comparison_arrays,
+    comparison_summary,
+    next_checkpoint,
+    paper_lr,
+)
 
 NAME = "single-neuron"
 DESCRIPTION = "Single neuron with gain control on two Gaussians: optimal g(t) vs g = 0."
@@ -123,7 +130,12 @@ def build(config: SingleNeuronConfig) -> Setup:
     )
 
 
-def run(config: SingleNeuronConfig, out_dir: Path, progress: bool) -> RunOutput:
+def run(
+    config: SingleNeuronConfig,
+    out_dir: Path,
+    progress: bool,
+    checkpoints: CheckpointFolder | None = None,
+) -> RunOutput:
     """Solve the baseline, optimise the control, solve the controlled run."""
     s = build(config)
     lr = paper_lr(config.lr, config.alpha, config.T / (config.knots - 1))
@@ -136,6 +148,7 @@ def run(config: SingleNeuronConfig, out_dir: Path, progress: bool) -> RunOutput:
             rtol=config.rtol, atol=config.atol, max_steps=config.max_steps
         ),
         progress=progress,
+        checkpoint=next_checkpoint(checkpoints),
     )
     results = comparison_arrays(c) | {
         "knots": np.asarray(s.control.knots),

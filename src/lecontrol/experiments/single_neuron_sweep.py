@@ -36,6 +36,7 @@ import numpy as np
 import lecontrol as lc
 
 from .. import io, plotting
+from ..checkpoint import CheckpointFolder
 from .base import (
     Experiment,
     ExperimentConfig,
@@ -45,7 +46,7 @@ from .base import (
     require_float,
     require_int,
 )
-from .common import paper_lr
+from .common import next_checkpoint, paper_lr
 
 NAME = "single-neuron-sweep"
 DESCRIPTION = (
@@ -336,7 +337,12 @@ def build(config: SingleNeuronSweepConfig) -> Setup:
     return make(_row(params, 0))
 
 
-def run(config: SingleNeuronSweepConfig, out_dir: Path, progress: bool) -> RunOutput:
+def run(
+    config: SingleNeuronSweepConfig,
+    out_dir: Path,
+    progress: bool,
+    checkpoints: CheckpointFolder | None = None,
+) -> RunOutput:
     """Optimise every point of every sweep at once; solve baseline and optimum."""
     params, segments = points(config)
     make = problem(config)
@@ -350,6 +356,8 @@ def run(config: SingleNeuronSweepConfig, out_dir: Path, progress: bool) -> RunOu
         optimizer=optimizer(config),
         steps=config.iterations,
         options=options,
+        checkpoint=next_checkpoint(checkpoints),
+        progress=progress,
     )
     n = len(params["T"])
     # Baseline (g = 0) and optimum of every point, in one more batch.
@@ -411,7 +419,8 @@ def sweep_summary(
             for s in segments
         ]
     )
-    completed = bool(np.all(res.completed))
+    failed = ~res.completed
+    completed = not np.any(failed)
     V_b, V_c = float(results["default_V_baseline"]), float(results["default_V_control"])
     return {
         "V_baseline": V_b,
@@ -420,13 +429,13 @@ def sweep_summary(
         "iterations": int(res.values.shape[1]),
         "wall_time_s": float(res.wall_time),
         "solver_steps": solver_steps,
-        "status": "completed" if completed else "nonfinite",
+        "status": "completed" if completed else str(res.status[failed][0]),
         "message": (
             f"optimised {res.values.shape[0]} problems for {res.values.shape[1]} "
             f"iterations each on {res.num_devices} device(s)"
             if completed
-            else f"{int(np.sum(~res.completed))} problems stopped at a non-finite "
-            "value or gradient (their best theta is kept)"
+            else f"{int(np.sum(failed))} problems stopped early, their best theta "
+            f"kept; the first: {res.message[int(np.argmax(failed))]}"
         ),
         "problems": int(res.values.shape[0]),
         "devices": int(res.num_devices),

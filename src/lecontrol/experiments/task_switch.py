@@ -21,6 +21,7 @@ import numpy as np
 
 import lecontrol as lc
 
+from ..checkpoint import CheckpointFolder
 from .base import Experiment, RunOutput, Setup, require, require_int
 from .gain_modulation import (
     GainConfig,
@@ -152,9 +153,14 @@ def anticipation(ts, effort, switch_times, period: float) -> list[dict]:
     return out
 
 
-def run(config: TaskSwitchConfig, out_dir: Path, progress: bool) -> RunOutput:
+def run(
+    config: TaskSwitchConfig,
+    out_dir: Path,
+    progress: bool,
+    checkpoints: CheckpointFolder | None = None,
+) -> RunOutput:
     """Baseline vs optimal gains over the whole schedule, findings, SGD replay."""
-    r = run_gain(config, system(config), progress)
+    r = run_gain(config, system(config), progress, checkpoints=checkpoints)
     results, summary = r.results, r.summary
     switches = np.asarray(r.setup.system.jump_times())
     results["switch_times"] = switches
