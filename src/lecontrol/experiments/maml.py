@@ -232,8 +232,6 @@ def run(
         inits,
         num_times=window + 1,  # one sample per inner step
         options=_numerics(config),
-        checkpoint=next_checkpoint(checkpoints),
-        progress=progress,
     )
     cumulative = -evaluation.V[:, -1]
     one_step = evaluation.loss[:, 1]
