@@ -366,4 +366,4 @@ def test_closed_forms_refuse_a_task_that_changes_in_time():
         cf.single_layer_weights(layer, control, theta, ts)
     cost, objective = lc.costs.Quadratic(0.1), lc.Objective(T=1.0)
     with pytest.raises(ValueError, match="constant task"):
-        cf.single_neuron_value(neuron, control, theta, cost, objective)
+        cf.single_neuron_value(lc.Problem(neuron, control, cost, objective), theta)

@@ -598,8 +598,12 @@ def test_systems_work_under_jit_and_vmap():
 
 
 def _value(system, control, theta, cost, objective, adjoint):
-    """The one place the new tests call `lc.value` (a problem built from parts)."""
-    return lc.value(system, control, theta, cost, objective, adjoint=adjoint, **SOLVE)
+    return lc.value(
+        lc.Problem(system, control, cost, objective),
+        theta,
+        adjoint=adjoint,
+        options=lc.SolverOptions(**SOLVE),
+    )
 
 
 class WeightedTanhRegression(lc.systems.AbstractGradientFlowSystem):

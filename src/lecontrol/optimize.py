@@ -597,3 +597,21 @@ def optimize(
         final_theta=carry.theta,
         state=eqx.combine(carry.state, static_after),
     )
+
+
+def runtime_error_message(err: Exception) -> str:
+    """The message of an error raised inside JIT (`eqx.error_if`), without
+    equinox's debugging boilerplate."""
+    # `equinox.EquinoxRuntimeError: ...` when raised through `eqx.filter_jit`;
+    # `_EquinoxRuntimeError: ...` inside a `jax.errors.JaxRuntimeError` when
+    # raised in a transformed computation (e.g. the backward pass of grad).
+    marker = "EquinoxRuntimeError: "
+    lines = [
+        ln.split(marker, 1)[1]
+        for ln in str(err).splitlines()
+        if ln.lstrip().startswith(("equinox.", "_Equinox")) and marker in ln
+    ]
+    if lines:
+        return lines[-1]
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
