@@ -272,21 +272,21 @@ class SwitchingTasks(AbstractTask):
 
     @property
     def Sx(self) -> Float[Array, "inputs inputs"]:
-        """$\Sigma_x$ of the first task (active at $t = 0$); see `Sx_at`."""
+        r"""$\Sigma_x$ of the first task (active at $t = 0$); see `Sx_at`."""
         return self.Sx_stack[0]
 
     @property
     def Sxy(self) -> Float[Array, "inputs outputs"]:
-        """$\Sigma_{xy}$ of the first task (active at $t = 0$); see `Sxy_at`."""
+        r"""$\Sigma_{xy}$ of the first task (active at $t = 0$); see `Sxy_at`."""
         return self.Sxy_stack[0]
 
     @property
     def Sy(self) -> Float[Array, "outputs outputs"]:
-        """$\Sigma_y$ of the first task (active at $t = 0$); see `Sy_at`."""
+        r"""$\Sigma_y$ of the first task (active at $t = 0$); see `Sy_at`."""
         return self.Sy_stack[0]
 
     def mean_x(self) -> Float[Array, " inputs"]:
-        """$\langle x\rangle$ of the first task (active at $t = 0$); see `mean_x_at`."""
+        r"""$\langle x\rangle$ of the first task (active at $t = 0$); see `mean_x_at`."""
         return self.mean_x_stack[0]
 
     def active(self, t: Real[Array, ""]) -> Int[Array, ""]:
