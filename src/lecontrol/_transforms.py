@@ -31,8 +31,24 @@ class TransformNotSupportedError(TypeError):
     """A JAX transformation of `lc.value` that the gradient strategy cannot do."""
 
 
+def _identity_primitive(name: str) -> Primitive:
+    """A primitive that is the identity when evaluated, batched or compiled; its
+    JVP rule is set below."""
+    p = Primitive(name)
+    p.def_impl(lambda x, *, message: x)
+    p.def_abstract_eval(lambda x, *, message: x)
+    batching.primitive_batchers[p] = lambda args, dims, *, message: (
+        p.bind(args[0], message=message),
+        dims[0],
+    )
+    mlir.register_lowering(
+        p, mlir.lower_fun(lambda x, *, message: x, multiple_results=False)
+    )
+    return p
+
+
 _forward_only_p = Primitive("lecontrol_forward_mode_guard")
-_guard_p = Primitive("lecontrol_transform_guard")
+_guard_p = _identity_primitive("lecontrol_transform_guard")
 
 
 def _raise(message):
@@ -58,15 +74,6 @@ mlir.register_lowering(_forward_only_p, _raising)
 # The primal primitive: the identity, whose JVP sends the tangent through
 # `_forward_only_p` and the primal through itself again, so that an outer
 # level of forward mode (jax.hessian = jacfwd(jacrev)) is caught as well.
-_guard_p.def_impl(lambda x, *, message: x)
-_guard_p.def_abstract_eval(lambda x, *, message: x)
-batching.primitive_batchers[_guard_p] = lambda args, dims, *, message: (
-    _guard_p.bind(args[0], message=message),
-    dims[0],
-)
-mlir.register_lowering(
-    _guard_p, mlir.lower_fun(lambda x, *, message: x, multiple_results=False)
-)
 
 
 def _guard_jvp(primals, tangents, *, message):
@@ -87,16 +94,7 @@ def forward_mode_guard(tree, message: str):
     )
 
 
-_no_diff_p = Primitive("lecontrol_second_order_guard")
-_no_diff_p.def_impl(lambda x, *, message: x)
-_no_diff_p.def_abstract_eval(lambda x, *, message: x)
-batching.primitive_batchers[_no_diff_p] = lambda args, dims, *, message: (
-    _no_diff_p.bind(args[0], message=message),
-    dims[0],
-)
-mlir.register_lowering(
-    _no_diff_p, mlir.lower_fun(lambda x, *, message: x, multiple_results=False)
-)
+_no_diff_p = _identity_primitive("lecontrol_second_order_guard")
 
 
 def _no_diff_jvp(primals, tangents, *, message):
