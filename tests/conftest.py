@@ -9,6 +9,24 @@ import pytest  # noqa: E402
 import lecontrol as lc  # noqa: E402
 
 
+class NanLossSystem(lc.systems.AbstractLearningSystem):
+    """dw/dt = -w + 1 + g (finite dynamics), but the expected loss
+    0.01 log(1 / (0.3 - g)) + (w - 2)²/2 is nan once the control passes 0.3."""
+
+    @property
+    def control_shape(self):
+        return ()
+
+    def init_state(self):
+        return jax.numpy.asarray(0.0)
+
+    def vector_field(self, t, w, g):
+        return -w + 1.0 + g
+
+    def loss(self, t, w, g):
+        return -jax.numpy.log(0.3 - g) * 0.01 + 0.5 * (w - 2.0) ** 2
+
+
 @pytest.fixture
 def neuron_problem():
     """The paper's single-neuron problem on a short horizon."""

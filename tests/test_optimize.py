@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import lecontrol as lc
+from conftest import NanLossSystem
 
 
 def _neuron(mu=2.0, sigma=1.0, lam=0.1, beta=0.3, gamma=0.99, T=0.6, knots=31):
@@ -199,23 +200,6 @@ def test_gtol_stops_at_a_small_projected_gradient():
         lc.optimize(problem, theta0, steps=2, gtol=-1.0)
 
 
-class _NanLoss(lc.systems.AbstractLearningSystem):
-    """dw/dt = -w + 1 + g (finite), but the loss log(0.3 - g) is nan for g > 0.3."""
-
-    @property
-    def control_shape(self):
-        return ()
-
-    def init_state(self):
-        return jnp.asarray(0.0)
-
-    def vector_field(self, t, w, g):
-        return -w + 1.0 + g
-
-    def loss(self, t, w, g):
-        return -jnp.log(0.3 - g) * 0.01 + 0.5 * (w - 2.0) ** 2
-
-
 class _SqrtCost(lc.costs.AbstractCost):
     """C(g) = 0.01 sqrt(|g|): finite, with a non-finite derivative at g = 0."""
 
@@ -232,7 +216,7 @@ def test_result_codes_of_failures():
         jnp.linspace(0, 1.0, 5), lower=-1.0, upper=1.0
     )
     problem = lc.Problem(
-        _NanLoss(), control, lc.costs.Quadratic(0.0), lc.Objective(T=1.0)
+        NanLossSystem(), control, lc.costs.Quadratic(0.0), lc.Objective(T=1.0)
     )
     res = lc.optimize(
         problem,
@@ -246,7 +230,7 @@ def test_result_codes_of_failures():
     assert float(jnp.max(res.theta)) <= 0.3 and np.isfinite(res.best_value)
     assert res.values.shape == (res.iterations,)
 
-    sqrt_cost = lc.Problem(_NanLoss(), control, _SqrtCost(), lc.Objective(T=1.0))
+    sqrt_cost = lc.Problem(NanLossSystem(), control, _SqrtCost(), lc.Objective(T=1.0))
     res = lc.optimize(sqrt_cost, control.init(0.0), steps=5)
     assert res.result == lc.RESULTS.nonfinite and res.status == "nonfinite"
     assert res.iterations == 0 and "not finite" in res.message

@@ -36,6 +36,7 @@ import numpy as np
 import pytest
 
 import lecontrol as lc
+from conftest import NanLossSystem
 from lecontrol import checkpoint as ckpt, cli, io
 from lecontrol.experiments import base, execute, get
 from lecontrol.experiments.common import (
@@ -378,30 +379,12 @@ class _FragileConfig(base.ExperimentConfig):
     lr: float = 5.0
 
 
-class _Fragile(lc.systems.AbstractLearningSystem):
-    """dw/dt = -w + 1 + g; the expected loss log(0.3 - g) + w²/2 is nan once the
-    control passes 0.3, while the dynamics stay finite."""
-
-    @property
-    def control_shape(self):
-        return ()
-
-    def init_state(self):
-        return jnp.asarray(0.0)
-
-    def vector_field(self, t, w, g):
-        return -w + 1.0 + g
-
-    def loss(self, t, w, g):
-        return -jnp.log(0.3 - g) * 0.01 + 0.5 * (w - 2.0) ** 2
-
-
 def _fragile_build(config):
     control = lc.controls.PiecewiseLinear(
         jnp.linspace(0.0, 1.0, 5), lower=-1.0, upper=1.0
     )
     problem = lc.Problem(
-        _Fragile(), control, lc.costs.Quadratic(0.0), lc.Objective(T=1.0)
+        NanLossSystem(), control, lc.costs.Quadratic(0.0), lc.Objective(T=1.0)
     )
     return base.Setup(problem, control.init(0.0))
 
