@@ -2,7 +2,7 @@
 
     lecontrol list
     lecontrol show NAME [--quick]
-    lecontrol run NAME [--quick] [--out DIR] [--set KEY=VALUE ...]
+    lecontrol run NAME [--quick] [--out DIR] [--set SECTION.KEY=VALUE ...]
                   [--config FILE.toml] [--seed N] [--overwrite] [--no-progress]
     lecontrol run NAME --resume DIR
     lecontrol plot DIR
@@ -77,13 +77,13 @@ def _parser() -> argparse.ArgumentParser:
         nargs="+",
         action="extend",
         default=[],
-        help="override config keys, e.g. --set gamma=0.9 iterations=100",
+        help="override config keys by their dotted names, e.g. --set objective.gamma=0.9 optimiser.iterations=100",
     )
     run.add_argument(
         "--config",
         metavar="FILE.toml",
         type=Path,
-        help="TOML file of `key = value` overrides (applied before --set)",
+        help="TOML file of overrides, as `lecontrol show NAME` prints them ([section] tables; applied before --set)",
     )
     run.add_argument(
         "--seed", type=int, metavar="N", help="random seed (config key seed)"
@@ -122,49 +122,32 @@ def _list() -> int:
     return EXIT_OK
 
 
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if v is None:
-        return '"none"'
-    return repr(v)
-
-
 def _show(args) -> int:
     from . import experiments
-    from .experiments.base import config_to_dict
+    from .experiments.base import to_toml
 
     experiment = experiments.get(args.name)
     config = experiment.default_config(quick=args.quick)
-    print(
-        f"# {experiment.name}{' (quick)' if args.quick else ''}: {experiment.description}"
-    )
-    for key, value in config_to_dict(config).items():
-        print(f"{key} = {_toml_value(value)}")
+    quick = " (quick)" if args.quick else ""
+    header = f"{experiment.name}{quick}: {experiment.description}"
+    print(to_toml(config, header), end="")
     return EXIT_OK
 
 
 def _build_config(experiment, args):
-    from .experiments.base import apply_overrides, load_toml, parse_assignments
+    from .experiments.base import load_toml, parse_assignments
 
     config = experiment.default_config(quick=args.quick)
     if args.config is not None:
-        config = apply_overrides(
-            config,
+        config = config.replace(
             load_toml(args.config),
             source=f"config file {args.config}",
             parse_strings=False,
         )
     if args.assignments:
-        config = apply_overrides(
-            config, parse_assignments(args.assignments), source="--set"
-        )
+        config = config.replace(parse_assignments(args.assignments), source="--set")
     if args.seed is not None:
-        config = apply_overrides(config, {"seed": args.seed}, source="--seed")
+        config = config.replace({"seed": args.seed}, source="--seed")
     experiment.validate(config)
     return config
 
@@ -193,8 +176,6 @@ def _resumed_config(experiment, args, argv: Sequence[str], stack: contextlib.Exi
     lock is entered on `stack` before anything is written."""
     from . import io
     from .checkpoint import CheckpointFolder
-    from .experiments.base import config_from_dict, config_to_dict
-
     folder: Path = args.resume
     where = f"--resume {folder}"
     if args.out is not None and Path(args.out).resolve() != folder.resolve():
@@ -227,15 +208,15 @@ def _resumed_config(experiment, args, argv: Sequence[str], stack: contextlib.Exi
             f"{experiment.name!r}; resume it with `lecontrol run "
             f"{meta['experiment']} --resume {folder}`."
         )
-    saved = config_from_dict(experiment.config, meta["config"], source=str(cfg_path))
+    saved = experiment.read_config(meta["config"], source=str(cfg_path))
     if (
         args.quick
         or args.config is not None
         or args.assignments
         or args.seed is not None
     ):
-        asked = config_to_dict(_build_config(experiment, args))
-        old = config_to_dict(saved)
+        asked = _build_config(experiment, args).flat()
+        old = saved.flat()
         diff = [
             f"{k} (saved {old[k]!r}, asked {asked[k]!r})"
             for k in old
@@ -392,8 +373,6 @@ def _read_run_file(path: Path, read):
 
 def _plot(args) -> int:
     from . import experiments, io
-    from .experiments.base import config_from_dict
-
     folder: Path = args.dir
     if not folder.is_dir():
         raise UsageError(
@@ -416,9 +395,7 @@ def _plot(args) -> int:
     if not isinstance(_read_run_file(folder / "summary.json", io.read_json), dict):
         raise UsageError(f"{folder / 'summary.json'} is not a run summary.")
     experiment = experiments.get(meta["experiment"])
-    config = config_from_dict(
-        experiment.config, meta["config"], source=str(folder / "config.json")
-    )
+    config = experiment.read_config(meta["config"], source=str(folder / "config.json"))
     results = _read_run_file(folder / "results.npz", io.read_npz)
     try:
         paths = experiment.plot(results, config, folder)

@@ -1,4 +1,11 @@
-"""The steps every experiment shares: baseline vs optimised control.
+"""The steps every experiment shares: the problem's standard parts from the
+configuration's sections, and the baseline vs optimised-control comparison.
+
+The sections `objective` (`alpha`, `steps`, `gamma`, `eta`; the horizon is
+$T = N\alpha$, `steps` $N$ SGD steps of size `alpha`), `control` (`knots`,
+`lower`, `upper`, `init`), `optimiser` (`lr`, `iterations`) and `solver`
+(`rtol`, `atol`, `max_steps`) mean the same in every experiment; the
+builders below turn them into library objects.
 
 An experiment's `run` builds its `Setup`, then calls `compare` to solve the
 baseline ($\\theta$ giving $g = $ `baseline_value`, usually 0), optimise the
@@ -13,12 +20,13 @@ from __future__ import annotations
 import typing
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import lecontrol as lc
 
-from ..checkpoint import Checkpointer, CheckpointFolder
-from .base import Setup
+from ...checkpoint import Checkpointer, CheckpointFolder
+from ..base import Config, Setup
 
 
 class Comparison(typing.NamedTuple):
@@ -45,40 +53,93 @@ def paper_lr(lr: float, alpha: float, knot_spacing: float) -> float:
     return lr * alpha / knot_spacing
 
 
+def horizon(cfg: Config) -> float:
+    """The horizon $T = N\alpha$ (`objective.steps` × `objective.alpha`)."""
+    return cfg.objective.steps * cfg.objective.alpha
+
+
+def objective(cfg: Config) -> lc.Objective:
+    """`lc.Objective` on $[0, T]$ with `objective.gamma` and `objective.eta`."""
+    return lc.Objective(T=horizon(cfg), gamma=cfg.objective.gamma, eta=cfg.objective.eta)
+
+
+def knot_times(cfg: Config) -> jax.Array:
+    """`control.knots` evenly spaced knots on $[0, T]$."""
+    return jnp.linspace(0.0, horizon(cfg), cfg.control.knots)
+
+
+def knot_control(cfg: Config, shape) -> lc.controls.PiecewiseLinear:
+    """Piecewise-linear control of `shape` on `knot_times`, within
+    [`control.lower`, `control.upper`]."""
+    c = cfg.control
+    return lc.controls.PiecewiseLinear(
+        knot_times(cfg), shape=shape, lower=c.lower, upper=c.upper
+    )
+
+
+def setup(cfg: Config, system, control, cost) -> Setup:
+    """The problem with `objective(cfg)`, starting from the constant `control.init`."""
+    problem = lc.Problem(system, control, cost, objective(cfg))
+    return Setup(problem, control.init(cfg.control.init))
+
+
+def control_lr(cfg: Config) -> float:
+    """`optimiser.lr` as a step on the hat-basis coefficients (`paper_lr`)."""
+    T = horizon(cfg)
+    return paper_lr(cfg.optimiser.lr, cfg.objective.alpha, T / (cfg.control.knots - 1))
+
+
+def projected_ascent(cfg: Config) -> lc.optimizers.ProjectedGradientAscent:
+    """Projected gradient ascent (the paper's Algorithm 1) with `control_lr`."""
+    return lc.optimizers.ProjectedGradientAscent(lr=control_lr(cfg))
+
+
+def options(cfg: Config) -> lc.SolverOptions:
+    """`lc.SolverOptions` from the `solver` section."""
+    s = cfg.solver
+    return lc.SolverOptions(rtol=s.rtol, atol=s.atol, max_steps=s.max_steps)
+
+
+def record_times(cfg: Config, every: int) -> jax.Array:
+    """Saved times: every `every` SGD steps, from 0 to $T$."""
+    return jnp.linspace(0.0, horizon(cfg), cfg.objective.steps // every + 1)
+
+
 def compare(
     setup: Setup,
+    cfg: Config,
     *,
     ts,
-    optimizer: lc.optimizers.AbstractOptimizer,
-    iterations: int,
-    options: lc.SolverOptions,
     progress: bool,
-    baseline_value: float = 0.0,
+    checkpoints: CheckpointFolder | None,
+    optimizer: lc.optimizers.AbstractOptimizer | None = None,
     adjoint: lc.AbstractGradientStrategy | None = None,
-    checkpoint: Checkpointer | None = None,
+    baseline_value: float = 0.0,
 ) -> Comparison:
     """Solve the baseline, optimise from `setup.theta0`, solve the optimum.
 
-    `checkpoint` saves (and resumes) the optimisation: pass
-    `next_checkpoint(checkpoints)` with the `CheckpointFolder` that `execute`
-    hands to the experiment's `run` (None: no checkpoints).
+    The optimisation runs `optimiser.iterations` steps of `optimizer`
+    (default: `projected_ascent(cfg)`) with the `solver` options; it saves and
+    resumes through the next checkpointer of `checkpoints` (the folder
+    `execute` hands to the experiment's `run`; None: no checkpoints).
+    Both trajectories are saved at `ts`.
     """
-    s = setup
+    s, opts = setup, options(cfg)
     kw = {} if adjoint is None else {"adjoint": adjoint}
 
     def trajectory(theta):
-        return lc.solve(s.problem, theta, ts=ts, options=options)
+        return lc.solve(s.problem, theta, ts=ts, options=opts)
 
     theta_baseline = s.control.init(baseline_value)
     baseline = trajectory(theta_baseline)
     res = lc.optimize(
         s.problem,
         s.theta0,
-        optimizer=optimizer,
-        steps=iterations,
+        optimizer=projected_ascent(cfg) if optimizer is None else optimizer,
+        steps=cfg.optimiser.iterations,
         progress=progress,
-        checkpoint=checkpoint,
-        options=options,
+        checkpoint=next_checkpoint(checkpoints),
+        options=opts,
         **kw,
     )
     return Comparison(baseline, trajectory(res.theta), res, theta_baseline)

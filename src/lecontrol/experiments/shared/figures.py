@@ -1,0 +1,65 @@
+"""Figures the experiments share, drawn from a run's saved arrays.
+
+Each function returns a matplotlib figure (or, for `optimisation`, a
+name → drawing function entry); `save` writes a name → drawing function
+table into the run's folder. Experiments combine these with their own panels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ... import io, plotting
+
+__all__ = ["loss", "net_reward_difference", "optimisation", "pair", "plotting", "save"]
+
+CONTROL_LABEL = "optimal control"
+
+
+def pair(baseline_label: str) -> dict[str, dict]:
+    """Line styles of the baseline and of the optimised control, by label."""
+    return {baseline_label: plotting.BASELINE_STYLE, CONTROL_LABEL: plotting.CONTROL_STYLE}
+
+
+def loss(results: Mapping[str, np.ndarray], styles: Mapping[str, dict]):
+    """Expected loss $\\langle L\\rangle(t)$ of the baseline and of the control."""
+    base, ctrl = list(styles)
+    return plotting.plot_lines(
+        results["ts"],
+        {base: results["baseline_loss"], ctrl: results["control_loss"]},
+        title="Expected loss ⟨L⟩(t)",
+        ylabel="expected loss ⟨L⟩",
+        styles=styles,
+    )
+
+
+def net_reward_difference(results: Mapping[str, np.ndarray], symbol: str):
+    """$v_\\text{control}(t) - v_\\text{baseline}(t)$, the discounted net reward's gap."""
+    return plotting.plot_difference(
+        results["ts"],
+        results["control_v"] - results["baseline_v"],
+        title="Net reward: control minus baseline",
+        ylabel="v_control(t) − v_baseline(t)",
+        label=f"γ^t [η P − C({symbol})] difference",
+    )
+
+
+def optimisation(results: Mapping[str, np.ndarray]) -> dict[str, Callable]:
+    """`optimisation.png` (V per iteration) when the run optimised at all."""
+    if not results["values"].size:
+        return {}
+    baseline = float(results["baseline_V"][-1])
+    return {
+        "optimisation.png": lambda: plotting.plot_optimisation(
+            results["values"], baseline=baseline
+        )
+    }
+
+
+def save(figures: Mapping[str, Callable], out_dir: Path) -> list[Path]:
+    """Draw and save each figure of a name → drawing function table."""
+    out_dir = Path(out_dir)
+    return [io.save_figure(draw(), out_dir / name) for name, draw in figures.items()]

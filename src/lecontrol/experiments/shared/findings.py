@@ -1,0 +1,70 @@
+r"""Measures of the paper's findings, as plain functions of saved arrays.
+
+The experiments report these as summary entries, and `lecontrol plot` or a
+reproduction report can recompute them from `results.npz`. Times are
+interpolated linearly between the saved samples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "crossing_time",
+    "fraction_in_first_quarter",
+    "integral",
+    "rank_correlation",
+    "steepest_drop_time",
+]
+
+
+def integral(ts, y) -> float:
+    """$\\int y\\,dt$ by the trapezoid rule on `ts`."""
+    return float(np.trapezoid(np.asarray(y, dtype=float), np.asarray(ts, dtype=float)))
+
+
+def crossing_time(ts, x, level: float) -> float | None:
+    """First time at which `x` <= `level` (interpolated), or `None` if never."""
+    ts, x = np.asarray(ts, dtype=float), np.asarray(x, dtype=float)
+    below = np.flatnonzero(x <= level)
+    if below.size == 0:
+        return None
+    i = int(below[0])
+    if i == 0:
+        return float(ts[0])
+    x0, x1 = x[i - 1], x[i]
+    return float(ts[i - 1] + (x0 - level) / (x0 - x1) * (ts[i] - ts[i - 1]))
+
+
+def fraction_in_first_quarter(ts, effort) -> float | None:
+    r"""$\int_0^{T/4} e\,dt / \int_0^T e\,dt$ (trapezoid on `ts`); `None` if $e \equiv 0$.
+
+    For a control that does not depend on time the fraction is 1/4; the paper's
+    finding "control concentrated early" is a fraction well above that.
+    """
+    ts, e = np.asarray(ts, dtype=float), np.asarray(effort, dtype=float)
+    total = integral(ts, e)
+    if not total > 0:
+        return None
+    quarter = ts[0] + 0.25 * (ts[-1] - ts[0])
+    grid = np.union1d(ts[ts <= quarter], [quarter])
+    return integral(grid, np.interp(grid, ts, e)) / total
+
+
+def steepest_drop_time(ts, loss) -> float:
+    r"""Time of the fastest loss decrease, $\arg\max_t(-d\langle L\rangle/dt)$."""
+    ts, loss = np.asarray(ts, dtype=float), np.asarray(loss, dtype=float)
+    rate = -np.diff(loss) / np.diff(ts)
+    i = int(np.argmax(rate))
+    return float(0.5 * (ts[i] + ts[i + 1]))
+
+
+def rank_correlation(a, b, *, constant: float = float("nan")) -> float:
+    """Spearman's rank correlation of two vectors (ties ranked by position);
+    `constant` when either vector is constant."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    ra = np.argsort(np.argsort(a, kind="stable"), kind="stable").astype(float)
+    rb = np.argsort(np.argsort(b, kind="stable"), kind="stable").astype(float)
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return constant
+    return float(np.corrcoef(ra, rb)[0, 1])
