@@ -13,13 +13,9 @@ import pytest
 
 from lecontrol import cli, io
 from lecontrol.experiments import get, names
-from lecontrol.experiments.base import (
-    ConfigError,
-    apply_overrides,
-    load_toml,
-    parse_assignments,
-)
-from lecontrol.experiments.single_neuron import SingleNeuronConfig
+from lecontrol.experiments.base import ConfigError, load_toml, parse_assignments
+
+DEFAULT = get("single-neuron").default
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = {"control.png", "loss.png", "net_reward_difference.png", "weights.png"}
@@ -72,8 +68,9 @@ def test_show_prints_loadable_toml(capsys, tmp_path):
     path = tmp_path / "c.toml"
     path.write_text(out)
     quick = get("single-neuron").default_config(quick=True)
-    rebuilt = apply_overrides(SingleNeuronConfig(), load_toml(path), source="t")
-    assert rebuilt == quick
+    assert "[objective]" in out and "gamma = 0.99" in out
+    rebuilt = DEFAULT.replace(load_toml(path), source="t", parse_strings=False)
+    assert rebuilt == quick and rebuilt != DEFAULT
 
 
 # ------------------------------------------------------------- the quick run
@@ -105,7 +102,8 @@ def test_quick_run_config_is_complete(quick_run):
     assert meta["quick"] is True
     assert meta["seed"] == 0
     quick = get("single-neuron").default_config(quick=True)
-    assert meta["config"] == json.loads(json.dumps(quick.__dict__))
+    assert meta["config"] == json.loads(json.dumps(quick.to_dict()))
+    assert meta["config"]["objective"]["gamma"] == 0.99
     for pkg in (
         "lecontrol",
         "jax",
@@ -134,7 +132,7 @@ def test_quick_run_summary_and_results(quick_run):
     assert summary["status"] == "completed"
     assert np.isfinite(summary["V_baseline"]) and np.isfinite(summary["V_control"])
     cfg = get("single-neuron").default_config(quick=True)
-    assert summary["iterations"] == cfg.iterations
+    assert summary["iterations"] == cfg.optimiser.iterations
     assert summary["solver_steps"]["baseline"] > 0
     assert summary["solver_steps"]["control"] > 0
 
@@ -143,18 +141,18 @@ def test_quick_run_summary_and_results(quick_run):
     for name, arr in results.items():
         assert arr.dtype.kind in "biuf", name
         assert np.all(np.isfinite(arr)), name
-    n = cfg.steps + 1
+    n = cfg.objective.steps + 1
     assert results["ts"].shape == (n,)
-    assert results["ts"][-1] == pytest.approx(cfg.steps * cfg.alpha)
+    assert results["ts"][-1] == pytest.approx((n - 1) * cfg.objective.alpha)
     for prefix in ("baseline", "control"):
         for field in ("w", "loss", "g", "v", "V"):
             assert results[f"{prefix}_{field}"].shape == (n,)
-    assert results["values"].shape == (cfg.iterations,)
-    assert results["theta"].shape == (cfg.knots,)
+    assert results["values"].shape == (cfg.optimiser.iterations,)
+    assert results["theta"].shape == (cfg.control.knots,)
     # The baseline is g = 0; the optimised control respects its bounds.
     np.testing.assert_array_equal(results["baseline_g"], 0.0)
-    assert results["control_g"].min() >= cfg.lower
-    assert results["control_g"].max() <= cfg.upper
+    assert results["control_g"].min() >= cfg.control.lower
+    assert results["control_g"].max() <= cfg.control.upper
     # Summary values are the final cumulative values of the saved trajectories.
     assert summary["V_baseline"] == pytest.approx(results["baseline_V"][-1], rel=1e-12)
     assert summary["V_control"] == pytest.approx(results["control_V"][-1], rel=1e-12)
@@ -221,18 +219,19 @@ def test_plot_needs_a_run_folder(tmp_path, capsys):
 @pytest.mark.parametrize(
     "assignment, names_",
     [
-        ("gamma=7", ["gamma"]),
-        ("gamma=0", ["gamma"]),
-        ("gamam=0.9", ["gamam", "gamma"]),  # unknown key, close match suggested
-        ("iterations=1.5", ["iterations", "int"]),
-        ("iterations=-1", ["iterations"]),
-        ("knots=1", ["knots"]),
-        ("beta=-1", ["beta"]),
-        ("sigma=abc", ["sigma", "float"]),
-        ("lower=0.6", ["lower", "upper"]),
-        ("control_init=0.9", ["control_init"]),
-        ("alpha=0", ["alpha"]),
-        ("gamma", ["key=value"]),
+        ("objective.gamma=7", ["gamma"]),
+        ("objective.gamma=0", ["gamma"]),
+        ("objective.gamam=0.9", ["gamam", "objective.gamma"]),  # close match
+        ("gamma=0.9", ["gamma", "objective.gamma"]),  # the section left out
+        ("optimiser.iterations=1.5", ["optimiser.iterations", "int"]),
+        ("optimiser.iterations=-1", ["optimiser.iterations"]),
+        ("control.knots=1", ["knots"]),
+        ("cost.beta=-1", ["beta"]),
+        ("task.sigma=abc", ["task.sigma", "float"]),
+        ("control.lower=0.6", ["lower", "upper"]),
+        ("control.init=0.9", ["init"]),
+        ("objective.alpha=0", ["T"]),
+        ("objective.gamma", ["key=value"]),
     ],
 )
 def test_bad_set_fails_naming_the_key(assignment, names_, tmp_path, capsys):
@@ -257,7 +256,12 @@ def test_bad_set_fails_naming_the_key(assignment, names_, tmp_path, capsys):
 
 def test_bad_set_through_the_console(tmp_path):
     proc = _lecontrol(
-        "run", "single-neuron", "--out", str(tmp_path / "r"), "--set", "gamma=7"
+        "run",
+        "single-neuron",
+        "--out",
+        str(tmp_path / "r"),
+        "--set",
+        "objective.gamma=7",
     )
     assert proc.returncode == 2
     assert "gamma" in proc.stderr and "Traceback" not in proc.stderr
@@ -271,11 +275,13 @@ def test_unknown_experiment(capsys):
 
 def test_bad_config_files(tmp_path, capsys):
     cases = {
-        "unknown.toml": ("gamam = 0.9\n", ["gamam", "gamma"]),
-        "type.toml": ('gamma = "high"\n', ["gamma", "float"]),
-        "range.toml": ("gamma = 1.5\n", ["gamma"]),
+        "unknown.toml": ("[objective]\ngamam = 0.9\n", ["gamam", "objective.gamma"]),
+        "flat.toml": ("gamma = 0.9\n", ["gamma", "objective.gamma"]),
+        "type.toml": ('[objective]\ngamma = "high"\n', ["objective.gamma", "float"]),
+        "range.toml": ("[objective]\ngamma = 1.5\n", ["gamma"]),
         "syntax.toml": ("gamma = = 1\n", ["TOML"]),
-        "table.toml": ("[single-neuron]\ngamma = 0.9\n", ["flat"]),
+        "table.toml": ("[single-neuron]\ngamma = 0.9\n", ["single-neuron.gamma"]),
+        "section.toml": ("objective = 0.9\n", ["objective"]),
     }
     for name, (text, expected) in cases.items():
         path = tmp_path / name
@@ -302,28 +308,29 @@ def test_bad_config_files(tmp_path, capsys):
 
 
 def test_overrides_parse_to_field_types():
-    cfg = apply_overrides(
-        SingleNeuronConfig(),
-        parse_assignments(["gamma=0.5", "iterations=12", "lr=1e-2", "seed=3"]),
-        source="--set",
-    )
-    assert (cfg.gamma, cfg.iterations, cfg.lr, cfg.seed) == (0.5, 12, 0.01, 3)
-    assert isinstance(cfg.iterations, int) and isinstance(cfg.gamma, float)
+    sets = ["objective.gamma=0.5", "optimiser.iterations=12", "optimiser.lr=1e-2"]
+    cfg = DEFAULT.replace(parse_assignments([*sets, "seed=3"]), source="--set")
+    o = cfg.optimiser
+    assert (cfg.objective.gamma, o.iterations, o.lr, cfg.seed) == (0.5, 12, 0.01, 3)
+    assert isinstance(o.iterations, int) and isinstance(cfg.objective.gamma, float)
+    assert cfg.objective.eta == DEFAULT.objective.eta and DEFAULT.seed == 0
 
 
 def test_toml_ints_widen_to_float_but_not_the_reverse(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text("gamma = 1\nknots = 11\n")
-    cfg = apply_overrides(SingleNeuronConfig(), load_toml(path), source="file")
-    assert cfg.gamma == 1.0 and isinstance(cfg.gamma, float) and cfg.knots == 11
-    for bad in ({"knots": 11.0}, {"knots": True}, {"gamma": True}):
-        with pytest.raises(ConfigError, match=next(iter(bad))):
-            apply_overrides(SingleNeuronConfig(), bad, source="file")
+    path.write_text("[objective]\ngamma = 1\n[control]\nknots = 11\n")
+    cfg = DEFAULT.replace(load_toml(path), source="file", parse_strings=False)
+    gamma = cfg.objective.gamma
+    assert gamma == 1.0 and isinstance(gamma, float) and cfg.control.knots == 11
+    bad = ({"control.knots": 11.0}, {"control.knots": True}, {"objective.gamma": True})
+    for case in (*bad, {"objective.gamma": "0.9"}):
+        with pytest.raises(ConfigError, match=next(iter(case))):
+            DEFAULT.replace(case, source="file", parse_strings=False)
 
 
 def test_precedence_defaults_quick_file_set_seed(tmp_path, monkeypatch):
     path = tmp_path / "c.toml"
-    path.write_text("iterations = 5\nbeta = 0.7\n")
+    path.write_text("[optimiser]\niterations = 5\n[cost]\nbeta = 0.7\n")
     experiment = get("single-neuron")
     args = cli._parser().parse_args(
         [
@@ -333,15 +340,15 @@ def test_precedence_defaults_quick_file_set_seed(tmp_path, monkeypatch):
             "--config",
             str(path),
             "--set",
-            "beta=0.2",
+            "cost.beta=0.2",
             "--seed",
             "9",
         ]
     )
     cfg = cli._build_config(experiment, args)
-    assert cfg.knots == experiment.quick["knots"]  # quick
-    assert cfg.iterations == 5  # file over quick
-    assert cfg.beta == 0.2  # --set over file
+    assert cfg.control.knots == experiment.quick["control.knots"]  # quick
+    assert cfg.optimiser.iterations == 5  # file over quick
+    assert cfg.cost.beta == 0.2  # --set over file
     assert cfg.seed == 9  # --seed last
 
 
@@ -356,7 +363,7 @@ def test_solver_failure_is_reported_with_advice(tmp_path, capsys):
         "--out",
         str(out),
         "--set",
-        "max_steps=5",
+        "solver.max_steps=5",
     )
     assert status == 1
     assert "max steps reached" in err.replace("_", " ") and "max_steps" in err
@@ -414,13 +421,15 @@ def test_plot_of_something_that_is_not_a_folder(tmp_path, capsys):
 
 def _run_folder(folder: Path, **overrides) -> Path:
     """A folder as `lecontrol run` leaves it before the first checkpoint."""
-    config = apply_overrides(
-        get("single-neuron").default_config(quick=True), overrides, source="test"
+    config = (
+        get("single-neuron")
+        .default_config(quick=True)
+        .replace(overrides, source="test")
     )
     folder.mkdir(parents=True)
     io.write_json(
         folder / "config.json",
-        {"experiment": "single-neuron", "seed": 0, "config": config.__dict__},
+        {"experiment": "single-neuron", "seed": 0, "config": config.to_dict()},
     )
     return folder
 

@@ -39,18 +39,20 @@ import lecontrol as lc
 from conftest import NanLossSystem
 from lecontrol import checkpoint as ckpt, cli, io
 from lecontrol.experiments import base, execute, get
-from lecontrol.experiments.common import (
+from lecontrol.experiments.shared.comparison import (
     compare,
     comparison_arrays,
     comparison_summary,
-    next_checkpoint,
 )
 
 PACKAGE = Path(lc.__file__).parent
 
 # A run long enough to interrupt (the loop runs for seconds; checkpoints come
 # every 50 of its 1500 iterations) and short enough for CI.
-LONG = ["--quick", "--seed", "7", "--set", "iterations=1500", "checkpoint_every=50"]
+LONG = [
+    "--quick", "--seed", "7",
+    "--set", "optimiser.iterations=1500", "checkpoint_every=50",
+]  # fmt: skip
 WALL_TIMES = {"wall_time_s", "total_wall_time_s"}
 
 
@@ -181,22 +183,24 @@ def test_killed_run_resumes_to_the_same_result(reference, tmp_path, capsys):
 
 
 def _write_run_config(folder: Path, name="single-neuron", **overrides):
-    config = dataclasses.replace(get("single-neuron").default_config(quick=True))
-    config = base.apply_overrides(config, overrides, source="test")
+    config = get("single-neuron").default_config(quick=True)
+    config = config.replace(overrides, source="test")
     folder.mkdir(parents=True, exist_ok=True)
     io.write_json(
         folder / "config.json",
-        {"experiment": name, "seed": 0, "config": base.config_to_dict(config)},
+        {"experiment": name, "seed": 0, "config": config.to_dict()},
     )
     return folder
 
 
 def test_resume_refuses_a_mismatched_or_unusable_folder(tmp_path, capsys):
-    run = _write_run_config(tmp_path / "run", iterations=40, checkpoint_every=10)
+    run = _write_run_config(
+        tmp_path / "run", checkpoint_every=10, optimiser={"iterations": 40}
+    )
     cases = {
         # configuration options that disagree with the saved ones
-        ("--set", "iterations=41"): ["iterations", "40", "41"],
-        ("--set", "gamma=0.5"): ["gamma"],
+        ("--set", "optimiser.iterations=41"): ["optimiser.iterations", "40", "41"],
+        ("--set", "objective.gamma=0.5"): ["objective.gamma"],
         ("--seed", "3"): ["seed"],
         # --out pointing elsewhere
         ("--out", str(tmp_path / "elsewhere")): ["--out"],
@@ -354,9 +358,9 @@ def test_cli_diverging_optimisation_stops_keeps_best_and_exits_1(tmp_path, capsy
         "--out",
         str(out),
         "--set",
-        "upper=1e200",
-        "lr=1e250",
-        "iterations=20",
+        "control.upper=1e200",
+        "optimiser.lr=1e250",
+        "optimiser.iterations=20",
     )
     assert status == 1, err
     summary = _summary(out)
@@ -373,10 +377,10 @@ def test_cli_diverging_optimisation_stops_keeps_best_and_exits_1(tmp_path, capsy
     assert (out / "optimisation.png").is_file()
 
 
-@dataclasses.dataclass(frozen=True)
-class _FragileConfig(base.ExperimentConfig):
-    iterations: int = 40
-    lr: float = 5.0
+_FRAGILE_CONFIG = base.config(
+    optimiser={"iterations": 40, "lr": 5.0},
+    solver={"rtol": 1e-7, "atol": 1e-9, "max_steps": 4096},
+)
 
 
 def _fragile_build(config):
@@ -393,12 +397,11 @@ def _fragile_run(config, out_dir, progress, checkpoints=None):
     s = _fragile_build(config)
     c = compare(
         s,
+        config,
         ts=jnp.linspace(0.0, 1.0, 11),
-        optimizer=lc.optimizers.ProjectedGradientAscent(lr=config.lr),
-        iterations=config.iterations,
-        options=lc.SolverOptions(),
+        optimizer=lc.optimizers.ProjectedGradientAscent(lr=config.optimiser.lr),
         progress=progress,
-        checkpoint=next_checkpoint(checkpoints),
+        checkpoints=checkpoints,
     )
     return base.RunOutput(comparison_arrays(c), comparison_summary(c))
 
@@ -416,18 +419,19 @@ def _fragile_plot(results, config, out_dir):
 FRAGILE = base.Experiment(
     name="fragile",
     description="test only: V turns nan once g > 0.3",
-    config=_FragileConfig,
+    default=_FRAGILE_CONFIG,
     quick={},
     build=_fragile_build,
     run=_fragile_run,
     plot=_fragile_plot,
+    figures=("opt.png",),
 )
 
 
 def test_nonfinite_value_stops_execute_and_is_recorded(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    summary = execute(FRAGILE, _FragileConfig(), out)
+    summary = execute(FRAGILE, _FRAGILE_CONFIG, out)
     # The loss, part of the solved ODE, turns nan: the solver cannot step.
     assert summary["status"] == "max_steps_reached"
     assert re.search(r"stopped at iteration \d+", summary["message"])
@@ -474,7 +478,7 @@ def test_sigterm_unwinds_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
     start = time.monotonic()
     status, _, err = _main(
         capsys, "run", "fragile", "--no-progress", "--out", str(out),
-        "--set", "iterations=2", "checkpoint_every=1",
+        "--set", "optimiser.iterations=2", "checkpoint_every=1",
     )  # fmt: skip
     assert time.monotonic() - start < 25
     assert status == 143 and "terminated" in err and "Traceback" not in err
@@ -490,7 +494,7 @@ def test_execute_refuses_to_write_non_finite_results(tmp_path):
 
     bad = dataclasses.replace(FRAGILE, run=run)
     with pytest.raises(FloatingPointError, match=r"\['x'\]"):
-        execute(bad, _FragileConfig(), tmp_path)
+        execute(bad, _FRAGILE_CONFIG, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
 
 

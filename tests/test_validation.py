@@ -560,22 +560,22 @@ def test_checks_skip_traced_values():
 @pytest.mark.parametrize(
     "assignment, words",
     [
-        ("gamma=7", ["gamma", "(0, 1]"]),
-        ("gamma=1.5", ["gamma"]),
-        ("gamma=nan", ["gamma"]),
-        ("T=1", ["'T'", "unknown config key"]),
-        ("Gamma=0.9", ["'Gamma'", "'gamma'"]),
-        ("eta=-1", ["eta"]),
-        ("beta=-0.1", ["beta"]),
-        ("upper=abc", ["upper", "float", "'abc'"]),
-        ("knots=2.5", ["knots", "int"]),
-        ("max_steps=0", ["max_steps"]),
-        ("rtol=0", ["rtol"]),
+        ("objective.gamma=7", ["gamma", "(0, 1]"]),
+        ("objective.gamma=1.5", ["gamma"]),
+        ("objective.gamma=nan", ["objective.gamma"]),
+        ("objective.T=1", ["'objective.T'", "unknown config key"]),
+        ("objective.Gamma=0.9", ["'objective.Gamma'", "'objective.gamma'"]),
+        ("objective.eta=-1", ["eta"]),
+        ("cost.beta=-0.1", ["beta"]),
+        ("control.upper=abc", ["control.upper", "float", "'abc'"]),
+        ("control.knots=2.5", ["control.knots", "int"]),
+        ("solver.max_steps=0", ["max_steps"]),
+        ("solver.rtol=0", ["rtol"]),
         ("checkpoint_every=-1", ["checkpoint_every", ">= 0"]),
-        ("lower=nan", ["lower"]),
-        ("steps=0", ["steps"]),
-        ("tau=0", ["tau"]),
-        ("sigma=-1", ["sigma"]),
+        ("control.lower=nan", ["control.lower"]),
+        ("objective.steps=0", ["T"]),
+        ("system.tau=0", ["tau"]),
+        ("task.sigma=-1", ["sigma"]),
         ("seed=-3", ["seed"]),
         ("=3", ["key=value"]),
     ],
@@ -595,14 +595,17 @@ def test_bad_set_names_the_key(assignment, words, tmp_path, capsys):
 @pytest.mark.parametrize(
     "text, words",
     [
-        ("gamma = 7\n", ["gamma", "(0, 1]"]),
-        ("gama = 0.9\n", ["'gama'", "'gamma'", "config file"]),
-        ('iterations = "100"\n', ["iterations", "int"]),
-        ("iterations = 1.5\n", ["iterations", "int"]),
-        ("iterations = true\n", ["iterations", "int"]),
-        ("gamma = [0.9]\n", ["gamma", "float"]),
+        ("[objective]\ngamma = 7\n", ["gamma", "(0, 1]"]),
+        (
+            "[objective]\ngama = 0.9\n",
+            ["'objective.gama'", "'objective.gamma'", "config file"],
+        ),
+        ('[optimiser]\niterations = "100"\n', ["optimiser.iterations", "int"]),
+        ("[optimiser]\niterations = 1.5\n", ["optimiser.iterations", "int"]),
+        ("[optimiser]\niterations = true\n", ["optimiser.iterations", "int"]),
+        ("[objective]\ngamma = [0.9]\n", ["objective.gamma", "float"]),
         ('seed = "x"\n', ["seed", "int"]),
-        ("[run]\ngamma = 0.9\n", ["'run'", "flat"]),
+        ("[run]\ngamma = 0.9\n", ["'run.gamma'", "unknown"]),
         ("gamma = 0.9\ngamma = 0.8\n", ["TOML"]),
     ],
 )
@@ -623,13 +626,13 @@ def test_bad_config_file_names_the_key(text, words, tmp_path, capsys):
 @pytest.mark.parametrize(
     "experiment, how, text, key",
     [
-        ("single-neuron", "set", "upper=inf", "upper"),
-        ("single-neuron", "set", "lower=-inf", "lower"),
-        ("single-neuron", "set", "eta=nan", "eta"),
-        ("single-neuron", "toml", "upper = inf\n", "upper"),
-        ("single-neuron", "toml", "alpha = nan\n", "alpha"),
-        ("effort-gaussians", "set", "mu=3,inf", "mu"),
-        ("effort-gaussians", "toml", "sigma = [1.0, nan]\n", "sigma"),
+        ("single-neuron", "set", "control.upper=inf", "control.upper"),
+        ("single-neuron", "set", "control.lower=-inf", "control.lower"),
+        ("single-neuron", "set", "objective.eta=nan", "objective.eta"),
+        ("single-neuron", "toml", "[control]\nupper = inf\n", "control.upper"),
+        ("single-neuron", "toml", "[objective]\nalpha = nan\n", "objective.alpha"),
+        ("effort-gaussians", "set", "task.mu=3,inf", "task.mu"),
+        ("effort-gaussians", "toml", "[task]\nsigma = [1.0, nan]\n", "task.sigma"),
     ],
 )
 def test_non_finite_config_values_are_refused(
@@ -655,10 +658,8 @@ def test_non_finite_config_values_are_refused(
 
 def test_non_finite_config_value_in_python():
     config = lecontrol.experiments.get("single-neuron").default_config(quick=True)
-    with pytest.raises(lecontrol.experiments.ConfigError, match="`upper`"):
-        lecontrol.experiments.base.apply_overrides(
-            config, {"upper": math.inf}, source="test"
-        )
+    with pytest.raises(lecontrol.experiments.ConfigError, match="`control.upper`"):
+        config.replace({"control.upper": math.inf}, source="test")
 
 
 def test_bad_seed_flag(capsys, tmp_path):
@@ -677,7 +678,13 @@ def test_output_folder_with_a_run_is_refused(tmp_path, capsys):
     io.write_json(out / "config.json", {"experiment": "single-neuron"})
     before = (out / "config.json").read_bytes()
     status, _, err = _main(
-        capsys, "run", "single-neuron", "--set", "gamma=0.9", "--out", str(out)
+        capsys,
+        "run",
+        "single-neuron",
+        "--set",
+        "objective.gamma=0.9",
+        "--out",
+        str(out),
     )
     assert status == 2
     assert str(out) in err and "not empty" in err and "--overwrite" in err
@@ -772,7 +779,7 @@ def test_bad_mnist_folder_through_the_cli(case, words, tmp_path, capsys):
     out = tmp_path / "run"
     status, _, err = _main(
         capsys, "run", "effort-digits", "--quick", "--out", str(out),
-        "--set", f"mnist_folder={folder}",
+        "--set", f"task.mnist_folder={folder}",
     )  # fmt: skip
     assert status == 2, err
     assert "Traceback" not in err and "effort-digits" in err
@@ -929,7 +936,7 @@ def test_cli_solver_failure_writes_no_results_or_figures(tmp_path, capsys):
         "--out",
         str(out),
         "--set",
-        "max_steps=5",
+        "solver.max_steps=5",
     )
     assert status == 1
     assert "max_steps" in err and "Traceback" not in err

@@ -176,6 +176,7 @@ def _resumed_config(experiment, args, argv: Sequence[str], stack: contextlib.Exi
     lock is entered on `stack` before anything is written."""
     from . import io
     from .checkpoint import CheckpointFolder
+
     folder: Path = args.resume
     where = f"--resume {folder}"
     if args.out is not None and Path(args.out).resolve() != folder.resolve():
@@ -373,6 +374,7 @@ def _read_run_file(path: Path, read):
 
 def _plot(args) -> int:
     from . import experiments, io
+
     folder: Path = args.dir
     if not folder.is_dir():
         raise UsageError(

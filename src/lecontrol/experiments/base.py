@@ -121,12 +121,7 @@ class Config(Mapping[str, Any]):
                     f"config key {key!r}: {value!r} is not a bool, int, float, str, "
                     "list or table."
                 )
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(
-                    f"`{key}` must be a finite number; got {value!r}. Configuration "
-                    "values cannot be nan or inf (they are saved in config.json, "
-                    "which is strict JSON); set a finite value."
-                )
+            _require_finite(key, value)
             data[key] = value
         object.__setattr__(self, "_values", data)
 
@@ -164,7 +159,11 @@ class Config(Mapping[str, Any]):
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dicts and lists (for JSON)."""
         return {
-            k: v.to_dict() if isinstance(v, Config) else list(v) if isinstance(v, tuple) else v
+            k: v.to_dict()
+            if isinstance(v, Config)
+            else list(v)
+            if isinstance(v, tuple)
+            else v
             for k, v in self._values.items()
         }
 
@@ -194,6 +193,7 @@ class Config(Mapping[str, Any]):
                 changes[key] = _coerce(value, old, key, source)
         data = self.to_dict()
         for key, value in changes.items():
+            _require_finite(key, value)
             *path, last = key.split(".")
             table = data
             for part in path:
@@ -210,6 +210,16 @@ class Config(Mapping[str, Any]):
             else:
                 out[f"{prefix}{key}"] = value
         return out
+
+
+def _require_finite(key: str, value: Any) -> None:
+    for v in value if isinstance(value, tuple) else (value,):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(
+                f"`{key}` must be a finite number; got {value!r}. Configuration "
+                "values cannot be nan or inf (they are saved in config.json, "
+                "which is strict JSON); set a finite value."
+            )
 
 
 def _unknown_key(key: str, known: list[str], source: str) -> ConfigError:
@@ -250,7 +260,11 @@ def _coerce(value: Any, like: Any, key: str, source: str) -> Any:
     if isinstance(like, tuple) and isinstance(value, (list, tuple)):
         item = like[0] if like else 0.0
         return tuple(_coerce(v, item, key, source) for v in value)
-    if isinstance(like, float) and isinstance(value, int) and not isinstance(value, bool):
+    if (
+        isinstance(like, float)
+        and isinstance(value, int)
+        and not isinstance(value, bool)
+    ):
         return float(value)
     if type(value) is type(like):
         return value
@@ -375,11 +389,18 @@ class Experiment:
         return self.default.replace(data, source=source, parse_strings=False)
 
     def validate(self, config: Config) -> None:
-        """Check integer keys, run `check`, and build the problem once;
-        report constructor errors as `ConfigError`."""
+        """Check integer keys (>= 0), `optimiser.lr` (> 0) and the `solver`
+        section (the arguments of `lc.SolverOptions`), run `check`, and build
+        the problem once; report constructor errors as `ConfigError`."""
         for key, value in config.flat().items():
             if isinstance(value, int) and not isinstance(value, bool):
                 require(value >= 0, key, "must be >= 0", value)
+        lr = config.get("optimiser", {}).get("lr", 1.0)
+        require(lr > 0, "optimiser.lr", "must be > 0", lr)
+        try:
+            lc.SolverOptions(**config.get("solver", {}))
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"[solver]: {e}") from None
         try:
             if self.check is not None:
                 self.check(config)
@@ -493,7 +514,9 @@ def execute(
             "effect and a resumed run starts over.",
             stacklevel=2,
         )
-    missing = [k for k in (*SUMMARY_KEYS, *experiment.findings) if k not in output.summary]
+    missing = [
+        k for k in (*SUMMARY_KEYS, *experiment.findings) if k not in output.summary
+    ]
     if missing:
         raise RuntimeError(
             f"experiment {experiment.name!r} returned a summary without {missing}."

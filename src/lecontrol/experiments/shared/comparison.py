@@ -26,7 +26,7 @@ import numpy as np
 import lecontrol as lc
 
 from ...checkpoint import Checkpointer, CheckpointFolder
-from ..base import Config, Setup
+from ..base import Config, Setup, require
 
 
 class Comparison(typing.NamedTuple):
@@ -60,7 +60,9 @@ def horizon(cfg: Config) -> float:
 
 def objective(cfg: Config) -> lc.Objective:
     """`lc.Objective` on $[0, T]$ with `objective.gamma` and `objective.eta`."""
-    return lc.Objective(T=horizon(cfg), gamma=cfg.objective.gamma, eta=cfg.objective.eta)
+    return lc.Objective(
+        T=horizon(cfg), gamma=cfg.objective.gamma, eta=cfg.objective.eta
+    )
 
 
 def knot_times(cfg: Config) -> jax.Array:
@@ -80,7 +82,15 @@ def knot_control(cfg: Config, shape) -> lc.controls.PiecewiseLinear:
 def setup(cfg: Config, system, control, cost) -> Setup:
     """The problem with `objective(cfg)`, starting from the constant `control.init`."""
     problem = lc.Problem(system, control, cost, objective(cfg))
-    return Setup(problem, control.init(cfg.control.init))
+    init, lower, upper = cfg.control.init, cfg.control.lower, cfg.control.upper
+    if lower <= upper:
+        require(
+            lower <= init <= upper,
+            "control.init",
+            f"must lie within [control.lower, control.upper] = [{lower}, {upper}]",
+            init,
+        )
+    return Setup(problem, control.init(init))
 
 
 def control_lr(cfg: Config) -> float:
