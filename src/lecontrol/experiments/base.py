@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import time
 import tomllib
 import typing
@@ -332,7 +333,8 @@ def to_toml(config: Config, header: str = "") -> str:
             table(*sub)
 
     for name, section in tables:
-        table(name, section)
+        if section:  # an empty section is left out
+            table(name, section)
     return "\n".join(lines) + "\n"
 
 
@@ -408,7 +410,12 @@ class Experiment:
         except (ValueError, TypeError, OSError) as e:
             if isinstance(e, ConfigError):
                 raise
-            raise ConfigError(f"invalid configuration for {self.name}: {e}") from e
+            named = set(re.findall(r"`(\w+)`", str(e)))
+            keys = [k for k in config.flat() if k.rsplit(".", 1)[-1] in named]
+            where = f" (config: {', '.join(keys)})" if keys else ""
+            raise ConfigError(
+                f"invalid configuration for {self.name}: {e}{where}"
+            ) from e
 
 
 class Setup(typing.NamedTuple):
