@@ -124,7 +124,7 @@ def _list() -> int:
 
 def _show(args) -> int:
     from . import experiments
-    from .experiments.base import to_toml
+    from .config import to_toml
 
     experiment = experiments.get(args.name)
     config = experiment.default_config(quick=args.quick)
@@ -135,7 +135,7 @@ def _show(args) -> int:
 
 
 def _build_config(experiment, args):
-    from .experiments.base import load_toml, parse_assignments
+    from .config import load_toml, parse_assignments
 
     config = experiment.default_config(quick=args.quick)
     if args.config is not None:
