@@ -1,24 +1,18 @@
 r"""Single neuron: the optimal gain swept over γ, σ, β, λ and the horizon
 (the paper's Table 1; Figs. 2e-h and 9).
 
-**Builds:** the `single-neuron` problem (the default point) and, one value at
-a time with the others at their defaults, 30 values each of the discount
-$\gamma \in 10^{[-8, 0]}$ (`objective.gammas`), the input noise
-$\sigma \in [10^{-5}, 5]$ (`task.sigmas`), the cost scale
-$\beta \in [10^{-5}, 2]$ (`cost.betas`), the regularisation $\lambda \in [0, 5]$
-(`system.lams`) and the horizon $N \in \{200, 250, \dots, 1200\}$ SGD steps
-(`objective.horizons`); all $4\times30 + 21 + 1$ problems are optimised in one
-vmapped, sharded computation (`lc.sweep.optimize_batch`). The paper's control
-learning rate becomes a step on each problem's hat coefficients (the knot
-spacing grows with $N$).
+**Builds:** the `single-neuron` problem (the default point) and, one at a time
+with the others at default, each value of $\gamma$ (`objective.gammas`),
+$\sigma$ (`task.sigmas`), $\beta$ (`cost.betas`), $\lambda$ (`system.lams`)
+and the horizon $N$ in SGD steps (`objective.horizons`): $4\times30 + 21 + 1$
+problems optimised in one vmapped, sharded computation.
 
 **Figures:** total control $\int_0^T g\,dt$ and value gain against each
-parameter, $g(t)$ coloured by each parameter's value, and the default point's
-optimisation.
+parameter; $g(t)$ coloured by each value; the default point's optimisation.
 
 **Findings** (summary keys): `trends` (Spearman correlation of the total
 control with each parameter) and `findings`: more control for larger $\gamma$,
-less for larger $\sigma$ and larger $\beta$.
+less for larger $\sigma$ and $\beta$.
 """
 
 from __future__ import annotations
