@@ -67,14 +67,14 @@ EXPERIMENTS = (
 )
 
 # Runs of an experiment with other settings: name -> (experiment, --set KEY=VALUE).
-# `offset = -1` makes every bit of learning cost effort (cost β(ρ + 1)²), the
+# `cost.offset = -1` makes every bit of learning cost effort (cost β(ρ + 1)²), the
 # setting of the finding "with costly control only the first levels of the
 # hierarchy are worth learning" (see `lecontrol.experiments.learning_rate`).
 # `maml-6000` runs the MAML optimisation three times longer than the paper's
 # 2000 Adam iterations, which leave the long horizons' V still rising.
 VARIANTS = {
-    "learning-rate-sweep-costly": ("learning-rate-sweep", ("offset=-1",)),
-    "maml-6000": ("maml", ("iterations=6000",)),
+    "learning-rate-sweep-costly": ("learning-rate-sweep", ("cost.offset=-1",)),
+    "maml-6000": ("maml", ("optimiser.iterations=6000",)),
 }
 
 # Figures copied into the report, per experiment (at most two).

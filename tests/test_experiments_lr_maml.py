@@ -76,11 +76,11 @@ def test_quick_run_files_and_value(quick_run):
     meta = json.loads((out / "config.json").read_text())
     assert meta["experiment"] == name and meta["quick"] is True
     quick = get(name).default_config(quick=True)
-    assert meta["config"] == json.loads(json.dumps(quick.__dict__))
+    assert meta["config"] == json.loads(json.dumps(quick.to_dict()))
     for key in ("V_baseline", "V_control", "iterations", "wall_time_s", "solver_steps"):
         assert key in summary, key
     assert summary["status"] == "completed", summary["message"]
-    assert summary["iterations"] == quick.iterations
+    assert summary["iterations"] == quick.optimiser.iterations
     assert summary["solver_steps"]["baseline"] > 0
     assert summary["solver_steps"]["control"] > 0
     assert np.isfinite(summary["V_baseline"]) and np.isfinite(summary["V_control"])
@@ -119,7 +119,7 @@ def _learning_rate_findings(summary, results, proc):
     cfg = get("learning-rate").default_config(quick=True)
     assert "optimising V" in proc.stderr  # the progress bar
     rho = results["control_g"]
-    assert rho.min() >= cfg.lower and rho.max() <= cfg.upper
+    assert rho.min() >= cfg.control.lower and rho.max() <= cfg.control.upper
     np.testing.assert_array_equal(results["baseline_g"], 0.0)
     assert summary["V_control"] > summary["V_baseline"]
     assert summary["V_control"] == pytest.approx(results["control_V"][-1], rel=1e-12)
@@ -139,7 +139,7 @@ def _learning_rate_findings(summary, results, proc):
 def _maml_findings(summary, results, proc):
     cfg = get("maml").default_config(quick=True)
     h = results["horizons"]
-    assert list(h) == list(cfg.horizons) and h[0] == 1
+    assert list(h) == list(cfg.objective.horizons) and h[0] == 1
     cumulative = results["cumulative_loss"]
     # Every optimised initialisation beats the random one on the window.
     assert np.all(cumulative[1:] < cumulative[0])
@@ -150,7 +150,7 @@ def _maml_findings(summary, results, proc):
     assert summary["cumulative_loss"][str(int(h.max()))] == pytest.approx(
         -summary["V_control"], rel=1e-6
     )
-    assert results["eval_loss"].shape == (len(h) + 1, max(cfg.horizons) + 1)
+    assert results["eval_loss"].shape == (len(h) + 1, max(cfg.objective.horizons) + 1)
 
 
 def _monotone(values, y, sign):
@@ -161,21 +161,22 @@ def _monotone(values, y, sign):
 def _single_neuron_sweep_findings(summary, results, proc):
     cfg = get("single-neuron-sweep").default_config(quick=True)
     assert summary["problems"] == 1 + 3 * 5
-    for name, field in (
-        ("gamma", "gammas"),
-        ("sigma", "sigmas"),
-        ("beta", "betas"),
-        ("lam", "lams"),
-        ("horizon", "horizons"),
+    grids = cfg.flat()
+    for name, key in (
+        ("gamma", "objective.gammas"),
+        ("sigma", "task.sigmas"),
+        ("beta", "cost.betas"),
+        ("lam", "system.lams"),
+        ("horizon", "objective.horizons"),
     ):
-        np.testing.assert_allclose(results[f"{name}_values"], getattr(cfg, field))
+        np.testing.assert_allclose(results[f"{name}_values"], grids[key])
         g = results[f"{name}_g"]
-        assert g.min() >= cfg.lower and g.max() <= cfg.upper
+        assert g.min() >= cfg.control.lower and g.max() <= cfg.control.upper
         assert np.all(results[f"{name}_V_control"] >= results[f"{name}_V_baseline"])
     # The paper (Figs. 2e-h, 9): more control for larger gamma, less for larger sigma and beta.
-    assert _monotone(cfg.gammas, results["gamma_total_control"], +1)
-    assert _monotone(cfg.sigmas, results["sigma_total_control"], -1)
-    assert _monotone(cfg.betas, results["beta_total_control"], -1)
+    assert _monotone(cfg.objective.gammas, results["gamma_total_control"], +1)
+    assert _monotone(cfg.task.sigmas, results["sigma_total_control"], -1)
+    assert _monotone(cfg.cost.betas, results["beta_total_control"], -1)
     assert summary["findings"] == {
         "more_control_for_larger_gamma": True,
         "less_control_for_larger_sigma": True,
@@ -183,7 +184,7 @@ def _single_neuron_sweep_findings(summary, results, proc):
     }
     # The default point of the sweep is the single-neuron problem, and the
     # sweep rows holding the default values solve the same problem.
-    row = list(cfg.betas).index(cfg.beta)
+    row = list(cfg.cost.betas).index(cfg.cost.beta)
     assert results["beta_V_control"][row] == pytest.approx(
         summary["V_control"], rel=1e-9
     )
@@ -194,10 +195,11 @@ def _single_neuron_sweep_findings(summary, results, proc):
 
 def _learning_rate_sweep_findings(summary, results, proc):
     cfg = get("learning-rate-sweep").default_config(quick=True)
-    assert summary["problems"] == 1 + len(cfg.gammas) + len(cfg.betas)
+    gammas, betas = cfg.objective.gammas, cfg.cost.betas
+    assert summary["problems"] == 1 + len(gammas) + len(betas)
     # The paper (Fig. 3c,d; Fig. 8): more control for larger gamma and smaller beta.
-    assert _monotone(cfg.gammas, results["gamma_total_control"], +1)
-    assert _monotone(cfg.betas, results["beta_total_control"], -1)
+    assert _monotone(gammas, results["gamma_total_control"], +1)
+    assert _monotone(betas, results["beta_total_control"], -1)
     assert summary["findings"] == {
         "more_control_for_larger_gamma": True,
         "less_control_for_larger_beta": True,
@@ -205,11 +207,8 @@ def _learning_rate_sweep_findings(summary, results, proc):
     for name in ("gamma", "beta"):
         assert np.all(results[f"{name}_V_control"] >= results[f"{name}_V_baseline"])
         rho = results[f"{name}_g"]
-        assert rho.min() >= cfg.lower and rho.max() <= cfg.upper
+        assert rho.min() >= cfg.control.lower and rho.max() <= cfg.control.upper
     # The default point is the learning-rate experiment's problem.
     single = get("learning-rate").default_config(quick=True)
-    assert (cfg.gamma, cfg.beta, cfg.offset) == (
-        single.gamma,
-        single.beta,
-        single.offset,
-    )
+    for section in ("task", "system", "control", "cost", "objective", "solver"):
+        assert {k: cfg[section][k] for k in single[section]} == dict(single[section])

@@ -19,7 +19,6 @@ T = 0.6
 # the optimiser's step depend on the traced horizon), 16 = 8 per device.
 SHARDED_SCRIPT = textwrap.dedent(
     """
-    import dataclasses
     import sys
 
     import jax
@@ -31,12 +30,12 @@ SHARDED_SCRIPT = textwrap.dedent(
     from lecontrol.experiments import single_neuron_sweep as sns
 
     steps = 8
-    cfg = dataclasses.replace(
-        sns.EXPERIMENT.default_config(quick=True), iterations=steps
+    cfg = sns.EXPERIMENT.default_config(quick=True).replace(
+        {"optimiser.iterations": steps}, source="test"
     )
     params, _ = sns.points(cfg)
     params = {k: v[:-1] for k, v in params.items()}  # 15: padded to 16
-    n = len(params["T"])
+    n = len(params["horizon"])
     build, opt = sns.problem(cfg), sns.optimizer(cfg)
     out = {"device_count": jax.device_count()}
     for name, devices in (("sharded", None), ("single", jax.devices()[:1])):
@@ -58,7 +57,7 @@ SHARDED_SCRIPT = textwrap.dedent(
         for field in ("theta", "values", "grad_norms", "best_value", "best_iteration"):
             loop[field].append(getattr(r, field))
         tr = lc.solve(s.problem, jnp.asarray(out["sharded_theta"][i]),
-                      ts=jnp.linspace(0.0, p["T"], 7))
+                      ts=jnp.linspace(0.0, s.objective.T, 7))
         loop["solve_V"].append(tr.V)
         loop["solve_loss"].append(tr.loss)
     out |= {f"loop_{k}": v for k, v in loop.items()}

@@ -1,301 +1,153 @@
-r"""MAML as value maximisation: the initial weights are the control (the paper's Sec. 4, App. F.1).
+r"""MAML as value maximisation: the initial weights are the control (the
+paper's Sec. 4, App. F.1).
 
-Five binary digit tasks (0-vs-1, 7-vs-1, 8-vs-9, 3-vs-8, 5-vs-3; images
-resized to $5\times5$ plus a bias input) share one initialisation
-$(W_1(0), W_2(0))$ of a two-layer linear network ($H = 40$). From it, each
-task runs its own inner loop of gradient flow; the control (`lc.systems.MAML`
-with a `lc.controls.Constant` control) is that initialisation, and
-$V = -\int_0^T \frac1K\sum_k L_k\,dt$ ($\gamma = 1$, $\beta = 0$): the average
-loss accumulated over the inner loop. The number of inner SGD steps
-considered sets the horizon $T = n\alpha$; one-step MAML is $T = \alpha$.
+**Builds:** five binary digit tasks (`task.pairs`; $5\times5$ images plus a
+bias) sharing one initialisation $(W_1(0), W_2(0))$ of a two-layer linear
+network ($H = 40$), from which each task learns by gradient flow
+(`lc.systems.MAML`, `lc.controls.Constant`); $V = -\int_0^T \frac1K\sum_k
+L_k\,dt$ over $T = n\alpha$, $n$ inner steps (one-step MAML: $n = 1$). Adam
+(Table 2) optimises the initialisation for every $n$ in `objective.horizons`
+in one vmapped, sharded computation from the same random initialisation (the
+baseline); each is then evaluated on one window of `outputs.eval_steps`.
 
-The run optimises the initialisation for a handful of horizons $n$ (Adam,
-the paper's Table 2) in one vmapped, sharded computation
-(`lc.sweep.optimize_batch`), all from the same random initialisation (the
-baseline). Each optimised initialisation is then evaluated on the same window
-of `eval_steps` inner steps: its cumulative loss $\int_0^{T_\text{eval}}
-\langle L\rangle dt$ and its one-step-ahead loss $\langle L\rangle(\alpha)$. The
-paper finds that one-step MAML under-performs multi-step MAML, and that beyond
-~180 steps the one-step-ahead loss rises while the cumulative loss keeps
-falling.
+**Figures:** the window's cumulative loss and the one-step-ahead loss
+$\langle L\rangle(\alpha)$ against $n$, the inner loops' losses, and the
+largest horizon's optimisation (Figs. 3a,b, 6-7).
+
+**Findings** (summary keys): `one_step_underperforms_multi_step`;
+`one_step_ahead_rises_after` (the paper: beyond ~180 steps the one-step-ahead
+loss rises while the cumulative loss keeps falling); `cumulative_loss` and
+`one_step_loss` per horizon.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 import lecontrol as lc
 
-from .. import io, plotting
-from ..checkpoint import CheckpointFolder
-from .base import (
-    Experiment,
-    ExperimentConfig,
-    RunOutput,
-    Setup,
-    require,
-    require_float,
-    require_int,
-)
-from .common import next_checkpoint
-from .single_neuron_sweep import announce, check_values, plot_curves_by_value
+from .base import Experiment, RunOutput, Setup, config, require
+from .shared import comparison as cmp, figures as fig, sweeps as sw
 
-NAME = "maml"
-DESCRIPTION = (
-    "MAML on 5 digit pairs: the initial weights as the control, one-step vs "
-    "multi-step horizons."
+DEFAULT = config(
+    task=dict(pairs=(0, 1, 7, 1, 8, 9, 3, 8, 5, 3), size=5, mnist_folder=""),
+    system=dict(hidden=40, lam=0.0, tau=1.0, init_scale=0.01),
+    control=dict(quadrature_intervals=16),
+    cost=dict(beta=0.0),
+    objective=dict(
+        alpha=5e-3, gamma=1.0, eta=1.0, horizons=(1, 20, 60, 120, 180, 260, 340)
+    ),
+    optimiser=dict(lr=5e-3, iterations=2000),
+    solver=dict(rtol=1e-7, atol=1e-9, max_steps=4096),
+    outputs=dict(eval_steps=0),
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class MAMLConfig(ExperimentConfig):
-    r"""Parameters of `maml` (defaults: the paper's Table 2).
-
-    - `alpha`: inner-loop SGD learning rate $\alpha$; $n$ inner steps span
-      $T = n\alpha$ (time in units of $\tau_w = 1$).
-    - `pairs`: the binary digit tasks, as consecutive pairs of classes
-      (`0, 1, 7, 1` is 0-vs-1 and 7-vs-1).
-    - `image_size`: side of the resized images (inputs: its square plus a bias).
-    - `mnist_folder`: a folder of MNIST idx files to use instead of the 8×8
-      digits that ship with scikit-learn (default `None`: scikit-learn).
-    - `hidden`: hidden units $H$; `lam`: L2 regularisation; `tau`: time constant.
-    - `init_scale`: standard deviation of the random initialisation every
-      optimisation starts from (the baseline), drawn from `seed`.
-    - `gamma`, `beta`, `eta`: discount, cost scale (of $\lVert g\rVert^2$)
-      and weight of performance of the training objective.
-    - `lr`: Adam's learning rate on the initial weights.
-    - `iterations`: optimisation iterations (every horizon).
-    - `horizons`: the numbers of inner steps considered, one optimisation each;
-      1 is one-step MAML.
-    - `eval_steps`: inner steps of the window every initialisation is
-      evaluated on (0: the largest horizon).
-    - `quadrature_intervals`: sub-intervals of $[0, T]$ on which the continuous
-      adjoint integrates $\delta V/\delta g$ (the control has no knots).
-    - `rtol`, `atol`, `max_steps`: ODE solver tolerances and step budget (the
-      inner loops take a few dozen steps).
-    - `seed`: the random initialisation and the train/test split of the images.
-    """
-
-    alpha: float = 5e-3
-    pairs: tuple[int, ...] = (0, 1, 7, 1, 8, 9, 3, 8, 5, 3)
-    image_size: int = 5
-    mnist_folder: str | None = None
-    hidden: int = 40
-    lam: float = 0.0
-    tau: float = 1.0
-    init_scale: float = 0.01
-    gamma: float = 1.0
-    beta: float = 0.0
-    eta: float = 1.0
-    lr: float = 5e-3
-    iterations: int = 2000
-    horizons: tuple[int, ...] = (1, 20, 60, 120, 180, 260, 340)
-    eval_steps: int = 0
-    quadrature_intervals: int = 16
-    rtol: float = 1e-7
-    atol: float = 1e-9
-    max_steps: int = 4096
-
-    def check(self) -> None:
-        require_float(self, "alpha", positive=True)
-        require(
-            isinstance(self.pairs, tuple)
-            and len(self.pairs) >= 2
-            and len(self.pairs) % 2 == 0,
-            "pairs",
-            "must list the classes of each binary task in consecutive pairs",
-            self.pairs,
-        )
-        check_values(self, "pairs", lambda v: v in range(10), "in 0–9")
-        for a, b in zip(self.pairs[::2], self.pairs[1::2]):
-            require(a != b, "pairs", f"pairs {a}-vs-{b} repeats a class", self.pairs)
-        require_int(self, "image_size", minimum=1)
-        require_int(self, "hidden", minimum=1)
-        require_float(self, "init_scale", positive=True)
-        require_float(self, "lr", positive=True)
-        require_int(self, "iterations", minimum=1)
-        check_values(
-            self, "horizons", lambda v: isinstance(v, int) and v >= 1, "(ints) >= 1"
-        )
-        require_int(self, "eval_steps", minimum=0)
-        require_int(self, "quadrature_intervals", minimum=1)
-        require_float(self, "rtol", positive=True)
-        require_float(self, "atol", nonnegative=True)
-        require_int(self, "max_steps", minimum=1)
-
-    @property
-    def window(self) -> int:
-        """Inner steps of the evaluation window."""
-        return self.eval_steps or max(self.horizons)
+def check(cfg) -> None:
+    pairs = cfg.task.pairs
+    what = "must list the classes of each binary task in consecutive pairs"
+    require(len(pairs) >= 2 and len(pairs) % 2 == 0, "task.pairs", what, pairs)
+    h = cfg.objective.horizons
+    require(len(h) > 0 and min(h) > 0, "objective.horizons", "must be >= 1", h)
 
 
-QUICK = {"iterations": 40, "lr": 0.02, "horizons": (1, 10, 40), "hidden": 20}
+def system(cfg) -> lc.systems.MAML:
+    """The network on the digit tasks of `task.pairs` (nothing is downloaded)."""
+    t, s = cfg.task, cfg.system
+    kw = dict(mnist_folder=t.mnist_folder or None, size=t.size, seed=cfg.seed)
+    pairs = zip(t.pairs[::2], t.pairs[1::2])
+    tasks = [lc.tasks.Digits.load(classes=pair, **kw) for pair in pairs]
+    return lc.systems.MAML(tasks, hidden=s.hidden, lam=s.lam, tau=s.tau)
 
 
-def tasks(config: MAMLConfig) -> list[lc.tasks.Digits]:
-    """The binary digit tasks of `pairs` (nothing is downloaded)."""
-    return [
-        lc.tasks.Digits.load(
-            classes=(a, b),
-            mnist_folder=config.mnist_folder,
-            size=config.image_size,
-            seed=config.seed,
-        )
-        for a, b in zip(config.pairs[::2], config.pairs[1::2])
-    ]
-
-
-def system(config: MAMLConfig) -> lc.systems.MAML:
-    return lc.systems.MAML(
-        tasks(config), hidden=config.hidden, lam=config.lam, tau=config.tau
-    )
-
-
-def problem(config: MAMLConfig, net: lc.systems.MAML, *, evaluation: bool = False):
-    """The function `T -> Setup` of one horizon (`lc.sweep`'s `build`).
-
-    With `evaluation`, the objective is the plain cumulative loss
-    ($\\gamma = \\eta = 1$, no cost), so that $-V = \\int_0^T\\langle L\\rangle dt$.
-    """
-    control = lc.controls.Constant(
-        shape=net.control_shape, quadrature_intervals=config.quadrature_intervals
-    )
-    theta0 = net.gaussian_init(config.seed, config.init_scale)
-    gamma, beta, eta = (
-        (1.0, 0.0, 1.0)
-        if evaluation
-        else (
-            config.gamma,
-            config.beta,
-            config.eta,
-        )
-    )
+def problem(cfg, net: lc.systems.MAML, *, evaluation: bool = False):
+    """The function `T -> Setup` of one horizon (`lc.sweep`'s `build`). With
+    `evaluation`, the objective is the plain cumulative loss ($\\gamma = \\eta
+    = 1$, no cost): $-V = \\int_0^T\\langle L\\rangle dt$."""
+    o, q = cfg.objective, cfg.control.quadrature_intervals
+    control = lc.controls.Constant(shape=net.control_shape, quadrature_intervals=q)
+    theta0 = net.gaussian_init(cfg.seed, cfg.system.init_scale)
+    cost = lc.costs.Quadratic(beta=0.0 if evaluation else cfg.cost.beta)
+    gamma, eta = (1.0, 1.0) if evaluation else (o.gamma, o.eta)
 
     def build_horizon(T) -> Setup:
-        return Setup(
-            lc.Problem(
-                net,
-                control,
-                lc.costs.Quadratic(beta=beta),
-                lc.Objective(T=T, gamma=gamma, eta=eta),
-            ),
-            theta0,
-        )
+        objective = lc.Objective(T=T, gamma=gamma, eta=eta)
+        return Setup(lc.Problem(net, control, cost, objective), theta0)
 
     return build_horizon
 
 
-def build(config: MAMLConfig) -> Setup:
+def build(cfg) -> Setup:
     """The problem of the largest horizon."""
-    return problem(config, system(config))(max(config.horizons) * config.alpha)
+    return problem(cfg, system(cfg))(max(cfg.objective.horizons) * cfg.objective.alpha)
 
 
-def _numerics(config: MAMLConfig) -> lc.SolverOptions:
-    return lc.SolverOptions(
-        rtol=config.rtol, atol=config.atol, max_steps=config.max_steps
-    )
-
-
-def run(
-    config: MAMLConfig,
-    out_dir: Path,
-    progress: bool,
-    checkpoints: CheckpointFolder | None = None,
-) -> RunOutput:
+def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
     """Optimise the initialisation per horizon, then evaluate each on one window."""
-    net = system(config)
-    horizons = np.asarray(config.horizons, dtype=int)
-    announce(progress, len(horizons), config.iterations)
-    res = lc.sweep.optimize_batch(
-        problem(config, net),
-        horizons * config.alpha,
-        optimizer=lc.optimizers.Adam(lr=config.lr),
-        steps=config.iterations,
+    net, alpha = system(cfg), cfg.objective.alpha
+    horizons = np.asarray(cfg.objective.horizons, dtype=int)
+    res = sw.optimize(
+        problem(cfg, net),
+        horizons * alpha,
+        cfg,
+        lc.optimizers.Adam(lr=cfg.optimiser.lr),
+        progress,
+        checkpoints,
         # The configured intervals, not ContinuousAdjoint's default minimum.
-        adjoint=lc.ContinuousAdjoint(min_intervals=config.quadrature_intervals),
-        options=_numerics(config),
-        checkpoint=next_checkpoint(checkpoints),
-        progress=progress,
+        adjoint=lc.ContinuousAdjoint(min_intervals=cfg.control.quadrature_intervals),
     )
     # Row 0: the random initialisation (baseline); then one row per horizon.
-    theta0 = net.gaussian_init(config.seed, config.init_scale)
-    inits = tuple(
+    theta0 = net.gaussian_init(cfg.seed, cfg.system.init_scale)
+    inits = [
         np.concatenate([np.asarray(a)[None], b]) for a, b in zip(theta0, res.theta)
-    )
-    window = config.window
+    ]
+    window = cfg.outputs.eval_steps or int(horizons.max())
     evaluation = lc.sweep.solve_batch(
-        problem(config, net, evaluation=True),
-        np.full(len(horizons) + 1, window * config.alpha),
-        inits,
+        problem(cfg, net, evaluation=True),
+        np.full(len(horizons) + 1, window * alpha),
+        tuple(inits),
         num_times=window + 1,  # one sample per inner step
-        options=_numerics(config),
+        options=cmp.options(cfg),
     )
-    cumulative = -evaluation.V[:, -1]
-    one_step = evaluation.loss[:, 1]
-    main = int(np.argmax(horizons))
-    results = {
-        "horizons": horizons.astype(float),
-        "steps": np.arange(window + 1, dtype=float),
-        "eval_loss": evaluation.loss,
-        "cumulative_loss": cumulative,
-        "one_step_loss": one_step,
-        "values": res.values,
-        "best_value": res.best_value,
-        "init_W1": inits[0],
-        "init_W2": inits[1],
+    cumulative, one_step = -evaluation.V[:, -1], evaluation.loss[:, 1]
+    results = dict(
+        horizons=horizons.astype(float),
+        steps=np.arange(window + 1, dtype=float),
+        eval_loss=evaluation.loss,
+        cumulative_loss=cumulative,
+        one_step_loss=one_step,
+        values=res.values,
+        best_value=res.best_value,
+        init_W1=inits[0],
+        init_W2=inits[1],
+    )
+    main, steps = int(np.argmax(horizons)), evaluation.num_steps
+    V_b, V_c = float(res.values[main, 0]), float(res.best_value[main])
+    summary = {"V_baseline": V_b, "V_control": V_c, "V_gain": V_c - V_b}
+    summary |= sw.batch_summary(res) | {"horizon_of_V": int(horizons[main])}
+    summary["solver_steps"] = {
+        "baseline": int(steps[0]),
+        "control": int(steps[main + 1]),
     }
-    summary = {
-        "V_baseline": float(res.values[main, 0]),
-        "V_control": float(res.best_value[main]),
-        "V_gain": float(res.best_value[main] - res.values[main, 0]),
-        "iterations": int(config.iterations),
-        "wall_time_s": float(res.wall_time),
-        "solver_steps": {
-            "baseline": int(evaluation.num_steps[0]),
-            "control": int(evaluation.num_steps[main + 1]),
-        },
-        "status": "completed"
-        if np.all(res.completed)
-        else str(res.status[~res.completed][0]),
-        "message": (
-            f"optimised the initialisation for {len(horizons)} horizons "
-            f"({config.iterations} iterations each) on {res.num_devices} device(s)"
-        ),
-        "horizon_of_V": int(horizons[main]),
-        "eval_steps": int(window),
-        "cumulative_loss_baseline": float(cumulative[0]),
-        "cumulative_loss": {int(h): float(c) for h, c in zip(horizons, cumulative[1:])},
-        "one_step_loss_baseline": float(one_step[0]),
-        "one_step_loss": {int(h): float(c) for h, c in zip(horizons, one_step[1:])},
-        **maml_findings(horizons, cumulative[1:], one_step[1:]),
-    }
+    for name, y in (("cumulative_loss", cumulative), ("one_step_loss", one_step)):
+        summary[f"{name}_baseline"] = float(y[0])
+        summary[name] = {int(h): float(c) for h, c in zip(horizons, y[1:])}
+    summary["eval_steps"] = window
+    summary |= findings(horizons, cumulative[1:], one_step[1:])
     return RunOutput(results, summary)
 
 
-def maml_findings(horizons, cumulative, one_step) -> dict:
-    """The paper's MAML findings (App. F.1, Figs. 3a,b, 6-7), measured (`None` where a horizon is missing).
-
-    - `one_step_underperforms_multi_step`: the one-step initialisation's
-      cumulative loss exceeds the best multi-step one's.
-    - `best_horizon_cumulative`: the horizon with the lowest cumulative loss.
-    - `best_horizon_one_step_ahead`: the horizon with the lowest one-step-ahead
-      loss; `one_step_ahead_rises_after`: the largest horizon after which it
-      only rises (`None` if it still falls at the last horizon).
-    """
-    horizons = np.asarray(horizons)
+def findings(horizons, cumulative, one_step) -> dict:
+    """The paper's MAML findings, measured (`None` where a horizon is missing):
+    whether the one-step initialisation's cumulative loss exceeds the best
+    multi-step one's; the horizons with the lowest cumulative and one-step-ahead
+    loss; the largest horizon after which the one-step-ahead loss only rises
+    (`None` if it still falls at the last horizon)."""
     order = np.argsort(horizons)
-    h, cum, one = (
-        horizons[order],
-        np.asarray(cumulative)[order],
-        np.asarray(one_step)[order],
-    )
-    multi = h > 1
-    under = None
-    if h[0] == 1 and multi.any():
-        under = bool(cum[0] > cum[multi].min())
+    h, cum, one = (np.asarray(x)[order] for x in (horizons, cumulative, one_step))
+    under = bool(cum[0] > cum[h > 1].min()) if h[0] == 1 and (h > 1).any() else None
     rises_after = None
     if one.size >= 2 and one[-1] > one[-2]:
         k = one.size - 1
@@ -310,30 +162,28 @@ def maml_findings(horizons, cumulative, one_step) -> dict:
     }
 
 
-def plot(results, config: MAMLConfig, out_dir: Path) -> list[Path]:
+def plot(results, cfg, out_dir: Path) -> list[Path]:
     """Cumulative and one-step-ahead loss vs steps considered; loss curves."""
-    out_dir = Path(out_dir)
-    h = results["horizons"]
-    xlabel = "inner steps considered when optimising (horizon n)"
-    window = int(results["steps"][-1])
+    h, main = results["horizons"], int(np.argmax(results["horizons"]))
+    window = f"Cumulative loss over {int(results['steps'][-1])} inner steps"
+    label, style = "MAML initialisation", {**fig.plotting.CONTROL_STYLE, "marker": "o"}
 
     def vs_horizon(field, title, ylabel):
-        y = plotting.check_plottable(field, results[field])
-        fig = plotting.plot_lines(
+        y = fig.plotting.check_plottable(field, results[field])
+        return fig.plotting.plot_lines(
             h,
-            {"MAML initialisation": y[1:]},
+            {label: y[1:]},
             title=title,
             ylabel=ylabel,
-            xlabel=xlabel,
-            styles={"MAML initialisation": {**plotting.CONTROL_STYLE, "marker": "o"}},
+            xlabel="inner steps considered when optimising (horizon n)",
+            styles={label: style},
             hlines=[(float(y[0]), "random initialisation (baseline)")],
         )
-        return fig
 
     figures = {
         "cumulative_loss.png": lambda: vs_horizon(
             "cumulative_loss",
-            f"Cumulative loss over {window} inner steps vs steps considered",
+            f"{window} vs steps considered",
             "∫ ⟨L⟩ dt over the evaluation window",
         ),
         "one_step_loss.png": lambda: vs_horizon(
@@ -341,7 +191,7 @@ def plot(results, config: MAMLConfig, out_dir: Path) -> list[Path]:
             "One-step-ahead loss vs steps considered",
             "⟨L⟩ after one inner step",
         ),
-        "loss_curves.png": lambda: plot_curves_by_value(
+        "loss_curves.png": lambda: sw.plot_curves_by_value(
             results["steps"],
             results["eval_loss"][1:],
             h,
@@ -351,22 +201,38 @@ def plot(results, config: MAMLConfig, out_dir: Path) -> list[Path]:
             log=True,
             xlabel="inner SGD steps",
         ),
-        "optimisation.png": lambda: plotting.plot_optimisation(
-            results["values"][int(np.argmax(h))],
-            baseline=float(results["values"][int(np.argmax(h)), 0]),
+        "optimisation.png": lambda: fig.plotting.plot_optimisation(
+            results["values"][main], baseline=float(results["values"][main, 0])
         ),
     }
-    return [io.save_figure(draw(), out_dir / name) for name, draw in figures.items()]
+    return fig.save(figures, out_dir)
 
 
 EXPERIMENT = Experiment(
-    name=NAME,
-    description=DESCRIPTION,
-    config=MAMLConfig,
-    quick=QUICK,
+    name="maml",
+    description="MAML on 5 digit pairs: the initial weights as the control, one-step "
+    "vs multi-step horizons.",
+    default=DEFAULT,
+    quick={
+        "optimiser.iterations": 40,
+        "optimiser.lr": 0.02,
+        "objective.horizons": (1, 10, 40),
+        "system.hidden": 20,
+    },
     build=build,
     run=run,
     plot=plot,
+    figures=(
+        "cumulative_loss.png",
+        "one_step_loss.png",
+        "loss_curves.png",
+        "optimisation.png",
+    ),
+    findings=(
+        "one_step_underperforms_multi_step",
+        "one_step_ahead_rises_after",
+        "cumulative_loss",
+        "one_step_loss",
+    ),
+    check=check,
 )
-
-__all__ = ["EXPERIMENT", "MAMLConfig", "build", "maml_findings", "plot", "run"]

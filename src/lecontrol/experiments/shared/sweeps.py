@@ -1,0 +1,328 @@
+r"""Sweeps, many problems optimised as one computation, and the learning-rate
+problem on the semantic hierarchy: the parts of `single-neuron-sweep`,
+`learning-rate`, `learning-rate-sweep` and `maml`.
+
+`lc.sweep.optimize_batch` vmaps the optimiser over a batch of problems and
+shards it across `jax.devices()`. Row 0 of a sweep's batch is the default
+point; each sweep varies one value over the grid in that value's section
+(`objective.gammas`, `cost.betas`, `task.sigmas`, `system.lams`,
+`objective.horizons`: SGD steps $N$, $T = N\alpha$), the others at default.
+
+Family keys: `outputs.num_times` (samples per saved curve); `cost.offset` (the
+free $\rho$ of the learning-rate cost $\beta(\rho - \text{offset})^2$; $-1$:
+all learning costs effort); `system.init_scale` (standard deviation of the
+Gaussian initial weights, drawn from `seed`); `control.quadrature_intervals`
+(sub-intervals of the adjoint's quadrature for MAML's constant control);
+`outputs.eval_steps` (MAML's evaluation window in inner steps; 0: the largest
+horizon).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import typing
+
+import jax
+import numpy as np
+
+import lecontrol as lc
+
+from ..base import Config, Setup, config
+from . import comparison as cmp, findings
+from .figures import plotting
+
+
+def grid(values) -> tuple[float, ...]:
+    """A sweep's values as a config tuple of floats."""
+    return tuple(float(v) for v in values)
+
+
+class Segment(typing.NamedTuple):
+    """One sweep inside the batch: `values` of `name` at `rows` of the batch."""
+
+    name: str
+    values: np.ndarray
+    rows: slice
+
+
+def sweep_points(default: dict, sweeps: dict) -> tuple[dict, list[Segment]]:
+    """The batch: row 0 is the `default` point (parameter name → value), then
+    each sweep (parameter name → values) sets that parameter to each value.
+    Returns `(params, segments)`: an array over the batch per parameter, and
+    the rows of each sweep."""
+    rows, segments = [default], []
+    for name, values in sweeps.items():
+        if not len(values):
+            raise ValueError(f"the {name} sweep has no values.")
+        rows += [{**default, name: float(v)} for v in values]
+        at = slice(len(rows) - len(values), len(rows))
+        segments.append(Segment(name, np.asarray(values, dtype=float), at))
+    params = {k: np.asarray([r[k] for r in rows], dtype=float) for k in default}
+    return params, segments
+
+
+def build_all(make, params: dict) -> list[Setup]:
+    """Every point's `Setup` (their constructors check the values)."""
+    n = len(next(iter(params.values())))
+    return [make({k: v[i] for k, v in params.items()}) for i in range(n)]
+
+
+def optimize(make, params, cfg, optimizer, progress, checkpoints, **kw):
+    """`lc.sweep.optimize_batch` of every point for `optimiser.iterations`."""
+    n, iterations = len(jax.tree.leaves(params)[0]), cfg.optimiser.iterations
+    if progress:  # one computation, without a progress bar: say what it does
+        devices = f"{jax.device_count()} device(s)"
+        what = f"{n} problems x {iterations} iterations as one computation on {devices}"
+        print(f"optimising {what}...", file=sys.stderr, flush=True)
+    checkpoint, options = cmp.next_checkpoint(checkpoints), cmp.options(cfg)
+    return lc.sweep.optimize_batch(
+        make,
+        params,
+        optimizer=optimizer,
+        steps=iterations,
+        options=options,
+        checkpoint=checkpoint,
+        progress=progress,
+        **kw,
+    )
+
+
+def batch_summary(res) -> dict:
+    """The standard summary entries of an `lc.sweep.optimize_batch` result."""
+    problems, iterations = res.values.shape
+    failed = ~res.completed
+    message = (
+        f"optimised {problems} problems for {iterations} iterations each on "
+        f"{res.num_devices} device(s)"
+    )
+    if failed.any():
+        first = res.message[int(np.argmax(failed))]
+        message = f"{failed.sum()} problems stopped early (best theta kept): {first}"
+    return {
+        "iterations": int(iterations),
+        "wall_time_s": float(res.wall_time),
+        "status": str(res.status[failed][0]) if failed.any() else "completed",
+        "message": message,
+        "problems": int(problems),
+        "devices": int(res.num_devices),
+    }
+
+
+def run_sweep(cfg, make, points, optimizer, signs, progress, checkpoints):
+    r"""Optimise every point of `points = (params, segments)`, then solve the
+    baseline ($\theta = 0$) and optimum of each in one batch.
+
+    Returns `(results, summary, trajectories)`: per sweep the
+    `{sweep}_{field}` arrays (`default_{field}`: row 0) of the saved curves,
+    $\theta$, the total control $\int_0^T g\,dt$ and $V$; the summary has the
+    default point's $V$, `trends` (rank correlation of the total control with
+    each sweep's values) and `findings` (`signs` maps each to `(sweep, sign)`:
+    it holds when that trend has that sign).
+    """
+    params, segments = points
+    res = optimize(make, params, cfg, optimizer, progress, checkpoints)
+    both = {k: np.concatenate([v, v]) for k, v in params.items()}
+    thetas = np.concatenate([np.zeros_like(res.theta), res.theta])
+    num_times, options = cfg.outputs.num_times, cmp.options(cfg)
+    traj = lc.sweep.solve_batch(
+        make, both, thetas, num_times=num_times, options=options
+    )
+    knots = np.stack([s.control.knots for s in build_all(make, params)])
+    n = len(res.values)
+    per_row = {
+        "ts": traj.ts[n:],
+        "g": traj.g[n:],
+        "baseline_loss": traj.loss[:n],
+        "control_loss": traj.loss[n:],
+        "theta": res.theta,
+        "total_control": np.trapezoid(res.theta, knots, axis=1),
+        "V_baseline": traj.V[:n, -1],
+        "V_control": traj.V[n:, -1],
+        "V_history": res.values,
+    }
+    results = split(segments, per_row)
+    trends = {
+        s.name: findings.rank_correlation(
+            s.values, results[f"{s.name}_total_control"], constant=0.0
+        )
+        for s in segments
+    }
+    gains = per_row["V_control"][1:] - per_row["V_baseline"][1:]
+    V_b, V_c = float(per_row["V_baseline"][0]), float(per_row["V_control"][0])
+    steps = {"baseline": int(traj.num_steps[0]), "control": int(traj.num_steps[n])}
+    summary = {"V_baseline": V_b, "V_control": V_c, "V_gain": V_c - V_b}
+    summary |= batch_summary(res) | {"solver_steps": steps}
+    summary |= {"min_V_gain": float(gains.min()), "trends": trends}
+    summary["findings"] = {
+        k: bool(np.sign(trends[s]) == sign) for k, (s, sign) in signs.items()
+    }
+    return results, summary, traj
+
+
+def split(segments, per_row: dict) -> dict[str, np.ndarray]:
+    """`default_{field}` (row 0), `{sweep}_{field}` and `{sweep}_values` arrays."""
+    out = {f"{s.name}_values": s.values for s in segments}
+    for field, arr in per_row.items():
+        out[f"default_{field}"] = np.asarray(arr[0])
+        out |= {f"{s.name}_{field}": np.asarray(arr[s.rows]) for s in segments}
+    return out
+
+
+# ----------------------------------------------------------------- figures
+
+
+def plot_panels(panels, *, title: str, ylabel: str, hline: float | None = None):
+    """One small panel per sweep: `(xlabel, x, y, log_x)`."""
+    import matplotlib.pyplot as plt
+
+    cols = min(len(panels), 3)
+    rows = math.ceil(len(panels) / cols)
+    size = (4.2 * cols, 3.4 * rows)
+    fig, axes = plt.subplots(rows, cols, figsize=size, layout="constrained")
+    axes = np.atleast_1d(axes).ravel()
+    for ax, (xlabel, x, y, logx) in zip(axes, panels):
+        x = plotting.check_plottable(xlabel, x)
+        y = plotting.check_plottable(f"{ylabel} vs {xlabel}", y)
+        ax.plot(x, y, marker="o", **{**plotting.CONTROL_STYLE, "linewidth": 1.5})
+        if hline is not None:
+            ax.axhline(hline, color="0.6", linestyle=":", linewidth=1.0)
+        ax.set(xlabel=xlabel, ylabel=ylabel, xscale="log" if logx else "linear")
+        ax.grid(True, alpha=0.3)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_curves_by_value(
+    ts, curves, values, *, title, ylabel, label, log=False, xlabel=plotting.TIME_LABEL
+):
+    """Curves `curves[i]` over `ts[i]` (or a shared `ts`), coloured by `values[i]`."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm, Normalize
+
+    curves = plotting.check_plottable(ylabel, curves)
+    values = plotting.check_plottable(label, values)
+    ts = np.broadcast_to(plotting.check_plottable("ts", ts), curves.shape)
+    lo, hi = float(values.min()), float(values.max())
+    hi = lo + 1.0 if hi == lo else hi
+    norm = LogNorm(lo, hi) if log and lo > 0 else Normalize(lo, hi)
+    cmap = plt.get_cmap("viridis")
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+    for t, c, v in zip(ts, curves, values):
+        ax.plot(t, c, color=cmap(norm(v)), linewidth=1.2)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=label)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(True, alpha=0.3)
+    return fig
+
+
+def sweep_figures(results, sweeps, symbol: str, curves) -> dict:
+    """`total_control.png`, `value_gain.png`, `optimisation.png` (row 0), and
+    for each sweep `(name, label, log)` and curve `(prefix, field, what,
+    ylabel)` the figure `{prefix}_{name}.png` of `field` coloured by value."""
+
+    def panels(y):
+        return [(lbl, results[f"{n}_values"], y(n), log) for n, lbl, log in sweeps]
+
+    def curve(name, label, log, field, what, ylabel):
+        ts, values = results[f"{name}_ts"], results[f"{name}_values"]
+        return lambda: plot_curves_by_value(
+            ts,
+            results[f"{name}_{field}"],
+            values,
+            title=f"{what} across {label}",
+            ylabel=ylabel,
+            label=label,
+            log=log,
+        )
+
+    def gain(s):
+        return results[f"{s}_V_control"] - results[f"{s}_V_baseline"]
+
+    history, baseline = results["default_V_history"], results["default_V_baseline"]
+    figures = {
+        "total_control.png": lambda: plot_panels(
+            panels(lambda s: results[f"{s}_total_control"]),
+            title=f"Total control ∫ {symbol} dt vs each parameter",
+            ylabel=f"∫₀ᵀ {symbol}(t) dt",
+        ),
+        "value_gain.png": lambda: plot_panels(
+            panels(gain),
+            title="Value gain V_control − V_baseline vs each parameter",
+            ylabel="V gain",
+            hline=0.0,
+        ),
+        "optimisation.png": lambda: plotting.plot_optimisation(
+            history, baseline=float(baseline)
+        ),
+    }
+    for name, label, log in sweeps:
+        for prefix, *spec in curves:
+            figures[f"{prefix}_{name}.png"] = curve(name, label, log, *spec)
+    return figures
+
+
+# ------------------------------------- learning rate on the semantic hierarchy
+
+
+def learning_rate_config(**extra) -> Config:
+    """The `learning-rate` problem (the paper's Table 3, "learning rate
+    (Semantic)"), with the keys of `extra` (sections) added."""
+    sections = dict(
+        task=dict(levels=4),
+        system=dict(hidden=40, lam=0.0, tau=1.0, init_scale=1e-4),
+        control=dict(knots=91, lower=-1.0, upper=1.0, init=0.0),
+        cost=dict(beta=1.0, offset=0.0),
+        objective=dict(alpha=5e-3, steps=18000, gamma=1.0, eta=1.0),
+        optimiser=dict(lr=5e-3, iterations=800),
+        solver=dict(rtol=1e-7, atol=1e-9, max_steps=4096),
+    )
+    names = {**sections, **extra}
+    return config(**{k: sections.get(k, {}) | extra.get(k, {}) for k in names})
+
+
+# Adam moves each coefficient by about `lr` per iteration: the quick runs take
+# larger steps so that 30 iterations reach a visible schedule.
+LEARNING_RATE_QUICK = {
+    "optimiser.iterations": 30,
+    "control.knots": 31,
+    "optimiser.lr": 0.05,
+}
+
+
+def learning_rate_problem(cfg):
+    """The two-layer network learning the `task.levels`-level hierarchy at the
+    rate $\\alpha(1 + \\rho(t))$ (`lc.systems.LearningRate`), with the cost
+    $\\beta(\\rho - $ `cost.offset`$)^2$. Returns `p -> Setup`, `p` holding
+    `gamma` and `beta` (traced in a sweep)."""
+    s, task = cfg.system, lc.tasks.SemanticHierarchy(cfg.task.levels)
+    system = lc.systems.LearningRate(
+        task, hidden=s.hidden, lam=s.lam, tau=s.tau, seed=cfg.seed, scale=s.init_scale
+    )
+    control = cmp.knot_control(cfg, system.control_shape)
+    T, eta, init = cmp.horizon(cfg), cfg.objective.eta, cfg.control.init
+
+    def build(p) -> Setup:
+        cost = lc.costs.Quadratic(beta=p["beta"], offset=cfg.cost.offset)
+        objective = lc.Objective(T=T, gamma=p["gamma"], eta=eta)
+        return Setup(lc.Problem(system, control, cost, objective), control.init(init))
+
+    return build
+
+
+def level_losses(task: lc.tasks.SemanticHierarchy, W1, W2) -> np.ndarray:
+    r"""The fit loss split by level of the hierarchy, shape `(times, levels)`:
+    output $r$ contributes $\tfrac12[\Sigma_y - 2W\Sigma_{xy} +
+    W\Sigma_xW^\top]_{rr}$ ($W = W_2W_1$); the levels add up to the loss
+    without the regulariser."""
+    W = np.einsum("toh,thi->toi", np.asarray(W2), np.asarray(W1))
+    Sx, Sxy, Sy = (np.asarray(a) for a in (task.Sx, task.Sxy, task.Sy))
+    fit = 0.5 * (
+        np.diag(Sy)[None]
+        - 2 * np.einsum("toi,io->to", W, Sxy)
+        + np.einsum("toi,ij,toj->to", W, Sx, W)
+    )
+    level = task.level_of_output()
+    return np.stack([fit[:, level == k].sum(1) for k in range(task.levels)], axis=1)
