@@ -6,9 +6,8 @@ $c$'s error weighted by $\varphi_c(t)^2$, $\varphi \in [0, 2]$, at the cost
 $\beta(\lVert\varphi\rVert^2 - 15)^2$, vs $\varphi = 1$, replayed on SGD.
 **Figures:** engagement and loss per level, mean engagement per level
 (`engagement_levels.png`), total loss, net reward, SGD replay, optimisation.
-**Findings:** higher levels (0 = root) get more engagement, earlier
-(`level_engagement_mean` falls, `level_engagement_centre_time` rises with the
-level): `level_findings`.
+**Findings** (`level_findings`): higher levels (0 = root) get more engagement
+(`level_engagement_mean`), earlier (`level_engagement_centre_time`).
 """
 
 import numpy as np
@@ -50,14 +49,11 @@ def level_findings(cfg, results) -> dict:
     results["levels"] = lc.tasks.SemanticHierarchy(cfg.task.levels).level_of_output()
     means = level_means(results, cfg)
     t = eng.timing(results["ts"], np.stack(list(means.values()), axis=1))
-
-    def per_level(key):
-        return dict(zip(means, map(float, t[key])))
-
+    per = {k: dict(zip(means, map(float, t[k]))) for k in ("mean", "peak", "centre")}
     return {
-        "level_engagement_mean": per_level("mean"),
-        "level_engagement_peak_time": per_level("peak"),
-        "level_engagement_centre_time": per_level("centre"),
+        "level_engagement_mean": per["mean"],
+        "level_engagement_peak_time": per["peak"],
+        "level_engagement_centre_time": per["centre"],
         "order_of_levels_by_engagement_centre": eng.order(list(means), t["centre"]),
         "level_findings": {
             "higher_levels_more_engagement": bool(np.all(np.diff(t["mean"]) < 0)),

@@ -3,9 +3,8 @@ r"""Active task engagement on three digit pairs (the paper's Sec. 5, Fig. 4a-f).
 **Builds:** `engagement-attentive`'s tasks and network, $\psi_\tau(t) \in
 [0, 1]$ at the cost $\beta\lVert\psi\rVert^2$ (the baseline $\psi = 1$ pays too).
 **Figures:** those of `engagement-attentive`.
-**Findings:** easier tasks are let go first (`order_by_engagement_release`;
-the cost keeps every $\psi$ below 1, so `order_by_engagement_centre` does not
-show it); no task is fully disengaged (`engagement_min`).
+**Findings:** easier tasks are let go first (`order_by_engagement_release`; not
+by `..._centre`: $\psi < 1$ all along); no task is fully disengaged (`engagement_min`).
 """
 
 import lecontrol as lc

@@ -1,12 +1,10 @@
 r"""Task engagement with a fixed total on three digit pairs (the paper's Sec. 5).
 
 **Builds:** `engagement-attentive`'s tasks and network, $\psi_\tau(t) \in
-[0, 2]$ at the cost $\beta(\lVert\psi\rVert^2 - N_\tau)^2$ (the paper leaves
-the total open; $N_\tau$ makes $\psi = 1$ free).
-**Figures:** those of `engagement-attentive`.
-**Findings:** easier tasks are engaged first, one peak after another
-(`order_by_engagement_peak`, `..._release` vs `order_by_difficulty`); no task
-is fully disengaged (`engagement_min`).
+[0, 2]$ at the cost $\beta(\lVert\psi\rVert^2 - N_\tau)^2$ ($N_\tau$: the paper
+leaves it open; it makes $\psi = 1$ free). **Figures:** `engagement-attentive`'s.
+**Findings:** easier tasks are engaged first, one peak after another (peak and
+release orders vs `order_by_difficulty`); none is disengaged (`engagement_min`).
 """
 
 import lecontrol as lc

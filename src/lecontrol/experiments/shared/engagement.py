@@ -1,11 +1,9 @@
 r"""Task and category engagement (the paper's Sec. 5; docs/systems/engagement.md).
 
 A linear network learns several tasks, task $\tau$'s loss weighted by
-$\psi_\tau(t)$ in its gradient flow (`lc.systems.TaskEngagement`), or one
-task, output $c$'s error weighted by $\varphi_c(t)^2$
-(`lc.systems.CategoryEngagement`). `experiment` compares the optimised
-coefficients with plain gradient flow ($g = 1$), replays both on SGD, and
-measures the findings (`findings`).
+$\psi_\tau(t)$ (`lc.systems.TaskEngagement`), or one task, output $c$'s error
+weighted by $\varphi_c(t)^2$ (`lc.systems.CategoryEngagement`). `experiment`
+compares the optimum with $g = 1$, replays both on SGD, measures `findings`.
 
 Family keys: `task.pairs` (digit pairs, flattened: `0, 1, 7, 1` is 0v1, 7v1),
 `task.classes` (digits, one output each), `task.levels` (of the semantic
@@ -14,9 +12,8 @@ digits), `task.size` (image side); `system.init_scale` (std of the initial
 weights); `optimiser.gradient` (`"checkpoint"`, several times faster here than
 `"continuous"`); `outputs.samples` (saved times, also SGD records: `samples -
 1` divides `objective.steps`), `outputs.sgd_seeds` (SGD replays per schedule,
-seeds `seed, seed + 1, ...`; 0: none), `outputs.batch_size` (per task and
-step). Category engagement's `optimiser.lr` is $1/(8\alpha\beta C)$: at the
-paper's 1 its fixed-total cost makes the iteration diverge (see the docs).
+seeds `seed, seed + 1, ...`; 0: none), `outputs.batch_size` (per task, step).
+Category engagement's `optimiser.lr` is $1/(8\alpha\beta C)$, not 1 (docs).
 """
 
 from __future__ import annotations
@@ -63,9 +60,8 @@ def check(cfg) -> None:
 def digits(cfg, classes) -> tuple[lc.tasks.Digits, lc.tasks.Digits]:
     """A digit task without samples (labels have no gradient) and with them."""
     t = cfg.task
-    data = lc.tasks.Digits.load(
-        classes, mnist_folder=t.mnist_folder or None, size=t.size, seed=cfg.seed
-    )
+    kw = dict(mnist_folder=t.mnist_folder or None, size=t.size, seed=cfg.seed)
+    data = lc.tasks.Digits.load(classes, **kw)
     return lc.tasks.Digits(data.train, data.test, data.classes), data
 
 
@@ -100,10 +96,9 @@ def half_loss_time(ts, loss) -> float:
 
 
 def timing(ts, g) -> dict[str, np.ndarray]:
-    r"""When each column of $g(t)$ (times × parts) is engaged: `peak` (time of
-    the first maximum), `centre` ($\int t\,e\,dt / \int e\,dt$, $e = g - \min
-    g$), `release` (when $g$ is half way down from its peak to its later low),
-    `min` and `min_time`, `mean` (time average); `nan` where undefined."""
+    r"""When each column of $g(t)$ (times × parts) is engaged: `peak` (first
+    maximum), `centre` ($\int t e\,dt / \int e\,dt$, $e = g - \min g$), `release`
+    (half way down from the peak to the later low), `min`, `min_time`, `mean`."""
     ts, g = np.asarray(ts, float), np.asarray(g, float)
     peak = np.argmax(g, axis=0)
     release = np.full(g.shape[1], np.nan)
@@ -132,9 +127,8 @@ def order(labels, times) -> list[str]:
 
 
 def findings(labels, results) -> dict:
-    """When and how much each task (class) is engaged (`timing`), against its
-    difficulty, the time the baseline needs to halve its loss. (Where every
-    task starts at the upper bound, only `release` can show the order.)"""
+    """When each task (class) is engaged (`timing`) against its difficulty, the
+    time the baseline needs to halve its loss (`release` shows the order best)."""
     ts, t = results["ts"], timing(results["ts"], results["control_g"])
     for p in ("baseline", "control"):
         half = [half_loss_time(ts, x) for x in results[f"{p}_parts"].T]
@@ -178,24 +172,23 @@ def figures(results, cfg, groups, what: str, symbol: str) -> dict:
         styles[key] = {"color": f"C{2 * i + 1}", "linestyle": ":"}
 
     def lines(series, title, ylabel, hlines=()):
-        def draw(t_max=None):
-            kw = dict(title=title, ylabel=ylabel, styles=styles, hlines=hlines)
-            figure = fig.plotting.plot_lines(ts, series, **kw)
-            if t_max is not None:
-                figure.axes[0].set_xlim(0.0, t_max)
-                figure.axes[0].set_title(f"{title}, t ≤ {t_max:.3g}")
+        def draw(t_max=None):  # t_max: zoom on [0, t_max]
+            zoom = f", t ≤ {t_max:.3g}" if t_max else ""
+            kw = dict(ylabel=ylabel, styles=styles, hlines=hlines)
+            figure = fig.plotting.plot_lines(ts, series, title=title + zoom, **kw)
+            figure.axes[0].set_xlim(0.0, t_max)
             return figure
 
         return draw
 
     bounds = [(c.lower, "lower bound"), (1.0, "baseline"), (c.upper, "upper bound")]
-    title, ylabel = f"Optimal engagement {symbol}(t) per {what}", f"{symbol}(t)"
+    title = f"Optimal engagement {symbol}(t) per {what}"
     drawn = {
         "loss.png": lambda: fig.loss(results, pair),
         f"{what}_losses.png": lines(
-            parts, f"Loss per {what} (dashed: baseline)", "loss"
+            parts, f"Loss per {what}, dashed: baseline", "loss"
         ),
-        "engagement.png": lines(engagement, title, f"engagement {ylabel}", bounds),
+        "engagement.png": lines(engagement, title, f"engagement {symbol}(t)", bounds),
         "net_reward_difference.png": lambda: fig.net_reward_difference(results, symbol),
     }
     # When learning ends early, zoom on it: up to twice the time the baseline
@@ -215,12 +208,11 @@ def figures(results, cfg, groups, what: str, symbol: str) -> dict:
 def experiment(
     name, description, default, quick, what, tasks, labels, cost=None, **more
 ) -> Experiment:
-    r"""Task engagement if `what` is `"task"`, else category engagement; `cost(cfg,
-    n)` for `n` coefficients (default $\beta(\lVert g\rVert^2 - n)^2$), `tasks(cfg)`:
-    the task without and with samples,
-    `labels(cfg)`: one per coefficient. `more`: `groups(cfg)` (legend label →
-    columns; default: one per label), `extra(cfg, results)` (more summary),
-    `figures` (name → `draw(results, cfg)`), `findings` (keys), `check`."""
+    r"""Task (`what == "task"`) or category engagement at `cost(cfg, n)` for `n`
+    coefficients (default $\beta(\lVert g\rVert^2 - n)^2$) on `tasks(cfg)`: the
+    task without and with samples; `labels(cfg)`: one per coefficient. `more`:
+    `groups(cfg)` (legend label → columns), `extra(cfg, results)` (more summary),
+    `figures` (name → `draw(results, cfg)`), `findings` (keys) and `check`."""
     by_task = what == "task"
     system = lc.systems.TaskEngagement if by_task else lc.systems.CategoryEngagement
     symbol = "ψ" if by_task else "φ"
