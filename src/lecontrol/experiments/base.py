@@ -164,11 +164,7 @@ class Config(Mapping[str, Any]):
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dicts and lists (for JSON)."""
         return {
-            k: v.to_dict()
-            if isinstance(v, Config)
-            else list(v)
-            if isinstance(v, tuple)
-            else v
+            k: v.to_dict() if isinstance(v, Config) else list(v) if isinstance(v, tuple) else v
             for k, v in self._values.items()
         }
 
@@ -254,11 +250,7 @@ def _coerce(value: Any, like: Any, key: str, source: str) -> Any:
     if isinstance(like, tuple) and isinstance(value, (list, tuple)):
         item = like[0] if like else 0.0
         return tuple(_coerce(v, item, key, source) for v in value)
-    if (
-        isinstance(like, float)
-        and isinstance(value, int)
-        and not isinstance(value, bool)
-    ):
+    if isinstance(like, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if type(value) is type(like):
         return value
@@ -501,9 +493,7 @@ def execute(
             "effect and a resumed run starts over.",
             stacklevel=2,
         )
-    missing = [
-        k for k in (*SUMMARY_KEYS, *experiment.findings) if k not in output.summary
-    ]
+    missing = [k for k in (*SUMMARY_KEYS, *experiment.findings) if k not in output.summary]
     if missing:
         raise RuntimeError(
             f"experiment {experiment.name!r} returned a summary without {missing}."

@@ -24,7 +24,8 @@ import numpy as np
 import lecontrol as lc
 
 from .base import Experiment, RunOutput, Setup, config
-from .shared import comparison as cmp, figures as fig
+from .shared import comparison as cmp
+from .shared import figures as fig
 
 DEFAULT = config(
     task=dict(mu=2.0, sigma=1.0),

@@ -60,9 +60,7 @@ def horizon(cfg: Config) -> float:
 
 def objective(cfg: Config) -> lc.Objective:
     """`lc.Objective` on $[0, T]$ with `objective.gamma` and `objective.eta`."""
-    return lc.Objective(
-        T=horizon(cfg), gamma=cfg.objective.gamma, eta=cfg.objective.eta
-    )
+    return lc.Objective(T=horizon(cfg), gamma=cfg.objective.gamma, eta=cfg.objective.eta)
 
 
 def knot_times(cfg: Config) -> jax.Array:

@@ -21,10 +21,7 @@ CONTROL_LABEL = "optimal control"
 
 def pair(baseline_label: str) -> dict[str, dict]:
     """Line styles of the baseline and of the optimised control, by label."""
-    return {
-        baseline_label: plotting.BASELINE_STYLE,
-        CONTROL_LABEL: plotting.CONTROL_STYLE,
-    }
+    return {baseline_label: plotting.BASELINE_STYLE, CONTROL_LABEL: plotting.CONTROL_STYLE}
 
 
 def loss(results: Mapping[str, np.ndarray], styles: Mapping[str, dict]):
