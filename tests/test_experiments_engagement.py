@@ -22,18 +22,14 @@ import pytest
 import lecontrol as lc
 from lecontrol import cli, io
 from lecontrol.experiments import get, names
-from lecontrol.experiments.base import ConfigError, apply_overrides
-from lecontrol.experiments.engagement import (
+from lecontrol.experiments.base import ConfigError
+from lecontrol.experiments.shared.engagement import (
     DISENGAGED,
-    ActiveConfig,
-    AttentiveConfig,
-    VectorConfig,
-    cost_of,
-    engagement_timing,
     half_loss_time,
     order,
-    rank_correlation,
+    timing,
 )
+from lecontrol.experiments.shared.findings import rank_correlation
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ENGAGEMENT = ["engagement-attentive", "engagement-active", "engagement-vector"]
@@ -97,48 +93,83 @@ def test_registered_with_paper_defaults():
     bounds = {"engagement-attentive": 2.0, "engagement-active": 1.0}
     for name in ENGAGEMENT:
         c = get(name).default_config()
-        assert (c.alpha, c.steps, c.hidden, c.lam) == (5e-3, 13000, 20, 0.0)
-        assert (c.gamma, c.beta, c.lr, c.iterations) == (0.99, 0.1, 1.0, 800)
-        assert (c.lower, c.upper) == (0.0, bounds.get(name, 2.0))
-        assert c.labels == ["0v1", "7v1", "8v9"]
+        o = c.objective
+        assert (o.alpha, o.steps, c.system.hidden, c.system.lam) == (5e-3, 13000, 20, 0)
+        assert (o.gamma, c.cost.beta, c.optimiser.lr, c.optimiser.iterations) == (
+            0.99,
+            0.1,
+            1.0,
+            800,
+        )
+        assert (c.control.lower, c.control.upper) == (0.0, bounds.get(name, 2.0))
+        assert c.task.pairs == (0, 1, 7, 1, 8, 9)
     d = get("category-digits").default_config()
-    assert (d.alpha, d.steps, d.hidden, d.classes) == (
-        5e-2,
-        30000,
-        50,
-        tuple(range(10)),
-    )
+    assert (d.objective.alpha, d.objective.steps, d.system.hidden) == (5e-2, 30000, 50)
+    assert d.task.classes == tuple(range(10))
     s = get("category-semantic").default_config()
-    assert (s.alpha, s.steps, s.hidden, s.levels) == (5e-3, 18000, 30, 4)
+    assert (s.objective.alpha, s.objective.steps, s.system.hidden) == (5e-3, 18000, 30)
+    assert s.task.levels == 4
     for c in (d, s):
-        assert (c.lower, c.upper, c.gamma, c.beta, c.iterations) == (0, 2, 0.99, 5, 600)
+        assert (c.control.lower, c.control.upper, c.objective.gamma) == (0, 2, 0.99)
+        assert (c.cost.beta, c.optimiser.iterations) == (5, 600)
+
+
+def test_quick_variants_are_the_small_problems():
+    """The quick runs the baselines were made with (same V as before)."""
+    for name in ENGAGEMENT + CATEGORY:
+        c = get(name).default_config(quick=True)
+        assert (c.optimiser.iterations, c.outputs.samples, c.outputs.sgd_seeds) == (
+            8,
+            101,
+            2,
+        )
+    for name, steps, knots in (
+        ("engagement-vector", 2000, 11),
+        ("category-digits", 1000, 11),
+        ("category-semantic", 18000, 16),
+    ):
+        c = get(name).default_config(quick=True)
+        assert (c.objective.steps, c.control.knots) == (steps, knots)
+
+
+def _cost(name):
+    experiment = get(name)
+    return experiment.build(experiment.default_config(quick=True)).cost
 
 
 def test_costs_are_the_papers():
     psi = np.array([0.5, 1.0, 2.0])
     beta = 0.1
-    assert float(cost_of(AttentiveConfig(), 3)(psi)) == pytest.approx(
-        beta * np.sum((psi - 1) ** 2)
-    )
-    assert float(cost_of(ActiveConfig(), 3)(psi)) == pytest.approx(
-        beta * np.sum(psi**2)
-    )
-    assert float(cost_of(VectorConfig(), 3)(psi)) == pytest.approx(
-        beta * (np.sum(psi**2) - 3) ** 2
-    )
+    attentive, active, vector = (_cost(name) for name in ENGAGEMENT)
+    assert float(attentive(psi)) == pytest.approx(beta * np.sum((psi - 1) ** 2))
+    assert float(active(psi)) == pytest.approx(beta * np.sum(psi**2))
+    assert float(vector(psi)) == pytest.approx(beta * (np.sum(psi**2) - 3) ** 2)
     # The baseline psi = 1 costs nothing except in the active variant.
     one = np.ones(3)
-    assert float(cost_of(AttentiveConfig(), 3)(one)) == 0.0
-    assert float(cost_of(VectorConfig(), 3)(one)) == 0.0
+    assert float(attentive(one)) == 0.0
+    assert float(vector(one)) == 0.0
+    # Category engagement: a fixed total, the number of classes (features).
+    phi = np.full(15, 1.1)
+    expected = 5.0 * (np.sum(phi**2) - 15) ** 2
+    assert float(_cost("category-semantic")(phi)) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
-    ("key", "value"),
-    [("samples", "400"), ("gradient", "backsolve"), ("pairs", "0,1,7"), ("knots", "1")],
+    ("name", "key", "value"),
+    [
+        ("engagement-attentive", "outputs.samples", "400"),
+        ("engagement-attentive", "optimiser.gradient", "backsolve"),
+        ("engagement-attentive", "task.pairs", "0,1,7"),
+        ("engagement-attentive", "control.knots", "1"),
+        ("category-digits", "task.classes", "3,5"),
+        ("category-semantic", "outputs.samples", "400"),
+    ],
 )
-def test_bad_config_values_name_the_key(key, value):
-    with pytest.raises(ConfigError, match=key):
-        apply_overrides(AttentiveConfig(), {key: value}, source="test")
+def test_bad_config_values_name_the_key(name, key, value):
+    experiment = get(name)
+    cfg = experiment.default_config().replace({key: value}, source="test")
+    with pytest.raises(ConfigError, match=key.split(".")[-1]):
+        experiment.validate(cfg)
 
 
 # --------------------------------------------------------- finding measures
@@ -148,17 +179,17 @@ def test_engagement_timing_on_known_curves():
     ts = np.linspace(0.0, 10.0, 1001)
     # Symmetric bumps on a floor of 1: centre = peak = the bump's centre.
     g = np.stack([1 + np.exp(-((ts - c) ** 2)) for c in (3.0, 5.0, 7.0)], axis=1)
-    timing = engagement_timing(ts, g)
-    np.testing.assert_allclose(timing["peak"], [3.0, 5.0, 7.0])
-    np.testing.assert_allclose(timing["centre"], [3.0, 5.0, 7.0], atol=1e-3)
+    t = timing(ts, g)
+    np.testing.assert_allclose(t["peak"], [3.0, 5.0, 7.0])
+    np.testing.assert_allclose(t["centre"], [3.0, 5.0, 7.0], atol=1e-3)
     # Half way down from the peak (2) to the end (~1): c + sqrt(ln 2).
     np.testing.assert_allclose(
-        timing["release"], np.array([3.0, 5.0, 7.0]) + math.sqrt(math.log(2)), atol=0.02
+        t["release"], np.array([3.0, 5.0, 7.0]) + math.sqrt(math.log(2)), atol=0.02
     )
-    np.testing.assert_allclose(timing["min"], 1.0, atol=1e-6)
-    np.testing.assert_allclose(timing["mean"], 1 + math.sqrt(math.pi) / 10, atol=1e-3)
+    np.testing.assert_allclose(t["min"], 1.0, atol=1e-6)
+    np.testing.assert_allclose(t["mean"], 1 + math.sqrt(math.pi) / 10, atol=1e-3)
     # A constant coefficient has no centre.
-    flat = engagement_timing(ts, np.ones((ts.size, 1)))
+    flat = timing(ts, np.ones((ts.size, 1)))
     assert np.isnan(flat["centre"][0]) and np.isnan(flat["release"][0])
 
 
@@ -171,6 +202,7 @@ def test_half_loss_time_and_orders():
     assert order(["a", "b", "c"], np.array([3.0, np.nan, 1.0])) == ["c", "a", "b"]
     assert rank_correlation(np.array([1, 2, 3]), np.array([3, 2, 1])) == -1.0
     assert rank_correlation(np.array([1, 2, 3]), np.array([10, 20, 30])) == 1.0
+    assert math.isnan(rank_correlation(np.ones(3), np.array([1, 2, 3])))
 
 
 # ------------------------------------------------------------ quick runs
@@ -207,7 +239,8 @@ def test_quick_run_control_is_worth_at_least_the_baseline(quick_run):
     assert s["V_baseline"] == pytest.approx(r["baseline_V"][-1], rel=1e-12)
     # The baseline is psi = 1 (plain gradient flow); the control keeps its bounds.
     np.testing.assert_array_equal(r["baseline_g"], 1.0)
-    assert r["control_g"].min() >= cfg.lower and r["control_g"].max() <= cfg.upper
+    c = cfg.control
+    assert r["control_g"].min() >= c.lower and r["control_g"].max() <= c.upper
     assert np.abs(r["control_g"] - 1.0).max() > 1e-4
 
 
@@ -232,7 +265,7 @@ def test_quick_run_sgd_replay_follows_gradient_flow(quick_run):
     np.testing.assert_allclose(r["sgd_ts"], r["ts"], atol=1e-12)
     for prefix in ("baseline", "control"):
         sgd = r[f"sgd_{prefix}_loss"]
-        assert sgd.shape == (cfg.sgd_seeds, r["ts"].size)
+        assert sgd.shape == (cfg.outputs.sgd_seeds, r["ts"].size)
         ode = r[f"{prefix}_loss"]
         assert np.abs(sgd.mean(axis=0) - ode).max() <= 0.02 * ode[0]
 
@@ -275,7 +308,8 @@ def test_quick_run_semantic_levels(quick_run):
     s, r = quick_run.summary, quick_run.results
     levels = r["levels"]
     np.testing.assert_array_equal(
-        levels, lc.tasks.SemanticHierarchy(quick_run.config.levels).level_of_output()
+        levels,
+        lc.tasks.SemanticHierarchy(quick_run.config.task.levels).level_of_output(),
     )
     mean = [s["level_engagement_mean"][f"level {i}"] for i in range(4)]
     centre = [s["level_engagement_centre_time"][f"level {i}"] for i in range(4)]
