@@ -546,3 +546,18 @@ def test_switching_tasks_validation():
         lc.tasks.SwitchingTasks([a], 0.0, 3.0)
     with pytest.raises(ValueError, match="`horizon`"):
         lc.tasks.SwitchingTasks([a], 1.0, np.inf)
+
+
+def test_semantic_level_losses_add_up_to_the_fit_loss():
+    """Per-level losses sum to ½E‖y − Wx‖² computed item by item, and each
+    level holds only its own outputs' error."""
+    task = lc.tasks.SemanticHierarchy(3)
+    H = np.asarray(task.H)
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(2, *H.shape))  # two maps at once (leading axis)
+    levels = task.level_losses(W)
+    assert levels.shape == (2, 3)
+    direct = 0.5 * ((H[None] - W) ** 2).sum(1).mean(-1)  # items: x = e_i
+    np.testing.assert_allclose(levels.sum(-1), direct, rtol=1e-12)
+    exact = task.level_losses(np.where(task.level_of_output()[:, None] == 0, H, 0.0))
+    assert exact[0] == pytest.approx(0.0, abs=1e-15) and exact[1] > 0

@@ -7,6 +7,7 @@ silent gap in a curve.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -19,6 +20,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 __all__ = [
     "check_plottable",
+    "plot_curves_by_value",
+    "plot_panels",
     "plot_difference",
     "plot_lines",
     "plot_optimisation",
@@ -128,4 +131,48 @@ def plot_optimisation(values, *, baseline: float | None = None) -> Figure:
         b = float(check_plottable("V_baseline", baseline))
         ax.axhline(b, label="V baseline (g = 0)", **BASELINE_STYLE)
     ax.legend(loc="best")
+    return fig
+
+
+def plot_panels(panels, *, title: str, ylabel: str, hline: float | None = None):
+    """One small panel per swept parameter, `panels` holding `(xlabel, x, y,
+    log_x)` each: `y` against the parameter's values `x`."""
+    cols = min(len(panels), 3)
+    rows = math.ceil(len(panels) / cols)
+    size = (4.2 * cols, 3.4 * rows)
+    fig, axes = plt.subplots(rows, cols, figsize=size, layout="constrained")
+    axes = np.atleast_1d(axes).ravel()
+    for ax, (xlabel, x, y, logx) in zip(axes, panels):
+        x = check_plottable(xlabel, x)
+        y = check_plottable(f"{ylabel} vs {xlabel}", y)
+        ax.plot(x, y, marker="o", **{**CONTROL_STYLE, "linewidth": 1.5})
+        if hline is not None:
+            ax.axhline(hline, color="0.6", linestyle=":", linewidth=1.0)
+        ax.set(xlabel=xlabel, ylabel=ylabel, xscale="log" if logx else "linear")
+        ax.grid(True, alpha=0.3)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_curves_by_value(
+    ts, curves, values, *, title, ylabel, label, log=False, xlabel=TIME_LABEL
+):
+    """Curves `curves[i]` over `ts[i]` (or a shared `ts`), coloured by `values[i]`."""
+    from matplotlib.colors import LogNorm, Normalize
+
+    curves = check_plottable(ylabel, curves)
+    values = check_plottable(label, values)
+    ts = np.broadcast_to(check_plottable("ts", ts), curves.shape)
+    lo, hi = float(values.min()), float(values.max())
+    hi = lo + 1.0 if hi == lo else hi
+    norm = LogNorm(lo, hi) if log and lo > 0 else Normalize(lo, hi)
+    cmap = plt.get_cmap("viridis")
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+    for t, c, v in zip(ts, curves, values):
+        ax.plot(t, c, color=cmap(norm(v)), linewidth=1.2)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=label)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(True, alpha=0.3)
     return fig

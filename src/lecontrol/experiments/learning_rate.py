@@ -54,9 +54,8 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
     results = cmp.comparison_arrays(c) | {"knots": np.asarray(s.control.knots)}
     summary = cmp.comparison_summary(c)
     for run in ("baseline", "control"):
-        losses = sw.level_losses(
-            s.system.task, results[f"{run}_w0"], results[f"{run}_w1"]
-        )
+        W = results[f"{run}_w1"] @ results[f"{run}_w0"]
+        losses = s.system.task.level_losses(W)
         results[f"{run}_level_loss"] = losses
         halved = [findings.crossing_time(ts, x, 0.5 * x[0]) for x in losses.T]
         summary[f"level_times_{run}"] = halved

@@ -67,9 +67,9 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
     )
     task, (W1, W2) = lc.tasks.SemanticHierarchy(cfg.task.levels), traj.w
     n = len(W1) // 2  # rows n: are the optima
-    levels = np.stack([sw.level_losses(task, W1[i], W2[i]) for i in range(n, 2 * n)])
+    levels = task.level_losses(np.asarray(W2[n:]) @ np.asarray(W1[n:]))
     results |= sw.split(batch[1], {"level_loss": levels})
-    results["default_baseline_level_loss"] = sw.level_losses(task, W1[0], W2[0])
+    results["default_baseline_level_loss"] = task.level_losses(W2[0] @ W1[0])
     for name in ("gamma", "beta"):
         losses = results[f"{name}_level_loss"]
         learned = np.sum(losses[:, -1] <= 0.5 * losses[:, 0], axis=1)

@@ -191,7 +191,7 @@ def plot(results, cfg, out_dir: Path) -> list[Path]:
             "One-step-ahead loss vs steps considered",
             "⟨L⟩ after one inner step",
         ),
-        "loss_curves.png": lambda: sw.plot_curves_by_value(
+        "loss_curves.png": lambda: fig.plotting.plot_curves_by_value(
             results["steps"],
             results["eval_loss"][1:],
             h,

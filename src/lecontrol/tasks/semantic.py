@@ -84,6 +84,27 @@ class SemanticHierarchy(AbstractTask):
         """Level (0 = root) of each output feature, shape `(2^h - 1,)`."""
         return np.floor(np.log2(np.arange(1, 2**self.levels))).astype(int)
 
+    def level_losses(self, W) -> np.ndarray:
+        r"""The fit loss of the network map `W` split by level, shape
+        `(..., levels)` for `W` of shape `(..., outputs, items)`.
+
+        Output $r$ contributes $\tfrac12[\Sigma_y - 2W\Sigma_{xy} +
+        W\Sigma_xW^\top]_{rr}$; the levels add up to the expected loss without
+        a regulariser. For a two-layer network $W = \tilde W_2\tilde W_1$
+        (with gains, the effective weights $(1 + G_i)\circ W_i$).
+        """
+        W = np.asarray(W)
+        Sx, Sxy, Sy = (np.asarray(a) for a in (self.Sx, self.Sxy, self.Sy))
+        fit = 0.5 * (
+            np.diag(Sy)
+            - 2 * np.einsum("...oi,io->...o", W, Sxy)
+            + np.einsum("...oi,ij,...oj->...o", W, Sx, W)
+        )
+        level = self.level_of_output()
+        return np.stack(
+            [fit[..., level == k].sum(-1) for k in range(self.levels)], axis=-1
+        )
+
     def mean_x(self) -> Float[Array, " items"]:
         return jnp.full((self.n_items,), 1.0 / self.n_items)
 

@@ -19,7 +19,6 @@ horizon).
 
 from __future__ import annotations
 
-import math
 import sys
 import typing
 
@@ -172,52 +171,6 @@ def split(segments, per_row: dict) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------- figures
 
 
-def plot_panels(panels, *, title: str, ylabel: str, hline: float | None = None):
-    """One small panel per sweep: `(xlabel, x, y, log_x)`."""
-    import matplotlib.pyplot as plt
-
-    cols = min(len(panels), 3)
-    rows = math.ceil(len(panels) / cols)
-    size = (4.2 * cols, 3.4 * rows)
-    fig, axes = plt.subplots(rows, cols, figsize=size, layout="constrained")
-    axes = np.atleast_1d(axes).ravel()
-    for ax, (xlabel, x, y, logx) in zip(axes, panels):
-        x = plotting.check_plottable(xlabel, x)
-        y = plotting.check_plottable(f"{ylabel} vs {xlabel}", y)
-        ax.plot(x, y, marker="o", **{**plotting.CONTROL_STYLE, "linewidth": 1.5})
-        if hline is not None:
-            ax.axhline(hline, color="0.6", linestyle=":", linewidth=1.0)
-        ax.set(xlabel=xlabel, ylabel=ylabel, xscale="log" if logx else "linear")
-        ax.grid(True, alpha=0.3)
-    for ax in axes[len(panels) :]:
-        ax.set_visible(False)
-    fig.suptitle(title)
-    return fig
-
-
-def plot_curves_by_value(
-    ts, curves, values, *, title, ylabel, label, log=False, xlabel=plotting.TIME_LABEL
-):
-    """Curves `curves[i]` over `ts[i]` (or a shared `ts`), coloured by `values[i]`."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm, Normalize
-
-    curves = plotting.check_plottable(ylabel, curves)
-    values = plotting.check_plottable(label, values)
-    ts = np.broadcast_to(plotting.check_plottable("ts", ts), curves.shape)
-    lo, hi = float(values.min()), float(values.max())
-    hi = lo + 1.0 if hi == lo else hi
-    norm = LogNorm(lo, hi) if log and lo > 0 else Normalize(lo, hi)
-    cmap = plt.get_cmap("viridis")
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
-    for t, c, v in zip(ts, curves, values):
-        ax.plot(t, c, color=cmap(norm(v)), linewidth=1.2)
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=label)
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    ax.grid(True, alpha=0.3)
-    return fig
-
-
 def sweep_figures(results, sweeps, symbol: str, curves) -> dict:
     """`total_control.png`, `value_gain.png`, `optimisation.png` (row 0), and
     for each sweep `(name, label, log)` and curve `(prefix, field, what,
@@ -228,7 +181,7 @@ def sweep_figures(results, sweeps, symbol: str, curves) -> dict:
 
     def curve(name, label, log, field, what, ylabel):
         ts, values = results[f"{name}_ts"], results[f"{name}_values"]
-        return lambda: plot_curves_by_value(
+        return lambda: plotting.plot_curves_by_value(
             ts,
             results[f"{name}_{field}"],
             values,
@@ -243,12 +196,12 @@ def sweep_figures(results, sweeps, symbol: str, curves) -> dict:
 
     history, baseline = results["default_V_history"], results["default_V_baseline"]
     figures = {
-        "total_control.png": lambda: plot_panels(
+        "total_control.png": lambda: plotting.plot_panels(
             panels(lambda s: results[f"{s}_total_control"]),
             title=f"Total control ∫ {symbol} dt vs each parameter",
             ylabel=f"∫₀ᵀ {symbol}(t) dt",
         ),
-        "value_gain.png": lambda: plot_panels(
+        "value_gain.png": lambda: plotting.plot_panels(
             panels(gain),
             title="Value gain V_control − V_baseline vs each parameter",
             ylabel="V gain",
@@ -310,19 +263,3 @@ def learning_rate_problem(cfg):
         return Setup(lc.Problem(system, control, cost, objective), control.init(init))
 
     return build
-
-
-def level_losses(task: lc.tasks.SemanticHierarchy, W1, W2) -> np.ndarray:
-    r"""The fit loss split by level of the hierarchy, shape `(times, levels)`:
-    output $r$ contributes $\tfrac12[\Sigma_y - 2W\Sigma_{xy} +
-    W\Sigma_xW^\top]_{rr}$ ($W = W_2W_1$); the levels add up to the loss
-    without the regulariser."""
-    W = np.einsum("toh,thi->toi", np.asarray(W2), np.asarray(W1))
-    Sx, Sxy, Sy = (np.asarray(a) for a in (task.Sx, task.Sxy, task.Sy))
-    fit = 0.5 * (
-        np.diag(Sy)[None]
-        - 2 * np.einsum("toi,io->to", W, Sxy)
-        + np.einsum("toi,ij,toj->to", W, Sx, W)
-    )
-    level = task.level_of_output()
-    return np.stack([fit[:, level == k].sum(1) for k in range(task.levels)], axis=1)
