@@ -628,8 +628,8 @@ def test_bad_config_file_names_the_key(text, words, tmp_path, capsys):
         ("single-neuron", "set", "eta=nan", "eta"),
         ("single-neuron", "toml", "upper = inf\n", "upper"),
         ("single-neuron", "toml", "alpha = nan\n", "alpha"),
-        ("effort-gaussians", "set", "mu=3,inf", "mu"),
-        ("effort-gaussians", "toml", "sigma = [1.0, nan]\n", "sigma"),
+        ("effort-gaussians", "set", "task.mu=3,inf", "mu"),
+        ("effort-gaussians", "toml", "[task]\nsigma = [1.0, nan]\n", "sigma"),
     ],
 )
 def test_non_finite_config_values_are_refused(
@@ -772,7 +772,7 @@ def test_bad_mnist_folder_through_the_cli(case, words, tmp_path, capsys):
     out = tmp_path / "run"
     status, _, err = _main(
         capsys, "run", "effort-digits", "--quick", "--out", str(out),
-        "--set", f"mnist_folder={folder}",
+        "--set", f"task.mnist_folder={folder}",
     )  # fmt: skip
     assert status == 2, err
     assert "Traceback" not in err and "effort-digits" in err

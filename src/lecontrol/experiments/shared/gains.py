@@ -1,58 +1,36 @@
-r"""The gain-modulation family (the paper's Sec. 6 and App. I; docs/systems/two-layer.md).
+r"""The gain-modulation family (Sec. 6, App. I; docs/systems/two-layer.md).
 
 `effort-gaussians`, `effort-semantic`, `effort-digits`, `nonlinear` and
-`task-switch` control a two-layer network through gains on its weights,
-$\tilde W_i = (1 + G_i)\circ W_i$, $G \in$ [`control.lower`, `control.upper`],
-at the cost $C = \exp(\beta\sum_i\lVert G_i\rVert_F^2) - 1$
-(`lc.costs.ExpQuadratic`). They differ in the task and the system only; this
-module holds the rest: the defaults (the paper's Table 5, column "Gaussians"),
-the problem, the run (baseline vs optimised gains, the findings, the SGD
-replay) and the figures.
+`task-switch` train a two-layer network under gains on its weights,
+$\tilde W_i = (1 + G_i)\circ W_i$, at the cost $\exp(\beta\sum_i\lVert
+G_i\rVert_F^2) - 1$; they differ in task and system. Family keys:
+`system.init_scale` (std of the initial weights, drawn from `seed`);
+`control.basis` (`"weight"`: a gain per weight; `"neuron"`: one per output
+neuron on $W_2$'s rows, App. H.1.1); `outputs.record_every` (SGD steps between
+saved times); `outputs.threshold_fraction` (the "time to learn" is when this
+fraction of the baseline's loss reduction is done); `outputs.replay` (also run
+minibatch SGD, `lc.simulate`, with both controls: `replay_seeds` runs of
+`replay_batch` samples per step). **Figures:** `FIGURES`, and those of what
+an experiment adds (`plot`).
 
-Keys of the family (the standard sections are described in `comparison`):
-
-- `system.init_scale`: standard deviation of the i.i.d. Gaussian initial
-  weights (drawn from `seed`).
-- `control.basis`: `"weight"` (one gain per weight of both layers, the
-  paper's default) or `"neuron"` (one gain per output neuron on $W_2$'s rows,
-  $G_1 = 0$: the paper's neuron basis, App. H.1.1).
-- `outputs.record_every`: SGD steps between saved times (divides
-  `objective.steps`).
-- `outputs.threshold_fraction`: the "time to learn" threshold is reached when
-  this fraction of the baseline's total loss reduction is done.
-- `outputs.replay`: also run real minibatch SGD (`lc.simulate`) with the
-  baseline and the optimised control, `outputs.replay_seeds` runs each of
-  `outputs.replay_batch` samples per step.
-
-**Figures** (every experiment of the family): the expected loss, the gains'
-size per layer and every gain as a heatmap, the net-reward difference, the
-weight norms, the SGD replay and the optimisation's progress.
-
-**Findings** (summary keys, `FINDINGS`): the control is concentrated early
+**Findings** (`FINDINGS`): the control is concentrated early
 (`control_fraction_first_quarter` well above 1/4, `t_peak_control`) and near
-the steepest loss drops (`t_steepest_drop_*`); the loss falls faster
-(`t_threshold_*`, `cumulative_loss_*`); the weights end sparser
-(`final_l1_*`, `final_l1_over_l2_*`). The SGD replay (`sgd_*`) checks the
-ODE against real SGD.
+the steepest loss drops (`t_steepest_drop_*`), the loss falls faster
+(`t_threshold_*`, `cumulative_loss_*`) and the weights end sparser
+(`final_l1_*`, `final_l1_over_l2_*`). The SGD replay (`sgd_*`) checks the ODE.
 """
 
-from __future__ import annotations
-
-from pathlib import Path
-
 import jax
+import matplotlib.pyplot as plt
 import numpy as np
 
 import lecontrol as lc
 
-from ..base import Config, Experiment, RunOutput, Setup, config, require
+from ..base import Experiment, RunOutput, config, require
 from . import comparison as cmp, figures as fig, findings
 
-BASES = ("weight", "neuron")
 RUNS = ("baseline", "control")
 GAUSSIANS = dict(mu=(3.0, 1.0), sigma=(1.0, 1.0), p=0.8)
-"""The correlated-Gaussians task of Table 5 (`lc.tasks.CorrelatedGaussians`)."""
-
 FAMILY = dict(
     system=dict(hidden=6, lam=0.01, tau=1.0, init_scale=0.01),
     control=dict(knots=201, lower=-0.5, upper=0.5, init=0.0, basis="weight"),
@@ -60,149 +38,86 @@ FAMILY = dict(
     objective=dict(alpha=5e-3, steps=16000, gamma=0.99, eta=1.0),
     optimiser=dict(lr=10.0, iterations=1000),
     solver=dict(rtol=1e-7, atol=1e-9, max_steps=4096),
-    outputs=dict(
-        record_every=20,
-        threshold_fraction=0.9,
-        replay=True,
-        replay_batch=32,
-        replay_seeds=4,
-    ),
+    outputs=dict(record_every=20, threshold_fraction=0.9, replay=True)
+    | dict(replay_batch=32, replay_seeds=4),
 )
-FIGURES = (
-    "loss.png",
-    "control.png",
-    "control_heatmap.png",
-    "net_reward_difference.png",
-    "weight_norms.png",
-    "sgd_replay.png?",
-    "optimisation.png?",
-)
-FINDINGS = (
-    "V_gain",
-    "control_fraction_first_quarter",
-    "t_peak_control",
-    *(
-        f"{key}_{run}"
-        for key in ("t_steepest_drop", "t_threshold", "cumulative_loss")
-        + ("final_l1", "final_l1_over_l2")
-        for run in RUNS
-    ),
+FIGURES = ("loss.png", "control.png", "control_heatmap.png", "weight_norms.png")
+FIGURES += ("net_reward_difference.png", "sgd_replay.png?", "optimisation.png?")
+_PER_RUN = ("t_steepest_drop", "t_threshold", "cumulative_loss", "final_l1")
+FINDINGS = ("V_gain", "control_fraction_first_quarter", "t_peak_control") + tuple(
+    f"{k}_{run}" for k in (*_PER_RUN, "final_l1_over_l2") for run in RUNS
 )
 
 
-def defaults(task: dict, **sections: dict) -> Config:
-    """The family's defaults (`FAMILY`) with `task`, and each section's entries
-    added or changed by `sections`."""
-    merged = {name: values | sections.get(name, {}) for name, values in FAMILY.items()}
-    return config(task=task, **merged)
+def defaults(task: dict, **sections: dict):
+    """`FAMILY` with `task`, and each section's entries added or changed."""
+    return config(task=task, **{k: v | sections.get(k, {}) for k, v in FAMILY.items()})
 
 
-def check(cfg: Config) -> None:
-    """What no constructor sees when the problem is built: the saved times and
-    the SGD replay's sizes."""
-    every, steps = cfg.outputs.record_every, cfg.objective.steps
-    ok = every > 0 and steps % every == 0
-    require(ok, "outputs.record_every", f"must divide objective.steps = {steps}", every)
-    for key in ("replay_batch", "replay_seeds"):
-        value = cfg.outputs[key]
-        require(
-            value > 0 or not cfg.outputs.replay, f"outputs.{key}", "must be > 0", value
-        )
+def check(cfg) -> None:
+    """The saved times are SGD steps (no constructor sees this when building)."""
+    every = cfg.outputs.record_every
+    ok = every > 0 and cfg.objective.steps % every == 0
+    require(ok, "outputs.record_every", "must divide objective.steps", every)
 
 
-def experiment(*, figures=(), findings=(), **fields) -> Experiment:
-    """An `Experiment` of the family: its figures and findings plus the
-    experiment's own, and `check`."""
-    figures, findings = (*FIGURES, *figures), (*FINDINGS, *findings)
-    return Experiment(figures=figures, findings=findings, check=check, **fields)
+def experiment(*, system, quick, run=None, figures=(), findings=(), **fields):
+    """An `Experiment` of the family on `system(cfg)`; `run` defaults to
+    `run_on` it, `plot` to `plot`; the quick variant replays two SGD runs."""
+
+    def default_run(cfg, out_dir, progress, checkpoints=None):
+        return run_on(cfg, system(cfg), progress, checkpoints)
+
+    fields |= dict(figures=FIGURES + figures, findings=FINDINGS + findings)
+    fields |= dict(build=lambda cfg: setup(cfg, system(cfg)), run=run or default_run)
+    fields |= dict(quick={"outputs.replay_seeds": 2} | quick, check=check)
+    return Experiment(**{"plot": plot} | fields)
 
 
-# ------------------------------------------------------------------ the problem
-
-
-def gaussians(task: Config, suffix: str = "") -> lc.tasks.CorrelatedGaussians:
-    """`lc.tasks.CorrelatedGaussians` from the task keys `mu`, `sigma`, `p`
-    (each followed by `suffix`)."""
-    mu, sigma, p = (task[key + suffix] for key in ("mu", "sigma", "p"))
-    return lc.tasks.CorrelatedGaussians(mu=mu, sigma=sigma, p=p)
-
-
-def network(cls, cfg: Config, task, **extra):
-    """The system `cls` (`lc.systems.TwoLayerGain`, `TanhTaylor`) on `task`
-    with the `system` section and `seed`."""
+def network(cls, cfg, task, **extra):
+    """The system `cls` on `task` from the `system` section and `seed`."""
     s = cfg.system
-    return cls(
-        task,
-        hidden=s.hidden,
-        lam=s.lam,
-        tau=s.tau,
-        seed=cfg.seed,
-        scale=s.init_scale,
-        **extra,
-    )
+    kw = dict(hidden=s.hidden, lam=s.lam, tau=s.tau, scale=s.init_scale)
+    return cls(task, seed=cfg.seed, **kw, **extra)
 
 
-def control(cfg: Config, system) -> lc.controls.AbstractControl:
-    """Piecewise-linear gains per weight, or per output neuron (`control.basis`)."""
+def setup(cfg, system):
+    """Gains per weight or per neuron (`control.basis`) on `system`, their cost."""
     basis, shape = cfg.control.basis, system.control_shape
-    require(basis in BASES, "control.basis", f"must be one of {BASES}", basis)
-    if basis == "weight":
-        return cmp.knot_control(cfg, shape)
-    inner = cmp.knot_control(cfg, (shape[1][0],))
-    return lc.controls.NeuronBasis(inner, shape, leaf=1, axis=0)
+    require(basis in ("weight", "neuron"), "control.basis", "is not known", basis)
+    control = cmp.knot_control(cfg, shape if basis == "weight" else (shape[1][0],))
+    if basis == "neuron":
+        control = lc.controls.NeuronBasis(control, shape, leaf=1, axis=0)
+    return cmp.setup(cfg, system, control, lc.costs.ExpQuadratic(beta=cfg.cost.beta))
 
 
-def setup(cfg: Config, system) -> Setup:
-    """The problem of gains on `system` at the `ExpQuadratic` cost."""
-    cost = lc.costs.ExpQuadratic(beta=cfg.cost.beta)
-    return cmp.setup(cfg, system, control(cfg, system), cost)
+def layers(results, run: str, field: str, flat: bool = False) -> list:
+    """A run's two layers of `field` (`"w"` or `"g"`), or their rows, over time."""
+    x = [results[f"{run}_{field}{i}"] for i in (0, 1)]
+    return [a.reshape(a.shape[0], -1) for a in x] if flat else x
 
 
-# ------------------------------------------------------------------------- run
-
-
-def layers(results, run: str, field: str) -> tuple[np.ndarray, np.ndarray]:
-    """A run's two layers of `field` (`"w"` or `"g"`) over time."""
-    return results[f"{run}_{field}0"], results[f"{run}_{field}1"]
-
-
-def _rows(arrays) -> list[np.ndarray]:
-    return [a.reshape(a.shape[0], -1) for a in arrays]
-
-
-def weight_norms(results, run: str) -> tuple[np.ndarray, np.ndarray]:
-    r"""$L_1 = \sum_i\lVert W_i\rVert_1$ and $L_2 = (\sum_i\lVert W_i\rVert_F^2)^{1/2}$ over time."""
-    W = _rows(layers(results, run, "w"))
-    return sum(np.abs(w).sum(1) for w in W), np.sqrt(sum((w**2).sum(1) for w in W))
-
-
-def derived_arrays(results) -> dict[str, np.ndarray]:
-    r"""Weight norms of both runs, the controlled gains' mean size per layer,
-    and the control effort $\sum_i\lVert G_i\rVert_F^2$ over time."""
-    out = {}
+def measure(results, cfg) -> tuple[dict, dict]:
+    r"""Derived arrays (weight norms $\sum_i\lVert W_i\rVert_1$ and
+    $(\sum_i\lVert W_i\rVert_F^2)^{1/2}$, mean $|G|$ per layer, effort
+    $\sum_i\lVert G_i\rVert_F^2$) and the findings' summary entries."""
+    arrays, summary, ts = {}, {}, results["ts"]
     for run in RUNS:
-        out[f"{run}_l1"], out[f"{run}_l2"] = weight_norms(results, run)
-    G = _rows(layers(results, "control", "g"))
+        W = layers(results, run, "w", flat=True)
+        arrays[f"{run}_l1"] = sum(np.abs(w).sum(1) for w in W)
+        arrays[f"{run}_l2"] = np.sqrt(sum((w**2).sum(1) for w in W))
+    G = layers(results, "control", "g", flat=True)
     for i, g in enumerate(G):
-        out[f"control_mean_abs_g{i}"] = np.abs(g).mean(1)
-    out["control_effort"] = sum((g**2).sum(1) for g in G)
-    return out
-
-
-def gain_findings(results, cfg: Config) -> dict:
-    """The summary entries of the family's findings (Sec. 6.1, Figs. 5, 10-11)."""
-    ts, effort, lb = results["ts"], results["control_effort"], results["baseline_loss"]
+        arrays[f"control_mean_abs_g{i}"] = np.abs(g).mean(1)
+    effort = arrays["control_effort"] = sum((g**2).sum(1) for g in G)
+    lb, quarter = results["baseline_loss"], findings.fraction_in_first_quarter
     target = lb[0] - cfg.outputs.threshold_fraction * (lb[0] - lb[-1])
-    out = {
-        "control_fraction_first_quarter": findings.fraction_in_first_quarter(
-            ts, effort
-        ),
-        "t_peak_control": float(ts[int(np.argmax(effort))]),
-        "loss_threshold": float(target),
-    }
+    summary["control_fraction_first_quarter"] = quarter(ts, effort)
+    summary["t_peak_control"] = float(ts[int(np.argmax(effort))])
+    summary["loss_threshold"] = float(target)
     for run in RUNS:
-        loss, l1, l2 = (results[f"{run}_{key}"] for key in ("loss", "l1", "l2"))
-        out |= {
+        loss, l1, l2 = results[f"{run}_loss"], arrays[f"{run}_l1"], arrays[f"{run}_l2"]
+        summary |= {
             f"t_steepest_drop_{run}": findings.steepest_drop_time(ts, loss),
             f"t_threshold_{run}": findings.crossing_time(ts, loss, target),
             f"cumulative_loss_{run}": findings.integral(ts, loss),
@@ -211,184 +126,185 @@ def gain_findings(results, cfg: Config) -> dict:
             f"final_l2_{run}": float(l2[-1]),
             f"final_l1_over_l2_{run}": float(l1[-1] / l2[-1]),
         }
-    return out
+    return arrays, summary
 
 
-def replay(cfg: Config, s: Setup, c: cmp.Comparison, *, data=None, loss=None):
-    r"""Real minibatch SGD with $G = 0$ and with the optimised gains.
+def replay(cfg, s, c, *, data=None, loss=None) -> tuple[dict, dict]:
+    r"""Minibatch SGD (`lc.simulate` on `data`, default the task) with $G = 0$
+    and with the optimised gains, same seeds, recorded at the ODE's times.
 
-    Both runs use the same `outputs.replay_seeds` seeds (derived from `seed`),
-    draw from `data` (default: the system's task) and record every
-    `outputs.record_every` steps, at the ODE's saved times. `loss(w, g)`
-    (over the records) measures the SGD weights instead of the system's loss;
-    its entries are named `sgd_real_*` (`nonlinear`: the real tanh network).
-
-    **Returns:** arrays (`sgd_ts`, the seed-mean loss and its standard error
-    per run) and summary entries per run: the final SGD loss, its integral,
-    the value $V$ of the SGD run (trapezoid of $\gamma^t[-\eta L - C(G)]$ at
-    the records) and the largest gap between the SGD mean and the ODE loss.
+    `loss(w, g)` (over the records) measures the SGD weights instead of the
+    system's loss, in entries `sgd_real_*`. Arrays: `sgd_ts`, seed-mean loss and
+    its standard error per run; summary per run: $V$ (trapezoid of
+    $\gamma^t[-\eta L - C(G)]$), final and integrated loss, largest gap to the ODE.
     """
-    o, ob = cfg.outputs, cfg.objective
+    o, ob, tag = cfg.outputs, cfg.objective, "" if loss is None else "real_"
     key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
     kw = dict(alpha=ob.alpha, steps=ob.steps, batch_size=o.replay_batch, data=data)
     kw |= dict(seeds=jax.random.split(key, o.replay_seeds), record_every=o.record_every)
-    tag = "" if loss is None else "real_"
     arrays, summary = {}, {"sgd_batch": o.replay_batch, "sgd_seeds": o.replay_seeds}
-    for run, theta, ode in (
-        ("baseline", c.theta_baseline, c.baseline),
-        ("control", c.result.theta, c.controlled),
-    ):
+    thetas, odes = (c.theta_baseline, c.result.theta), (c.baseline, c.controlled)
+    for run, theta, ode in zip(RUNS, thetas, odes):
         sim = lc.simulate(s.problem, theta, **kw)
-        ts = arrays["sgd_ts"] = np.asarray(sim.ts)
         per_seed = sim.loss if loss is None else jax.vmap(loss, (0, None))(sim.w, sim.g)
-        per_seed = np.asarray(per_seed)
+        per_seed, ts = np.asarray(per_seed), np.asarray(sim.ts)
         mean, n = per_seed.mean(0), per_seed.shape[0]
         err = per_seed.std(0, ddof=1) / np.sqrt(n) if n > 1 else 0 * mean
-        arrays |= {
-            f"sgd_{run}_{tag}loss_mean": mean,
-            f"sgd_{run}_{tag}loss_stderr": err,
-        }
+        arrays |= {"sgd_ts": ts, f"sgd_{run}_{tag}loss_mean": mean}
+        arrays[f"sgd_{run}_{tag}loss_stderr"] = err
         v = ob.gamma**ts * (-ob.eta * mean - np.asarray(jax.vmap(s.cost)(sim.g)))
         summary |= {
             f"sgd_{tag}V_{run}": findings.integral(ts, v),
             f"sgd_{tag}final_loss_{run}": float(mean[-1]),
             f"sgd_{tag}cumulative_loss_{run}": findings.integral(ts, mean),
-            f"sgd_{tag}max_gap_to_ode_{run}": float(
-                np.max(np.abs(mean - np.asarray(ode.loss)))
-            ),
+            f"sgd_{tag}max_gap_to_ode_{run}": float(np.max(np.abs(mean - ode.loss))),
         }
     return arrays, summary
 
 
-def run(
-    cfg: Config, system, progress: bool, checkpoints, *, data=None, loss=None
-) -> RunOutput:
+def run_on(cfg, system, progress, checkpoints, *, data=None, loss=None) -> RunOutput:
     """Baseline vs optimised gains on `system`, the findings, and (with
-    `outputs.replay`) the SGD replay on `data`, measured by `loss` (`replay`)."""
+    `outputs.replay`) the SGD `replay` on `data` measured by `loss`."""
     s = setup(cfg, system)
     ts = cmp.record_times(cfg, cfg.outputs.record_every)
     c = cmp.compare(s, cfg, ts=ts, progress=progress, checkpoints=checkpoints)
     results = cmp.comparison_arrays(c) | {"knots": np.asarray(s.control.knots)}
-    results |= derived_arrays(results)
-    summary = cmp.comparison_summary(
-        c, control_lr_theta=cmp.control_lr(cfg), T=cmp.horizon(cfg)
-    )
-    summary |= gain_findings(results, cfg)
+    arrays, found = measure(results, cfg)
+    extra = dict(control_lr_theta=cmp.control_lr(cfg), T=cmp.horizon(cfg))
+    out = RunOutput(results | arrays, cmp.comparison_summary(c, **extra) | found)
     if cfg.outputs.replay:
-        arrays, extra = replay(cfg, s, c, data=data, loss=loss)
-        results, summary = results | arrays, summary | extra
-    return RunOutput(results, summary)
+        arrays, found = replay(cfg, s, c, data=data, loss=loss)
+        out.results.update(arrays)
+        out.summary.update(found)
+    return out
 
 
 # ---------------------------------------------------------------------- figures
 
 PAIR = fig.pair("baseline (G = 0)")
-BASE, CTRL = list(PAIR)
+plotting = fig.plotting
 
 
-def heatmap(results, cfg: Config):
+def pair_lines(results, key: str, prefix: str = "", **text):
+    """`{run}_{key}` of the baseline and of the control over time."""
+    series = {f"{prefix}{k}": results[f"{r}_{key}"] for k, r in zip(PAIR, RUNS)}
+    styles = {f"{prefix}{k}": style for k, style in PAIR.items()}
+    return plotting.plot_lines(results["ts"], series, styles=styles, **text)
+
+
+def heatmap(results, cfg):
     """Every gain over time: rows are weights (G1 then G2), colour the gain."""
-    import matplotlib.pyplot as plt
-
-    ts = fig.plotting.check_plottable("ts", results["ts"])
-    rows = [g.T for g in _rows(layers(results, "control", "g"))]
-    image = fig.plotting.check_plottable("control gains", np.concatenate(rows))
+    ts = plotting.check_plottable("ts", results["ts"])
+    rows = [g.T for g in layers(results, "control", "g", flat=True)]
+    image = plotting.check_plottable("gains", np.concatenate(rows))
     c = cfg.control
     lim = max(abs(c.lower), abs(c.upper), float(np.abs(image).max()), 1e-12)
     figure, ax = plt.subplots(figsize=(7.2, 4.2), layout="constrained")
+    kw = dict(aspect="auto", origin="lower", interpolation="nearest", cmap="RdBu_r")
     extent = (ts[0], ts[-1], 0, image.shape[0])
-    mesh = ax.imshow(
-        image, aspect="auto", origin="lower", interpolation="nearest",
-        cmap="RdBu_r", vmin=-lim, vmax=lim, extent=extent,
-    )  # fmt: skip
+    mesh = ax.imshow(image, vmin=-lim, vmax=lim, extent=extent, **kw)
     ax.axhline(rows[0].shape[0], color="k", linewidth=0.8)
-    ax.set_title("Optimal gains G(t), one row per weight")
-    ax.set_xlabel(fig.plotting.TIME_LABEL)
-    ax.set_ylabel(f"weight index (G1: 0–{rows[0].shape[0] - 1}, then G2)")
+    ylabel = f"weight index (G1: 0–{rows[0].shape[0] - 1}, then G2)"
+    title = "Optimal gains G(t), one row per weight"
+    ax.set(title=title, xlabel=plotting.TIME_LABEL, ylabel=ylabel)
     figure.colorbar(mesh, ax=ax, label="gain G")
     return figure
 
 
 def norms_figure(results):
     """$L_1$ and $L_2$ norms of the raw weights, baseline vs control."""
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(10.0, 3.8), layout="constrained")
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
     titles = {"l1": "L1 norm Σ|W|", "l2": "L2 norm (Σ W²)^½"}
     for ax, (norm, title) in zip(axes, titles.items()):
-        for label, run in zip(PAIR, RUNS):
-            y = fig.plotting.check_plottable(norm, results[f"{run}_{norm}"])
-            ax.plot(results["ts"], y, label=label, **PAIR[label])
-        ax.set_title(title)
-        ax.set_xlabel(fig.plotting.TIME_LABEL)
+        for (label, style), run in zip(PAIR.items(), RUNS):
+            y = plotting.check_plottable(norm, results[f"{run}_{norm}"])
+            ax.plot(results["ts"], y, label=label, **style)
+        ax.set(title=title, xlabel=plotting.TIME_LABEL)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best")
     return figure
 
 
-def replay_figure(
-    results, *, tag: str = "", title="SGD replay of the optimised control"
-):
-    """ODE expected loss vs the seed-mean loss of real SGD (± 2 standard errors);
-    `tag` picks the SGD arrays `sgd_{run}_{tag}loss_mean` / `_stderr`."""
-    figure = fig.plotting.plot_lines(
-        results["ts"],
-        {f"ODE, {label}": results[f"{run}_loss"] for label, run in zip(PAIR, RUNS)},
-        title=title,
-        ylabel="expected loss ⟨L⟩",
-        styles={f"ODE, {label}": style for label, style in PAIR.items()},
-    )
+def replay_figure(results, tag: str = "", title="SGD replay of the optimised control"):
+    """ODE expected loss vs the seed-mean loss of real SGD (± 2 standard errors),
+    from the arrays `sgd_{run}_{tag}loss_mean` and `_stderr`."""
+    text = dict(title=title, ylabel="expected loss ⟨L⟩")
+    figure = pair_lines(results, "loss", "ODE, ", **text)
     ax, ts = figure.axes[0], results["sgd_ts"]
     for label, run, colour in zip(PAIR, RUNS, ("0.35", "C0")):
-        mean = fig.plotting.check_plottable(
-            "SGD loss", results[f"sgd_{run}_{tag}loss_mean"]
-        )
-        err = results[f"sgd_{run}_{tag}loss_stderr"]
-        ax.plot(
-            ts, mean, color=colour, linewidth=0.9, alpha=0.8, label=f"SGD mean, {label}"
-        )
-        ax.fill_between(ts, mean - 2 * err, mean + 2 * err, color=colour, alpha=0.2)
+        mean = plotting.check_plottable("SGD", results[f"sgd_{run}_{tag}loss_mean"])
+        err = 2 * results[f"sgd_{run}_{tag}loss_stderr"]
+        style = dict(color=colour, linewidth=0.9, alpha=0.8)
+        ax.plot(ts, mean, label=f"SGD mean, {label}", **style)
+        ax.fill_between(ts, mean - err, mean + err, color=colour, alpha=0.2)
     ax.legend(loc="best")
+    return figure
+
+
+def level_figure(results):
+    """Each level's loss (`effort-semantic`), one colour per level."""
+    series, styles = {}, {}
+    for (label, style), run in zip(PAIR.items(), RUNS):
+        for k, loss in enumerate(results[f"{run}_level_loss"].T):
+            series[f"level {k}, {label}"] = loss
+            styles[f"level {k}, {label}"] = dict(style, color=f"C{k}")
+    text = dict(title="Loss of each level of the hierarchy", ylabel="loss")
+    return plotting.plot_lines(results["ts"], series, styles=styles, **text)
+
+
+def real_figure(results):
+    """The Taylor loss vs the real tanh network's at the ODE weights (`nonlinear`)."""
+    title = "Taylor approximation vs the real tanh network"
+    figure = pair_lines(results, "loss", "Taylor ODE, ", title=title, ylabel="loss")
+    for label, run, c in zip(PAIR, RUNS, ("0.6", "C3")):
+        label, y = f"real tanh net at ODE weights, {label}", results[f"{run}_real_loss"]
+        figure.axes[0].plot(results["ts"], y, color=c, linestyle=":", label=label)
+    figure.axes[0].legend(loc="best")
     return figure
 
 
 def _mark(figure, vlines):
     """Mark the times `vlines` (task switches) on every panel over time."""
-    for ax in figure.axes:
-        if not len(vlines) or ax.get_xlabel() != fig.plotting.TIME_LABEL:
-            continue
-        for j, x in enumerate(vlines):
-            label = None if j else "task switch"
-            ax.axvline(x, color="tab:purple", alpha=0.35, linewidth=0.9, label=label)
-        if ax.get_legend() is not None:
-            ax.legend(loc="best")
+    for ax in figure.axes if len(vlines) else ():
+        if ax.get_xlabel() == plotting.TIME_LABEL:
+            for j, x in enumerate(vlines):
+                label = None if j else "task switch"
+                ax.axvline(x, color="tab:purple", alpha=0.35, lw=0.9, label=label)
+            if ax.get_legend() is not None:
+                ax.legend(loc="best")
     return figure
 
 
-def plot(results, cfg: Config, out_dir: Path, extra=None, vlines=()) -> list[Path]:
-    """The family's figures, then `extra` (name → drawing function), with the
-    times `vlines` marked on every panel over time."""
-    mean_abs = {
-        f"mean |G{i + 1}| (layer {i + 1})": results[f"control_mean_abs_g{i}"]
-        for i in (0, 1)
-    }
+def plot(results, cfg, out_dir) -> list:
+    """The family's figures, and those of the arrays some experiments add
+    (`level_loss`, `test_loss`, `real_loss`; SGD measured on the real network),
+    with the task switches (`switch_times`) marked on every panel over time."""
+    r, vlines = results, results.get("switch_times", ())
+    label = "mean |G{}| (layer {})"
+    mean = {label.format(i, i): r[f"control_mean_abs_g{i - 1}"] for i in (1, 2)}
+    styles = {k: dict(color=c, linewidth=2.0) for k, c in zip(mean, ("C1", "C0"))}
+    text = dict(title="Size of the optimal gains per layer", styles=styles)
+    test = dict(title="Loss on the held-out test images", ylabel="test loss")
     figures = {
-        "loss.png": lambda: fig.loss(results, PAIR),
-        "control.png": lambda: fig.plotting.plot_lines(
-            results["ts"],
-            mean_abs,
-            title="Size of the optimal gains per layer",
-            ylabel="mean |G| over the layer's weights",
-            styles=dict(
-                zip(mean_abs, ({"color": c, "linewidth": 2.0} for c in ("C1", "C0")))
-            ),
+        "loss.png": lambda: fig.loss(r, PAIR),
+        "control.png": lambda: plotting.plot_lines(
+            r["ts"], mean, ylabel="mean |G| over the layer's weights", **text
         ),
-        "control_heatmap.png": lambda: heatmap(results, cfg),
-        "net_reward_difference.png": lambda: fig.net_reward_difference(results, "G"),
-        "weight_norms.png": lambda: norms_figure(results),
+        "control_heatmap.png": lambda: heatmap(r, cfg),
+        "net_reward_difference.png": lambda: fig.net_reward_difference(r, "G"),
+        "weight_norms.png": lambda: norms_figure(r),
     }
-    if "sgd_ts" in results:
-        figures["sgd_replay.png"] = lambda: replay_figure(results)
-    figures |= (extra or {}) | fig.optimisation(results)
-    marked = {name: lambda d=draw: _mark(d(), vlines) for name, draw in figures.items()}
+    if "sgd_ts" in r:
+        tag = "real_" if "sgd_baseline_real_loss_mean" in r else ""
+        title = "Control found on the Taylor ODE, replayed on SGD of the tanh net"
+        title = title if tag else "SGD replay of the optimised control"
+        figures["sgd_replay.png"] = lambda: replay_figure(r, tag, title)
+    extra = {
+        "level_loss": lambda: level_figure(r),
+        "test_loss": lambda: pair_lines(r, "test_loss", **test),
+        "real_loss": lambda: real_figure(r),
+    }
+    figures |= {f"{k}.png": d for k, d in extra.items() if f"baseline_{k}" in r}
+    figures |= fig.optimisation(r)
+    marked = {name: lambda d=d: _mark(d(), vlines) for name, d in figures.items()}
     return fig.save(marked, out_dir)
