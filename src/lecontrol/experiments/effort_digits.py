@@ -38,11 +38,11 @@ def run(cfg, out_dir, progress, checkpoints=None):
     data = task(cfg)
     out = gains.run_on(cfg, system(cfg, data), progress, checkpoints, data=data)
     test_loss, ts = jax.vmap(system(cfg, data, test=True).loss), out.results["ts"]
-    for run in gains.RUNS:
-        w, g = (gains.layers(out.results, run, field) for field in "wg")
-        loss = out.results[f"{run}_test_loss"] = np.asarray(test_loss(ts, w, g))
-        out.summary[f"final_test_loss_{run}"] = float(loss[-1])
-        out.summary[f"cumulative_test_loss_{run}"] = findings.integral(ts, loss)
+    for which in gains.RUNS:
+        w, g = (gains.layers(out.results, which, field) for field in "wg")
+        loss = out.results[f"{which}_test_loss"] = np.asarray(test_loss(ts, w, g))
+        out.summary[f"final_test_loss_{which}"] = float(loss[-1])
+        out.summary[f"cumulative_test_loss_{which}"] = findings.integral(ts, loss)
     out.summary["train_images"] = int(data.x_train.shape[0])
     out.summary["test_images"] = int(data.x_test.shape[0])
     return out

@@ -1,10 +1,8 @@
 r"""Gain modulation on correlated Gaussians (Sec. 6; Table 5, column "Gaussians").
 
 **Builds:** a two-layer linear network ($H = 6$, `lc.systems.TwoLayerGain`)
-learning `lc.tasks.CorrelatedGaussians` (`task` holds its arguments) by
-gradient flow, with gains on every weight, compared with $G = 0$ over
-$T = 16000 \times 0.005 = 80$.
-
+learning `lc.tasks.CorrelatedGaussians(**task)` by gradient flow, with gains on
+every weight, vs $G = 0$ over $T = 16000 \times 0.005 = 80$.
 **Figures** and **Findings:** the gain family's (`shared.gains`).
 """
 

@@ -33,19 +33,15 @@ def level_losses(task, w, g):
     return np.stack([fit[:, level == k].sum(1) for k in range(task.levels)], axis=1)
 
 
-def level_learning_times(ts, losses):
-    """Per level: the first time its loss is at most half its initial value."""
-    return [findings.crossing_time(ts, x, 0.5 * x[0]) for x in np.asarray(losses).T]
-
-
 def run(cfg, out_dir, progress, checkpoints=None):
     """Baseline vs optimal gains, per-level learning times, and the SGD replay."""
     s = system(cfg)
     (results, summary) = out = gains.run_on(cfg, s, progress, checkpoints)
-    for run in gains.RUNS:
-        w, g = (gains.layers(results, run, field) for field in "wg")
-        losses = results[f"{run}_level_loss"] = level_losses(s.task, w, g)
-        summary[f"level_times_{run}"] = level_learning_times(results["ts"], losses)
+    for which in gains.RUNS:
+        w, g = (gains.layers(results, which, field) for field in "wg")
+        losses = results[f"{which}_level_loss"] = level_losses(s.task, w, g)
+        half = [findings.crossing_time(results["ts"], x, x[0] / 2) for x in losses.T]
+        summary[f"level_times_{which}"] = half  # when each level's loss has halved
     pairs = zip(summary["level_times_baseline"], summary["level_times_control"])
     earlier = [None if None in p else bool(p[1] < p[0]) for p in pairs]
     summary["levels_learned_earlier"] = earlier

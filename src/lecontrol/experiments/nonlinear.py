@@ -1,12 +1,10 @@
 r"""Gain modulation of a tanh network (App. I; Table 5, column "Non-linear").
 
 **Builds:** $\hat y = \tilde W_2\tanh(\tilde W_1 x)$ ($H = 8$, $\lambda = 0$) on
-correlated Gaussians over $T = 10$; its loss is not a function of second
-moments, so the gains are optimised on the Taylor expansion of the hidden layer
-around $\langle x\rangle$ (`lc.systems.TanhTaylor`), then applied to minibatch
-SGD of the actual tanh network.
-**Figures:** the family's (`shared.gains`; the SGD replay on the real network)
-and the Taylor loss vs the real network's along the ODE (`real_loss.png`).
+correlated Gaussians, $T = 10$. Gains are optimised on the Taylor expansion of
+the hidden layer around $\langle x\rangle$ (`lc.systems.TanhTaylor`), then
+applied to minibatch SGD of the actual tanh network.
+**Figures:** the family's (`shared.gains`) and the real loss along the ODE.
 **Findings:** the family's, and whether the control helps the real network:
 its loss (on `outputs.eval_samples` fresh samples) along the ODE
 (`final_real_loss_ode_*`, `max_taylor_error_*`) and along SGD (`sgd_real_*`).
@@ -34,12 +32,12 @@ def run(cfg, out_dir, progress, checkpoints=None):
     x, y = s.task.sample(key, cfg.outputs.eval_samples)
     real = jax.jit(jax.vmap(lambda w, g: s.tau * s.batch_loss(0.0, w, g, x, y)))
     (results, summary) = out = gains.run_on(cfg, s, progress, checkpoints, loss=real)
-    for run in gains.RUNS:
-        w, g = (gains.layers(results, run, field) for field in "wg")
-        loss = results[f"{run}_real_loss"] = np.asarray(real(w, g))
-        summary[f"final_real_loss_ode_{run}"] = float(loss[-1])
-        error = np.max(np.abs(loss - results[f"{run}_loss"]))
-        summary[f"max_taylor_error_{run}"] = float(error)
+    for which in gains.RUNS:
+        w, g = (gains.layers(results, which, field) for field in "wg")
+        loss = results[f"{which}_real_loss"] = np.asarray(real(w, g))
+        summary[f"final_real_loss_ode_{which}"] = float(loss[-1])
+        error = np.max(np.abs(loss - results[f"{which}_loss"]))
+        summary[f"max_taylor_error_{which}"] = float(error)
     return out
 
 

@@ -1,11 +1,9 @@
 r"""Gain modulation on a task that switches (Sec. 6; Table 5, column "Task Switch").
 
-**Builds:** a two-layer linear network ($H = 8$) on a schedule alternating,
-every `task.switch_every` $= 1800$ SGD steps ($T_s = 9$, $T = 115$), between
-correlated Gaussians `task.a` ($\mu = (3, 1), p = 0.8$) and `task.b`
-($\mu = (-2, 2), p = 0.2$) (`lc.tasks.SwitchingTasks`; the solver steps onto
-each switch), with gains on every weight vs $G = 0$; the 231 knots fall on the
-switches.
+**Builds:** a two-layer linear network ($H = 8$) on `lc.tasks.SwitchingTasks`
+between correlated Gaussians `task.a` ($\mu = (3, 1), p = 0.8$) and `task.b`
+($\mu = (-2, 2), p = 0.2$) every `task.switch_every` $= 1800$ SGD steps
+($T_s = 9$, $T = 115$; 231 knots, on the switches), gains on every weight.
 **Figures:** the family's (`shared.gains`), with the switches marked.
 **Findings:** the family's, a controlled loss below the baseline's almost
 always (`fraction_loss_below_baseline`), and a control rising before each
@@ -76,6 +74,9 @@ EXPERIMENT = gains.experiment(
     | {"optimiser.iterations": 40, "optimiser.lr": 10.0},
     system=system,
     run=run,
-    findings=("fraction_loss_below_baseline", "anticipation")
-    + ("fraction_switches_anticipated",),
+    findings=(
+        "fraction_loss_below_baseline",
+        "anticipation",
+        "fraction_switches_anticipated",
+    ),
 )

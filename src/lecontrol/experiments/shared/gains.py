@@ -62,16 +62,16 @@ def check(cfg) -> None:
 
 
 def experiment(*, system, quick, run=None, figures=(), findings=(), **fields):
-    """An `Experiment` of the family on `system(cfg)`; `run` defaults to
-    `run_on` it, `plot` to `plot`; the quick variant replays two SGD runs."""
+    """An `Experiment` of the family on `system(cfg)` (`run` defaults to
+    `run_on` it), drawn by `plot`; the quick variant replays two SGD runs."""
 
     def default_run(cfg, out_dir, progress, checkpoints=None):
         return run_on(cfg, system(cfg), progress, checkpoints)
 
-    fields |= dict(figures=FIGURES + figures, findings=FINDINGS + findings)
     fields |= dict(build=lambda cfg: setup(cfg, system(cfg)), run=run or default_run)
-    fields |= dict(quick={"outputs.replay_seeds": 2} | quick, check=check)
-    return Experiment(**{"plot": plot} | fields)
+    fields |= dict(figures=FIGURES + figures, findings=FINDINGS + findings)
+    quick = {"outputs.replay_seeds": 2} | quick
+    return Experiment(quick=quick, plot=plot, check=check, **fields)
 
 
 def network(cls, cfg, task, **extra):
@@ -168,7 +168,7 @@ def run_on(cfg, system, progress, checkpoints, *, data=None, loss=None) -> RunOu
     s = setup(cfg, system)
     ts = cmp.record_times(cfg, cfg.outputs.record_every)
     c = cmp.compare(s, cfg, ts=ts, progress=progress, checkpoints=checkpoints)
-    results = cmp.comparison_arrays(c) | {"knots": np.asarray(s.control.knots)}
+    results = cmp.comparison_arrays(c) | {"knots": np.asarray(cmp.knot_times(cfg))}
     arrays, found = measure(results, cfg)
     extra = dict(control_lr_theta=cmp.control_lr(cfg), T=cmp.horizon(cfg))
     out = RunOutput(results | arrays, cmp.comparison_summary(c, **extra) | found)
