@@ -11,17 +11,15 @@ import pytest
 import lecontrol as lc
 from lecontrol import cli, io
 from lecontrol.experiments import ConfigError, get, names
-from lecontrol.experiments.base import apply_overrides
-from lecontrol.experiments.effort_semantic import level_learning_times, level_losses
-from lecontrol.experiments.gain_modulation import (
-    GainConfig,
+from lecontrol.experiments.effort_semantic import level_losses
+from lecontrol.experiments.shared import gains
+from lecontrol.experiments.shared.comparison import horizon
+from lecontrol.experiments.shared.findings import (
+    crossing_time,
     fraction_in_first_quarter,
-    gain_control,
     steepest_drop_time,
-    time_to_threshold,
-    weight_norms,
 )
-from lecontrol.experiments.task_switch import anticipation, fraction_below_baseline
+from lecontrol.experiments.task_switch import anticipation
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EXPERIMENTS = [
@@ -88,16 +86,16 @@ def test_quick_run_files_and_value(quick, name):
     assert meta["experiment"] == name and meta["quick"] is True
     assert summary["status"] == "completed"
     assert summary["V_control"] >= summary["V_baseline"]
-    assert summary["iterations"] == get(name).default_config(quick=True).iterations
+    cfg = get(name).default_config(quick=True)
+    assert summary["iterations"] == cfg.optimiser.iterations
     results = io.read_npz(out / "results.npz")
     # the saved arrays reproduce the summary's values
     assert results["control_V"][-1] == pytest.approx(summary["V_control"])
     assert results["baseline_V"][-1] == pytest.approx(summary["V_baseline"])
     # optimised gains stay within their bounds
-    cfg = get(name).default_config(quick=True)
     for leaf in ("control_g0", "control_g1"):
-        assert results[leaf].min() >= cfg.lower - 1e-12
-        assert results[leaf].max() <= cfg.upper + 1e-12
+        assert results[leaf].min() >= cfg.control.lower - 1e-12
+        assert results[leaf].max() <= cfg.control.upper + 1e-12
 
 
 @pytest.mark.slow
@@ -173,38 +171,43 @@ def test_defaults_are_the_paper_table(name):
         "task-switch": (5e-3, 8, 0.001, 1.0, 1000, 23000),
         "nonlinear": (1e-3, 8, 0.0, 10.0, 500, 10000),
     }[name]
-    assert (cfg.alpha, cfg.hidden, cfg.lam, cfg.lr, cfg.iterations, cfg.steps) == row
-    assert (cfg.lower, cfg.upper, cfg.gamma, cfg.beta) == (-0.5, 0.5, 0.99, 0.3)
+    o, s, opt = cfg.objective, cfg.system, cfg.optimiser
+    assert (o.alpha, s.hidden, s.lam, opt.lr, opt.iterations, o.steps) == row
+    c = cfg.control
+    assert (c.lower, c.upper, o.gamma, cfg.cost.beta) == (-0.5, 0.5, 0.99, 0.3)
 
 
 def test_task_switch_config_matches_the_paper():
     cfg = get("task-switch").default_config()
-    assert cfg.switch_every == 1800 and cfg.period == pytest.approx(9.0)
-    assert cfg.mu_b == (-2.0, 2.0) and cfg.p_b == 0.2
-    assert cfg.T == pytest.approx(115.0)
+    period = cfg.task.switch_every * cfg.objective.alpha
+    assert cfg.task.switch_every == 1800 and period == pytest.approx(9.0)
+    assert cfg.task.b.mu == (-2.0, 2.0) and cfg.task.b.p == 0.2
+    T = horizon(cfg)
+    assert T == pytest.approx(115.0)
     # knots every 0.5 time units: the switches fall on knots
-    dt = cfg.T / (cfg.knots - 1)
-    assert cfg.period / dt == pytest.approx(round(cfg.period / dt))
+    dt = T / (cfg.control.knots - 1)
+    assert period / dt == pytest.approx(round(period / dt))
 
 
 def test_bad_keys_are_named():
-    cfg = get("effort-gaussians").default_config()
-    with pytest.raises(ConfigError, match="record_every"):
-        apply_overrides(cfg, {"record_every": "7"}, source="t")
-    with pytest.raises(ConfigError, match="basis"):
-        apply_overrides(cfg, {"basis": "column"}, source="t")
-    with pytest.raises(ConfigError, match="mu"):
-        apply_overrides(cfg, {"mu": "1,2,3"}, source="t")
-    with pytest.raises(ConfigError, match="classes"):
-        apply_overrides(
-            get("effort-digits").default_config(), {"classes": "1,3,5"}, source="t"
-        )
+    experiment = get("effort-gaussians")
+    cfg = experiment.default_config()
+    for key, value in (
+        ("outputs.record_every", "7"),
+        ("control.basis", "column"),
+        ("task.mu", "1,2,3"),
+    ):
+        bad = cfg.replace({key: value}, source="t")
+        with pytest.raises(ConfigError, match=key.split(".")[-1]):
+            experiment.validate(bad)
 
 
 def test_neuron_basis_gives_one_gain_per_output_row():
-    cfg = GainConfig(hidden=4, steps=400, knots=5, basis="neuron")
+    changes = {"system.hidden": 4, "objective.steps": 400, "control.knots": 5}
+    changes["control.basis"] = "neuron"
+    cfg = get("effort-gaussians").default_config().replace(changes, source="test")
     system = lc.systems.TwoLayerGain(lc.tasks.CorrelatedGaussians(), hidden=4)
-    control = gain_control(cfg, system)
+    control = gains.setup(cfg, system).control
     theta = jnp.array([[0.1, -0.2], [0.3, 0.0], [0.0, 0.1], [0.2, 0.2], [0.0, 0.0]])
     G1, G2 = control(theta, 0.25)  # halfway between knots 0 and 1 (T = 2)
     assert np.all(G1 == 0)
@@ -224,21 +227,29 @@ def test_fraction_in_first_quarter():
     assert fraction_in_first_quarter(ts, np.zeros_like(ts)) is None
 
 
-def test_time_to_threshold_and_steepest_drop():
+def test_crossing_time_and_steepest_drop():
     ts = np.linspace(0.0, 10.0, 101)
     loss = np.exp(-ts)
-    assert time_to_threshold(ts, loss, np.exp(-3.0)) == pytest.approx(3.0, abs=2e-3)
-    assert time_to_threshold(ts, loss, -1.0) is None
+    assert crossing_time(ts, loss, np.exp(-3.0)) == pytest.approx(3.0, abs=2e-3)
+    assert crossing_time(ts, loss, -1.0) is None
     sigmoid = 1.0 / (1.0 + np.exp(2.0 * (ts - 6.03)))
     assert steepest_drop_time(ts, sigmoid) == pytest.approx(6.03, abs=0.05)
 
 
-def test_weight_norms():
+def test_weight_norms_and_control_effort():
     W1 = np.array([[[1.0, -2.0]], [[0.0, 3.0]]])  # (times, 1, 2)
     W2 = np.array([[[2.0]], [[-4.0]]])
-    l1, l2 = weight_norms({"x_w0": W1, "x_w1": W2}, "x")
-    np.testing.assert_allclose(l1, [5.0, 7.0])
-    np.testing.assert_allclose(l2, [3.0, 5.0])
+    results = {"ts": np.array([0.0, 1.0]), "baseline_loss": np.array([1.0, 0.5])}
+    for run in gains.RUNS:
+        results |= {f"{run}_w0": W1, f"{run}_w1": W2, f"{run}_loss": np.ones(2)}
+        results |= {f"{run}_g0": 0.5 * W1, f"{run}_g1": 0 * W2}
+    cfg = get("effort-gaussians").default_config()
+    arrays, summary = gains.measure(results, cfg)
+    np.testing.assert_allclose(arrays["control_l1"], [5.0, 7.0])
+    np.testing.assert_allclose(arrays["control_l2"], [3.0, 5.0])
+    np.testing.assert_allclose(arrays["control_effort"], [1.25, 2.25])
+    np.testing.assert_allclose(arrays["control_mean_abs_g0"], [0.75, 0.75])
+    assert summary["final_l1_over_l2_baseline"] == pytest.approx(7.0 / 5.0)
 
 
 def test_level_losses_add_up_to_the_loss():
@@ -249,18 +260,20 @@ def test_level_losses_add_up_to_the_loss():
     W2 = jax.random.normal(key2, (4, 7, 5)) * 0.5
     G1, G2 = 0.3 * jnp.tanh(W1), -0.2 * jnp.tanh(W2)
     ts = jnp.zeros(4)
-    levels = level_losses(task, *(np.asarray(a) for a in (W1, W2, G1, G2)))
+    w, g = (np.asarray(W1), np.asarray(W2)), (np.asarray(G1), np.asarray(G2))
+    levels = level_losses(task, w, g)
     assert levels.shape == (4, 3)
     reg = 0.05 * (jnp.sum(W1**2, axis=(1, 2)) + jnp.sum(W2**2, axis=(1, 2)))
     want = jax.vmap(system.loss)(ts, (W1, W2), (G1, G2)) - reg
     np.testing.assert_allclose(levels.sum(1), want, rtol=1e-12)
     # with the untrained network (W = 0) each level holds half its features' variance
-    zero = level_losses(task, *(np.zeros_like(a) for a in (W1, W2, G1, G2)))
+    zero = level_losses(task, *(tuple(map(np.zeros_like, x)) for x in (w, g)))
     np.testing.assert_allclose(zero[0], 0.5)
     # a level counts as learned when its loss has halved
     ts = np.linspace(0, 4, 5)
     losses = np.array([[1.0, 1.0], [0.8, 1.0], [0.4, 1.0], [0.2, 0.9], [0.1, 0.8]])
-    assert level_learning_times(ts, losses) == [pytest.approx(1.75), None]
+    halved = [crossing_time(ts, x, x[0] / 2) for x in losses.T]
+    assert halved == [pytest.approx(1.75), None]
 
 
 def test_task_switch_measures():
@@ -279,6 +292,3 @@ def test_task_switch_measures():
         False,
         False,
     ]
-    assert fraction_below_baseline([1.0, 2.0, 2.0, 2.0], [1.0, 1.0, 3.0, 1.0]) == (
-        pytest.approx(2 / 3)
-    )

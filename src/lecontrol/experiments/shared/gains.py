@@ -1,0 +1,310 @@
+r"""The gain-modulation family (Sec. 6, App. I; docs/systems/two-layer.md).
+
+`effort-gaussians`, `effort-semantic`, `effort-digits`, `nonlinear` and
+`task-switch` train a two-layer network under gains on its weights,
+$\tilde W_i = (1 + G_i)\circ W_i$, at the cost $\exp(\beta\sum_i\lVert
+G_i\rVert_F^2) - 1$; they differ in task and system. Family keys:
+`system.init_scale` (std of the initial weights, drawn from `seed`);
+`control.basis` (`"weight"`: a gain per weight; `"neuron"`: one per output
+neuron on $W_2$'s rows, App. H.1.1); `outputs.record_every` (SGD steps between
+saved times); `outputs.threshold_fraction` (the "time to learn" is when this
+fraction of the baseline's loss reduction is done); `outputs.replay` (also run
+minibatch SGD, `lc.simulate`, with both controls: `replay_seeds` runs of
+`replay_batch` samples per step). **Figures:** `FIGURES`, and those of what
+an experiment adds (`plot`).
+
+**Findings** (`FINDINGS`): the control is concentrated early
+(`control_fraction_first_quarter` well above 1/4, `t_peak_control`) and near
+the steepest loss drops (`t_steepest_drop_*`), the loss falls faster
+(`t_threshold_*`, `cumulative_loss_*`) and the weights end sparser
+(`final_l1_*`, `final_l1_over_l2_*`). The SGD replay (`sgd_*`) checks the ODE.
+"""
+
+import jax
+import matplotlib.pyplot as plt
+import numpy as np
+
+import lecontrol as lc
+
+from ..base import Experiment, RunOutput, config, require
+from . import comparison as cmp, figures as fig, findings
+
+RUNS = ("baseline", "control")
+GAUSSIANS = dict(mu=(3.0, 1.0), sigma=(1.0, 1.0), p=0.8)
+FAMILY = dict(
+    system=dict(hidden=6, lam=0.01, tau=1.0, init_scale=0.01),
+    control=dict(knots=201, lower=-0.5, upper=0.5, init=0.0, basis="weight"),
+    cost=dict(beta=0.3),
+    objective=dict(alpha=5e-3, steps=16000, gamma=0.99, eta=1.0),
+    optimiser=dict(lr=10.0, iterations=1000),
+    solver=dict(rtol=1e-7, atol=1e-9, max_steps=4096),
+    outputs=dict(record_every=20, threshold_fraction=0.9, replay=True)
+    | dict(replay_batch=32, replay_seeds=4),
+)
+FIGURES = ("loss.png", "control.png", "control_heatmap.png", "weight_norms.png")
+FIGURES += ("net_reward_difference.png", "sgd_replay.png?", "optimisation.png?")
+_PER_RUN = ("t_steepest_drop", "t_threshold", "cumulative_loss", "final_l1")
+FINDINGS = ("V_gain", "control_fraction_first_quarter", "t_peak_control") + tuple(
+    f"{k}_{run}" for k in (*_PER_RUN, "final_l1_over_l2") for run in RUNS
+)
+
+
+def defaults(task: dict, **sections: dict):
+    """`FAMILY` with `task`, and each section's entries added or changed."""
+    return config(task=task, **{k: v | sections.get(k, {}) for k, v in FAMILY.items()})
+
+
+def check(cfg) -> None:
+    """The saved times are SGD steps (no constructor sees this when building)."""
+    every = cfg.outputs.record_every
+    ok = every > 0 and cfg.objective.steps % every == 0
+    require(ok, "outputs.record_every", "must divide objective.steps", every)
+
+
+def experiment(*, system, quick, run=None, figures=(), findings=(), **fields):
+    """An `Experiment` of the family on `system(cfg)` (`run` defaults to
+    `run_on` it), drawn by `plot`; the quick variant replays two SGD runs."""
+
+    def default_run(cfg, out_dir, progress, checkpoints=None):
+        return run_on(cfg, system(cfg), progress, checkpoints)
+
+    fields |= dict(build=lambda cfg: setup(cfg, system(cfg)), run=run or default_run)
+    fields |= dict(figures=FIGURES + figures, findings=FINDINGS + findings)
+    quick = {"outputs.replay_seeds": 2} | quick
+    return Experiment(quick=quick, plot=plot, check=check, **fields)
+
+
+def network(cls, cfg, task, **extra):
+    """The system `cls` on `task` from the `system` section and `seed`."""
+    s = cfg.system
+    kw = dict(hidden=s.hidden, lam=s.lam, tau=s.tau, scale=s.init_scale)
+    return cls(task, seed=cfg.seed, **kw, **extra)
+
+
+def setup(cfg, system):
+    """Gains per weight or per neuron (`control.basis`) on `system`, their cost."""
+    basis, shape = cfg.control.basis, system.control_shape
+    require(basis in ("weight", "neuron"), "control.basis", "is not known", basis)
+    control = cmp.knot_control(cfg, shape if basis == "weight" else (shape[1][0],))
+    if basis == "neuron":
+        control = lc.controls.NeuronBasis(control, shape, leaf=1, axis=0)
+    return cmp.setup(cfg, system, control, lc.costs.ExpQuadratic(beta=cfg.cost.beta))
+
+
+def layers(results, run: str, field: str, flat: bool = False) -> list:
+    """A run's two layers of `field` (`"w"` or `"g"`), or their rows, over time."""
+    x = [results[f"{run}_{field}{i}"] for i in (0, 1)]
+    return [a.reshape(a.shape[0], -1) for a in x] if flat else x
+
+
+def measure(results, cfg) -> tuple[dict, dict]:
+    r"""Derived arrays (weight norms $\sum_i\lVert W_i\rVert_1$ and
+    $(\sum_i\lVert W_i\rVert_F^2)^{1/2}$, mean $|G|$ per layer, effort
+    $\sum_i\lVert G_i\rVert_F^2$) and the findings' summary entries."""
+    arrays, summary, ts = {}, {}, results["ts"]
+    for run in RUNS:
+        W = layers(results, run, "w", flat=True)
+        arrays[f"{run}_l1"] = sum(np.abs(w).sum(1) for w in W)
+        arrays[f"{run}_l2"] = np.sqrt(sum((w**2).sum(1) for w in W))
+    G = layers(results, "control", "g", flat=True)
+    for i, g in enumerate(G):
+        arrays[f"control_mean_abs_g{i}"] = np.abs(g).mean(1)
+    effort = arrays["control_effort"] = sum((g**2).sum(1) for g in G)
+    lb, quarter = results["baseline_loss"], findings.fraction_in_first_quarter
+    target = lb[0] - cfg.outputs.threshold_fraction * (lb[0] - lb[-1])
+    summary["control_fraction_first_quarter"] = quarter(ts, effort)
+    summary["t_peak_control"] = float(ts[int(np.argmax(effort))])
+    summary["loss_threshold"] = float(target)
+    for run in RUNS:
+        loss, l1, l2 = results[f"{run}_loss"], arrays[f"{run}_l1"], arrays[f"{run}_l2"]
+        summary |= {
+            f"t_steepest_drop_{run}": findings.steepest_drop_time(ts, loss),
+            f"t_threshold_{run}": findings.crossing_time(ts, loss, target),
+            f"cumulative_loss_{run}": findings.integral(ts, loss),
+            f"final_loss_{run}": float(loss[-1]),
+            f"final_l1_{run}": float(l1[-1]),
+            f"final_l2_{run}": float(l2[-1]),
+            f"final_l1_over_l2_{run}": float(l1[-1] / l2[-1]),
+        }
+    return arrays, summary
+
+
+def replay(cfg, s, c, *, data=None, loss=None) -> tuple[dict, dict]:
+    r"""Minibatch SGD (`lc.simulate` on `data`, default the task) with $G = 0$
+    and with the optimised gains, same seeds, recorded at the ODE's times.
+
+    `loss(w, g)` (over the records) measures the SGD weights instead of the
+    system's loss, in entries `sgd_real_*`. Arrays: `sgd_ts`, seed-mean loss and
+    its standard error per run; summary per run: $V$ (trapezoid of
+    $\gamma^t[-\eta L - C(G)]$), final and integrated loss, largest gap to the ODE.
+    """
+    o, ob, tag = cfg.outputs, cfg.objective, "" if loss is None else "real_"
+    key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
+    kw = dict(alpha=ob.alpha, steps=ob.steps, batch_size=o.replay_batch, data=data)
+    kw |= dict(seeds=jax.random.split(key, o.replay_seeds), record_every=o.record_every)
+    arrays, summary = {}, {"sgd_batch": o.replay_batch, "sgd_seeds": o.replay_seeds}
+    thetas, odes = (c.theta_baseline, c.result.theta), (c.baseline, c.controlled)
+    for run, theta, ode in zip(RUNS, thetas, odes):
+        sim = lc.simulate(s.problem, theta, **kw)
+        per_seed = sim.loss if loss is None else jax.vmap(loss, (0, None))(sim.w, sim.g)
+        per_seed, ts = np.asarray(per_seed), np.asarray(sim.ts)
+        mean, n = per_seed.mean(0), per_seed.shape[0]
+        err = per_seed.std(0, ddof=1) / np.sqrt(n) if n > 1 else 0 * mean
+        arrays |= {"sgd_ts": ts, f"sgd_{run}_{tag}loss_mean": mean}
+        arrays[f"sgd_{run}_{tag}loss_stderr"] = err
+        v = ob.gamma**ts * (-ob.eta * mean - np.asarray(jax.vmap(s.cost)(sim.g)))
+        summary |= {
+            f"sgd_{tag}V_{run}": findings.integral(ts, v),
+            f"sgd_{tag}final_loss_{run}": float(mean[-1]),
+            f"sgd_{tag}cumulative_loss_{run}": findings.integral(ts, mean),
+            f"sgd_{tag}max_gap_to_ode_{run}": float(np.max(np.abs(mean - ode.loss))),
+        }
+    return arrays, summary
+
+
+def run_on(cfg, system, progress, checkpoints, *, data=None, loss=None) -> RunOutput:
+    """Baseline vs optimised gains on `system`, the findings, and (with
+    `outputs.replay`) the SGD `replay` on `data` measured by `loss`."""
+    s = setup(cfg, system)
+    ts = cmp.record_times(cfg, cfg.outputs.record_every)
+    c = cmp.compare(s, cfg, ts=ts, progress=progress, checkpoints=checkpoints)
+    results = cmp.comparison_arrays(c) | {"knots": np.asarray(cmp.knot_times(cfg))}
+    arrays, found = measure(results, cfg)
+    extra = dict(control_lr_theta=cmp.control_lr(cfg), T=cmp.horizon(cfg))
+    out = RunOutput(results | arrays, cmp.comparison_summary(c, **extra) | found)
+    if cfg.outputs.replay:
+        arrays, found = replay(cfg, s, c, data=data, loss=loss)
+        out.results.update(arrays)
+        out.summary.update(found)
+    return out
+
+
+# ---------------------------------------------------------------------- figures
+
+PAIR = fig.pair("baseline (G = 0)")
+plotting = fig.plotting
+
+
+def pair_lines(results, key: str, prefix: str = "", **text):
+    """`{run}_{key}` of the baseline and of the control over time."""
+    series = {f"{prefix}{k}": results[f"{r}_{key}"] for k, r in zip(PAIR, RUNS)}
+    styles = {f"{prefix}{k}": style for k, style in PAIR.items()}
+    return plotting.plot_lines(results["ts"], series, styles=styles, **text)
+
+
+def heatmap(results, cfg):
+    """Every gain over time: rows are weights (G1 then G2), colour the gain."""
+    ts = plotting.check_plottable("ts", results["ts"])
+    rows = [g.T for g in layers(results, "control", "g", flat=True)]
+    image = plotting.check_plottable("gains", np.concatenate(rows))
+    c = cfg.control
+    lim = max(abs(c.lower), abs(c.upper), float(np.abs(image).max()), 1e-12)
+    figure, ax = plt.subplots(figsize=(7.2, 4.2), layout="constrained")
+    kw = dict(aspect="auto", origin="lower", interpolation="nearest", cmap="RdBu_r")
+    extent = (ts[0], ts[-1], 0, image.shape[0])
+    mesh = ax.imshow(image, vmin=-lim, vmax=lim, extent=extent, **kw)
+    ax.axhline(rows[0].shape[0], color="k", linewidth=0.8)
+    ylabel = f"weight index (G1: 0–{rows[0].shape[0] - 1}, then G2)"
+    title = "Optimal gains G(t), one row per weight"
+    ax.set(title=title, xlabel=plotting.TIME_LABEL, ylabel=ylabel)
+    figure.colorbar(mesh, ax=ax, label="gain G")
+    return figure
+
+
+def norms_figure(results):
+    """$L_1$ and $L_2$ norms of the raw weights, baseline vs control."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    titles = {"l1": "L1 norm Σ|W|", "l2": "L2 norm (Σ W²)^½"}
+    for ax, (norm, title) in zip(axes, titles.items()):
+        for (label, style), run in zip(PAIR.items(), RUNS):
+            y = plotting.check_plottable(norm, results[f"{run}_{norm}"])
+            ax.plot(results["ts"], y, label=label, **style)
+        ax.set(title=title, xlabel=plotting.TIME_LABEL)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best")
+    return figure
+
+
+def replay_figure(results, tag: str = "", title="SGD replay of the optimised control"):
+    """ODE expected loss vs the seed-mean loss of real SGD (± 2 standard errors),
+    from the arrays `sgd_{run}_{tag}loss_mean` and `_stderr`."""
+    text = dict(title=title, ylabel="expected loss ⟨L⟩")
+    figure = pair_lines(results, "loss", "ODE, ", **text)
+    ax, ts = figure.axes[0], results["sgd_ts"]
+    for label, run, colour in zip(PAIR, RUNS, ("0.35", "C0")):
+        mean = plotting.check_plottable("SGD", results[f"sgd_{run}_{tag}loss_mean"])
+        err = 2 * results[f"sgd_{run}_{tag}loss_stderr"]
+        style = dict(color=colour, linewidth=0.9, alpha=0.8)
+        ax.plot(ts, mean, label=f"SGD mean, {label}", **style)
+        ax.fill_between(ts, mean - err, mean + err, color=colour, alpha=0.2)
+    ax.legend(loc="best")
+    return figure
+
+
+def level_figure(results):
+    """Each level's loss (`effort-semantic`), one colour per level."""
+    series, styles = {}, {}
+    for (label, style), run in zip(PAIR.items(), RUNS):
+        for k, loss in enumerate(results[f"{run}_level_loss"].T):
+            series[f"level {k}, {label}"] = loss
+            styles[f"level {k}, {label}"] = dict(style, color=f"C{k}")
+    text = dict(title="Loss of each level of the hierarchy", ylabel="loss")
+    return plotting.plot_lines(results["ts"], series, styles=styles, **text)
+
+
+def real_figure(results):
+    """The Taylor loss vs the real tanh network's at the ODE weights (`nonlinear`)."""
+    title = "Taylor approximation vs the real tanh network"
+    figure = pair_lines(results, "loss", "Taylor ODE, ", title=title, ylabel="loss")
+    for label, run, c in zip(PAIR, RUNS, ("0.6", "C3")):
+        label, y = f"real tanh net at ODE weights, {label}", results[f"{run}_real_loss"]
+        figure.axes[0].plot(results["ts"], y, color=c, linestyle=":", label=label)
+    figure.axes[0].legend(loc="best")
+    return figure
+
+
+def _mark(figure, vlines):
+    """Mark the times `vlines` (task switches) on every panel over time."""
+    for ax in figure.axes if len(vlines) else ():
+        if ax.get_xlabel() == plotting.TIME_LABEL:
+            for j, x in enumerate(vlines):
+                label = None if j else "task switch"
+                ax.axvline(x, color="tab:purple", alpha=0.35, lw=0.9, label=label)
+            if ax.get_legend() is not None:
+                ax.legend(loc="best")
+    return figure
+
+
+def plot(results, cfg, out_dir) -> list:
+    """The family's figures, and those of the arrays some experiments add
+    (`level_loss`, `test_loss`, `real_loss`; SGD measured on the real network),
+    with the task switches (`switch_times`) marked on every panel over time."""
+    r, vlines = results, results.get("switch_times", ())
+    label = "mean |G{}| (layer {})"
+    mean = {label.format(i, i): r[f"control_mean_abs_g{i - 1}"] for i in (1, 2)}
+    styles = {k: dict(color=c, linewidth=2.0) for k, c in zip(mean, ("C1", "C0"))}
+    text = dict(title="Size of the optimal gains per layer", styles=styles)
+    test = dict(title="Loss on the held-out test images", ylabel="test loss")
+    figures = {
+        "loss.png": lambda: fig.loss(r, PAIR),
+        "control.png": lambda: plotting.plot_lines(
+            r["ts"], mean, ylabel="mean |G| over the layer's weights", **text
+        ),
+        "control_heatmap.png": lambda: heatmap(r, cfg),
+        "net_reward_difference.png": lambda: fig.net_reward_difference(r, "G"),
+        "weight_norms.png": lambda: norms_figure(r),
+    }
+    if "sgd_ts" in r:
+        tag = "real_" if "sgd_baseline_real_loss_mean" in r else ""
+        title = "Control found on the Taylor ODE, replayed on SGD of the tanh net"
+        title = title if tag else "SGD replay of the optimised control"
+        figures["sgd_replay.png"] = lambda: replay_figure(r, tag, title)
+    extra = {
+        "level_loss": lambda: level_figure(r),
+        "test_loss": lambda: pair_lines(r, "test_loss", **test),
+        "real_loss": lambda: real_figure(r),
+    }
+    figures |= {f"{k}.png": d for k, d in extra.items() if f"baseline_{k}" in r}
+    figures |= fig.optimisation(r)
+    marked = {name: lambda d=d: _mark(d(), vlines) for name, d in figures.items()}
+    return fig.save(marked, out_dir)
