@@ -229,3 +229,18 @@ def test_batch_gtol_and_chunks():
         assert r.iterations == res.iterations[i]
         np.testing.assert_allclose(res.values[i, : r.iterations], r.values, rtol=1e-10)
     assert "converged" in set(res.status)
+
+
+def test_one_at_a_time_batch_and_split():
+    params, segments = lc.sweep.one_at_a_time(
+        {"gamma": 0.9, "beta": 0.3}, {"beta": [0.1, 1.0], "gamma": [0.5]}
+    )
+    np.testing.assert_array_equal(params["beta"], [0.3, 0.1, 1.0, 0.3])
+    np.testing.assert_array_equal(params["gamma"], [0.9, 0.9, 0.9, 0.5])
+    out = lc.sweep.split(segments, {"V": np.arange(4.0)})
+    assert out["default_V"] == 0.0
+    np.testing.assert_array_equal(out["beta_V"], [1.0, 2.0])
+    np.testing.assert_array_equal(out["gamma_V"], [3.0])
+    np.testing.assert_array_equal(out["beta_values"], [0.1, 1.0])
+    with pytest.raises(ValueError, match="beta"):
+        lc.sweep.one_at_a_time({"beta": 0.3}, {"beta": []})

@@ -46,6 +46,7 @@ the library's constructors store them; Python floats used as static fields
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -79,7 +80,14 @@ from .optimize import (
 )
 from .optimizers import AbstractOptimizer
 
-__all__ = ["SweepResult", "optimize_batch", "solve_batch"]
+__all__ = [
+    "Segment",
+    "SweepResult",
+    "one_at_a_time",
+    "optimize_batch",
+    "solve_batch",
+    "split",
+]
 
 BATCH_AXIS = "batch"
 
@@ -458,3 +466,57 @@ def solve_batch(
         return solve(problem, theta, ts=ts, options=options)
 
     return _sharded_vmap(one, (params, thetas), _resolve_devices(devices))
+
+
+# ------------------------------------------------ one parameter at a time
+
+
+class Segment(typing.NamedTuple):
+    """One sweep inside the batch: `values` of `name` at `rows` of the batch."""
+
+    name: str
+    values: np.ndarray
+    rows: slice
+
+
+def one_at_a_time(
+    default: dict[str, float], sweeps: dict[str, Sequence[float]]
+) -> tuple[dict[str, np.ndarray], list[Segment]]:
+    """A batch that varies one parameter at a time around a default point.
+
+    Row 0 is the `default` point (parameter name → value); then each sweep
+    (parameter name → values) sets that parameter to each of its values, the
+    others at default.
+
+    **Returns:** `(params, segments)`: an array over the batch per parameter
+    (the `params` of `optimize_batch` and `solve_batch`), and the rows of each
+    sweep (`split` cuts per-row results by them).
+
+    ```python
+    params, segments = lc.sweep.one_at_a_time(
+        {"gamma": 0.99, "beta": 0.3}, {"beta": [0.1, 1.0]}
+    )
+    params["beta"]  # [0.3, 0.1, 1.0]; params["gamma"]: [0.99, 0.99, 0.99]
+    ```
+    """
+    rows, segments = [default], []
+    for name, values in sweeps.items():
+        if not len(values):
+            raise ValueError(f"the {name} sweep has no values.")
+        rows += [{**default, name: float(v)} for v in values]
+        at = slice(len(rows) - len(values), len(rows))
+        segments.append(Segment(name, np.asarray(values, dtype=float), at))
+    params = {k: np.asarray([r[k] for r in rows], dtype=float) for k in default}
+    return params, segments
+
+
+def split(segments: Sequence[Segment], per_row: dict) -> dict[str, np.ndarray]:
+    """Per-row results of a `one_at_a_time` batch, cut per sweep: for each
+    `field` of `per_row` (arrays with the batch as leading axis), the arrays
+    `default_{field}` (row 0) and `{sweep}_{field}` (that sweep's rows), and
+    `{sweep}_values`."""
+    out = {f"{s.name}_values": s.values for s in segments}
+    for field, arr in per_row.items():
+        out[f"default_{field}"] = np.asarray(arr[0])
+        out |= {f"{s.name}_{field}": np.asarray(arr[s.rows]) for s in segments}
+    return out

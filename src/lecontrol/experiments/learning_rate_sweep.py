@@ -43,7 +43,7 @@ SWEEPS = (  # (sweep, axis label, log axis)
 def points(cfg):
     """The batch: the default point, then the γ sweep, then the β sweep."""
     default = {"gamma": cfg.objective.gamma, "beta": cfg.cost.beta}
-    return sw.sweep_points(
+    return lc.sweep.one_at_a_time(
         default, {"gamma": cfg.objective.gammas, "beta": cfg.cost.betas}
     )
 
@@ -68,7 +68,7 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
     task, (W1, W2) = lc.tasks.SemanticHierarchy(cfg.task.levels), traj.w
     n = len(W1) // 2  # rows n: are the optima
     levels = task.level_losses(np.asarray(W2[n:]) @ np.asarray(W1[n:]))
-    results |= sw.split(batch[1], {"level_loss": levels})
+    results |= lc.sweep.split(batch[1], {"level_loss": levels})
     results["default_baseline_level_loss"] = task.level_losses(W2[0] @ W1[0])
     for name in ("gamma", "beta"):
         losses = results[f"{name}_level_loss"]

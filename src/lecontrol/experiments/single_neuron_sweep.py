@@ -55,14 +55,14 @@ SWEEPS = (  # (sweep = parameter, grid, axis label, log axis)
 
 
 def points(cfg):
-    """The batch of `sw.sweep_points`: the default point, then the five sweeps
+    """The batch (`lc.sweep.one_at_a_time`): the default point, then five sweeps
     (the horizon in SGD steps $N$; $T = N\alpha$)."""
     o, grids = cfg.objective, cfg.flat()
     default = dict(
         gamma=o.gamma, sigma=cfg.task.sigma, beta=cfg.cost.beta, lam=cfg.system.lam
     )
     sweeps = {name: grids[key] for name, key, _, _ in SWEEPS}
-    return sw.sweep_points(default | {"horizon": o.steps}, sweeps)
+    return lc.sweep.one_at_a_time(default | {"horizon": o.steps}, sweeps)
 
 
 def problem(cfg):

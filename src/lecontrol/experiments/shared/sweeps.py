@@ -20,7 +20,6 @@ horizon).
 from __future__ import annotations
 
 import sys
-import typing
 
 import jax
 import numpy as np
@@ -35,30 +34,6 @@ from .figures import plotting
 def grid(values) -> tuple[float, ...]:
     """A sweep's values as a config tuple of floats."""
     return tuple(float(v) for v in values)
-
-
-class Segment(typing.NamedTuple):
-    """One sweep inside the batch: `values` of `name` at `rows` of the batch."""
-
-    name: str
-    values: np.ndarray
-    rows: slice
-
-
-def sweep_points(default: dict, sweeps: dict) -> tuple[dict, list[Segment]]:
-    """The batch: row 0 is the `default` point (parameter name → value), then
-    each sweep (parameter name → values) sets that parameter to each value.
-    Returns `(params, segments)`: an array over the batch per parameter, and
-    the rows of each sweep."""
-    rows, segments = [default], []
-    for name, values in sweeps.items():
-        if not len(values):
-            raise ValueError(f"the {name} sweep has no values.")
-        rows += [{**default, name: float(v)} for v in values]
-        at = slice(len(rows) - len(values), len(rows))
-        segments.append(Segment(name, np.asarray(values, dtype=float), at))
-    params = {k: np.asarray([r[k] for r in rows], dtype=float) for k in default}
-    return params, segments
 
 
 def build_all(make, params: dict) -> list[Setup]:
@@ -140,7 +115,7 @@ def run_sweep(cfg, make, points, optimizer, signs, progress, checkpoints):
         "V_control": traj.V[n:, -1],
         "V_history": res.values,
     }
-    results = split(segments, per_row)
+    results = lc.sweep.split(segments, per_row)
     trends = {
         s.name: findings.rank_correlation(
             s.values, results[f"{s.name}_total_control"], constant=0.0
@@ -157,15 +132,6 @@ def run_sweep(cfg, make, points, optimizer, signs, progress, checkpoints):
         k: bool(np.sign(trends[s]) == sign) for k, (s, sign) in signs.items()
     }
     return results, summary, traj
-
-
-def split(segments, per_row: dict) -> dict[str, np.ndarray]:
-    """`default_{field}` (row 0), `{sweep}_{field}` and `{sweep}_values` arrays."""
-    out = {f"{s.name}_values": s.values for s in segments}
-    for field, arr in per_row.items():
-        out[f"default_{field}"] = np.asarray(arr[0])
-        out |= {f"{s.name}_{field}": np.asarray(arr[s.rows]) for s in segments}
-    return out
 
 
 # ----------------------------------------------------------------- figures
