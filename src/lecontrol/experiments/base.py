@@ -1,31 +1,11 @@
-"""What an experiment is, and how its configuration is built and checked.
+"""What an experiment is, and how its files are written (docs/experiments.md).
 
-An experiment is a module that defines one `Experiment` value:
-
-- `default`: its `Config`, a nested table of values whose defaults are the
-  paper's parameters (docs/systems/). The sections are always the same:
-  `task`, `system`, `control`, `cost`, `objective`, `optimiser`, `solver` and
-  `outputs`, plus the top-level `seed` and `checkpoint_every`. Each key's type
-  is the type of its default (`float`, `int`, `bool`, `str`, or a tuple of
-  them), and is what `--set section.key=value` and TOML files are parsed to.
-- `quick`: dotted overrides giving a small run that finishes in seconds.
-- `build(config)`: the library objects of the problem (a `Setup`). Their
-  constructors validate the values, so the CLI builds once before running to
-  report bad configurations early; `check(config)` checks what no
-  constructor sees (e.g. that a record interval divides the step count).
-- `run(config, out_dir, progress, checkpoints)`: compute the baseline and the
-  controlled run and return a `RunOutput` (numeric arrays and a summary with
-  at least `SUMMARY_KEYS` and the experiment's `findings`). `checkpoints` is
-  the run's `lecontrol.checkpoint.CheckpointFolder` (or None), whose
-  `next()` checkpointer each optimisation takes.
-- `plot(results, config, out_dir)`: draw the `figures` from the saved arrays,
-  so `lecontrol plot DIR` redraws them without recomputing.
-
-`execute` writes the standard files (`config.json`, `results.npz`, figures,
-`summary.json`), so experiments contain no file handling of their own.
-
-Configurations are assembled in the order defaults → quick → TOML file →
-`--set` overrides → `--seed`; each step checks keys and types.
+An experiment module defines one `Experiment`: its default `Config` (the
+`SECTIONS`, with the paper's values), the `quick` overrides, `build` (the
+`Setup`: problem and starting coefficients), `run` (a `RunOutput`), `plot`
+(figures from the saved arrays only), and the `figures` and `findings` it
+states. `execute` writes `config.json`, `results.npz`, the figures and
+`summary.json`, so experiments do no file handling of their own.
 """
 
 from __future__ import annotations

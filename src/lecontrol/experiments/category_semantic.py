@@ -82,6 +82,10 @@ EXPERIMENT = eng.experiment(
     labels=labels,
     groups=groups,
     extra=level_findings,
-    figures={"engagement_levels.png": level_figure},
-    findings=("level_findings", "level_engagement_centre_time"),
+    more_figures={"engagement_levels.png": level_figure},
+    more_findings=(
+        "level_findings",
+        "level_engagement_centre_time",
+        "level_engagement_mean",
+    ),
 )

@@ -206,18 +206,32 @@ def figures(results, cfg, groups, what: str, symbol: str) -> dict:
 
 
 def experiment(
-    name, description, default, quick, what, tasks, labels, cost=None, **more
+    name,
+    description,
+    default,
+    quick,
+    what,
+    tasks,
+    labels,
+    cost=None,
+    *,
+    groups=None,
+    extra=None,
+    more_figures=None,
+    more_findings=(),
+    check=check,
 ) -> Experiment:
     r"""Task (`what == "task"`) or category engagement at `cost(cfg, n)` for `n`
     coefficients (default $\beta(\lVert g\rVert^2 - n)^2$) on `tasks(cfg)`: the
-    task without and with samples; `labels(cfg)`: one per coefficient. `more`:
-    `groups(cfg)` (legend label → columns), `extra(cfg, results)` (more summary),
-    `figures` (name → `draw(results, cfg)`), `findings` (keys) and `check`."""
+    task without and with samples; `labels(cfg)`: one per coefficient;
+    `groups(cfg)`: legend label → columns drawn in one colour (default: one per
+    label); `extra(cfg, results)`: more summary entries; `more_figures`: name →
+    `draw(results, cfg)`; `more_findings`: their summary keys."""
     by_task = what == "task"
     system = lc.systems.TaskEngagement if by_task else lc.systems.CategoryEngagement
     symbol = "ψ" if by_task else "φ"
-    groups = more.get("groups", lambda cfg: {x: [i] for i, x in enumerate(labels(cfg))})
-    extra, more_figures = more.get("extra"), more.get("figures", {})
+    groups = groups or (lambda cfg: {x: [i] for i, x in enumerate(labels(cfg))})
+    more_figures = more_figures or {}
     cost = cost or (lambda cfg, n: lc.costs.FixedNorm(beta=cfg.cost.beta, norm2=n))
 
     def problem(cfg):
@@ -269,8 +283,15 @@ def experiment(
     names = ("loss.png", f"{what}_losses.png", "engagement.png", "sgd_replay.png?")
     names += ("net_reward_difference.png", f"{what}_losses_early.png?")
     names += ("engagement_early.png?", "optimisation.png?", *more_figures)
-    found = FINDINGS + more.get("findings", ())
-    build, valid = (lambda cfg: problem(cfg)[0]), more.get("check", check)
     return Experiment(
-        name, description, default, quick, build, run, plot, names, found, valid
+        name,
+        description,
+        default,
+        quick,
+        build=lambda cfg: problem(cfg)[0],
+        run=run,
+        plot=plot,
+        figures=names,
+        findings=FINDINGS + more_findings,
+        check=check,
     )
