@@ -11,10 +11,7 @@ known answers.
 
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -43,17 +40,6 @@ PART_FIGURE = {
 }
 
 
-def _lecontrol(*args, timeout=900):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(
-        [sys.executable, "-m", "lecontrol.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-
-
 class Run:
     def __init__(self, name, out):
         self.name = name
@@ -72,17 +58,6 @@ def quick_run(request, tmp_path_factory):
     out = tmp_path_factory.mktemp(name) / "run"
     assert cli.main(["run", name, "--quick", "--out", str(out), "--no-progress"]) == 0
     return Run(name, out)
-
-
-@pytest.mark.slow
-def test_quick_run_in_a_fresh_interpreter(tmp_path):
-    """One experiment as a user runs it: a new process, the console entry point."""
-    out = tmp_path / "run"
-    proc = _lecontrol("run", "engagement-vector", "--quick", "--out", str(out))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "optimising V" in proc.stderr  # the progress bar
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["V_control"] >= summary["V_baseline"]
 
 
 # ------------------------------------------------------------ registration
