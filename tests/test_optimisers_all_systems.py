@@ -14,8 +14,8 @@ together with the gradient, so nothing is shared between optimisers. Measured
 on 2 shared CPU cores: ~7 s CPU per case for `ProjectedGradientAscent`, ~6 s
 for `Adam`, ~16 s for `LBFGS` (its step traces the gradient several times);
 about 2 minutes for the file (5 with every optimiser on every system).
-`V(θ0)` and the final evaluation share one compilation per system. Every case is marked `slow` (deselect with
-`-m "not slow"`).
+`V(θ0)` and the final evaluation share one compilation per system. Every
+case is marked `slow` (deselect with `-m "not slow"`).
 """
 
 import functools
