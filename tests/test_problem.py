@@ -78,7 +78,8 @@ def test_cli_runs_in_float64(tmp_path):
         f"""
         import numpy as np
         from lecontrol.cli import main
-        status = main(["run", "single-neuron", "--quick", "--set", "iterations=1",
+        status = main(["run", "single-neuron", "--quick", "--set",
+                       "optimiser.iterations=1",
                        "--out", {str(tmp_path / "run")!r}])
         data = np.load({str(tmp_path / "run" / "results.npz")!r})
         print(status, data["control_V"].dtype)
