@@ -39,3 +39,12 @@ def neuron_problem():
     cost = lc.costs.Quadratic(beta=0.3)
     objective = lc.Objective(T=T, gamma=0.99, eta=1.0)
     return lc.Problem(system, control, cost, objective)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_compilation_caches():
+    """Drop JAX's compiled functions after each test module, so a long-lived
+    test worker does not accumulate thousands of executables (a worker that
+    ran the whole suite once crashed in XLA's compiler near its end)."""
+    yield
+    jax.clear_caches()
