@@ -46,8 +46,16 @@ __all__ = [
     "config",
 ]
 
-SECTIONS = ("task", "system", "control", "cost")
-SECTIONS += ("objective", "optimiser", "solver", "outputs")
+SECTIONS = (
+    "task",
+    "system",
+    "control",
+    "cost",
+    "objective",
+    "optimiser",
+    "solver",
+    "outputs",
+)
 """The sections every experiment's configuration has, in this order."""
 
 

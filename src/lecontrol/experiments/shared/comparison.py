@@ -26,7 +26,7 @@ import numpy as np
 import lecontrol as lc
 
 from ...checkpoint import Checkpointer, CheckpointFolder
-from ..base import Config, Setup, require
+from ..base import Config, ConfigError, Setup
 
 
 class Comparison(typing.NamedTuple):
@@ -82,15 +82,11 @@ def knot_control(cfg: Config, shape) -> lc.controls.PiecewiseLinear:
 def setup(cfg: Config, system, control, cost) -> Setup:
     """The problem with `objective(cfg)`, starting from the constant `control.init`."""
     problem = lc.Problem(system, control, cost, objective(cfg))
-    init, lower, upper = cfg.control.init, cfg.control.lower, cfg.control.upper
-    if lower <= upper:
-        require(
-            lower <= init <= upper,
-            "control.init",
-            f"must lie within [control.lower, control.upper] = [{lower}, {upper}]",
-            init,
-        )
-    return Setup(problem, control.init(init))
+    try:  # the control checks its bounds; say which key to change
+        theta0 = control.init(cfg.control.init)
+    except ValueError as e:
+        raise ConfigError(f"`control.init`: {e}") from None
+    return Setup(problem, theta0)
 
 
 def control_lr(cfg: Config) -> float:
