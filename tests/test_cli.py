@@ -13,7 +13,7 @@ import pytest
 
 from lecontrol import cli, io
 from lecontrol.experiments import get, names
-from lecontrol.experiments.base import ConfigError, load_toml, parse_assignments
+from lecontrol.runner import ConfigError, load_toml, parse_assignments
 
 DEFAULT = get("single-neuron").default
 

@@ -10,7 +10,7 @@ import pytest
 
 from lecontrol import cli
 from lecontrol.experiments import _MODULES, get, names
-from lecontrol.experiments.base import SECTIONS, Config, ConfigError, load_toml
+from lecontrol.runner import SECTIONS, Config, ConfigError, load_toml
 
 EXPERIMENTS_DIR = Path(importlib.import_module("lecontrol.experiments").__file__).parent
 EXPERIMENT_MODULES = {m.rsplit(".", 1)[-1] for m in _MODULES.values()}
@@ -18,8 +18,12 @@ EXPERIMENT_MODULES = {m.rsplit(".", 1)[-1] for m in _MODULES.values()}
 
 def _imported_modules(path: Path) -> set[str]:
     """Names of the `lecontrol.experiments` modules that `path` imports."""
+    return _imported_modules_of(path.read_text())
+
+
+def _imported_modules_of(source: str) -> set[str]:
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom):
             module = node.module or ""
             if node.level == 1:  # from .x import ...  /  from . import x
@@ -41,9 +45,12 @@ def test_an_experiment_imports_no_other_experiment(module):
 
 
 def test_the_import_scan_sees_imports():
-    """Guard for the test above: it finds a relative and an absolute import."""
+    """Guard for the test above: it finds relative and absolute imports."""
     path = EXPERIMENTS_DIR / "single_neuron.py"
-    assert {"base", "shared"} <= _imported_modules(path)
+    assert "shared" in _imported_modules(path)
+    source = "from . import maml\nimport lecontrol.experiments.maml.x as m\n"
+    source += "from lecontrol.experiments.nonlinear import EXPERIMENT\n"
+    assert _imported_modules_of(source) == {"maml", "nonlinear"}
 
 
 def test_shared_modules_import_no_experiment():

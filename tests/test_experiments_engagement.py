@@ -19,7 +19,6 @@ import pytest
 import lecontrol as lc
 from lecontrol import cli, io
 from lecontrol.experiments import get, names
-from lecontrol.experiments.base import ConfigError
 from lecontrol.experiments.shared.engagement import (
     DISENGAGED,
     half_loss_time,
@@ -27,6 +26,7 @@ from lecontrol.experiments.shared.engagement import (
     timing,
 )
 from lecontrol.experiments.shared.findings import rank_correlation
+from lecontrol.runner import ConfigError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ENGAGEMENT = ["engagement-attentive", "engagement-active", "engagement-vector"]

@@ -37,8 +37,8 @@ import pytest
 
 import lecontrol as lc
 from conftest import NanLossSystem
-from lecontrol import checkpoint as ckpt, cli, io
-from lecontrol.experiments import base, execute, get
+from lecontrol import checkpoint as ckpt, cli, io, runner as base
+from lecontrol.experiments import execute, get
 from lecontrol.experiments.shared.comparison import (
     compare,
     comparison_arrays,

@@ -419,8 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     jax.config.update("jax_enable_x64", True)
     from .checkpoint import CheckpointError
-    from .experiments.base import ConfigError
     from .io import OutputDirError
+    from .runner import ConfigError
 
     try:
         if args.command == "list":

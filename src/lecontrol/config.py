@@ -1,7 +1,7 @@
 """Nested configurations: typed tables of values, dotted overrides, TOML.
 
 `Config` holds the values of an experiment's run (see
-`lecontrol.experiments.base`); the command line reads `--set section.key=value`
+`lecontrol.runner`); the command line reads `--set section.key=value`
 with `parse_assignments` and `--config FILE` with `load_toml`, and `lecontrol
 show` writes `to_toml`.
 """

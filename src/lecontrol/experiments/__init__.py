@@ -1,9 +1,9 @@
 """The paper's experiments, by the names the command line uses.
 
 Each experiment is a module defining `EXPERIMENT`, an
-`lecontrol.experiments.base.Experiment` (defaults, quick variant, build, run,
-plot). Register a new one by adding its CLI name and module to `_MODULES`;
-modules are imported only when asked for.
+`lecontrol.runner.Experiment` (defaults, quick variant, build, run, plot).
+Register a new one by adding its CLI name to `_NAMES`; modules are imported
+only when asked for.
 """
 
 from __future__ import annotations
@@ -11,27 +11,15 @@ from __future__ import annotations
 import difflib
 import importlib
 
-from .base import ConfigError, Experiment, execute
+from ..runner import ConfigError, Experiment, execute
 
 __all__ = ["ConfigError", "Experiment", "execute", "get", "names"]
 
-_MODULES: dict[str, str] = {
-    "single-neuron": "lecontrol.experiments.single_neuron",
-    "effort-gaussians": "lecontrol.experiments.effort_gaussians",
-    "effort-semantic": "lecontrol.experiments.effort_semantic",
-    "effort-digits": "lecontrol.experiments.effort_digits",
-    "task-switch": "lecontrol.experiments.task_switch",
-    "nonlinear": "lecontrol.experiments.nonlinear",
-    "engagement-attentive": "lecontrol.experiments.engagement_attentive",
-    "engagement-active": "lecontrol.experiments.engagement_active",
-    "engagement-vector": "lecontrol.experiments.engagement_vector",
-    "category-digits": "lecontrol.experiments.category_digits",
-    "category-semantic": "lecontrol.experiments.category_semantic",
-    "learning-rate": "lecontrol.experiments.learning_rate",
-    "maml": "lecontrol.experiments.maml",
-    "single-neuron-sweep": "lecontrol.experiments.single_neuron_sweep",
-    "learning-rate-sweep": "lecontrol.experiments.learning_rate_sweep",
-}
+# The CLI name of each experiment is its module's name with "-" for "_".
+_NAMES = """single-neuron effort-gaussians effort-semantic effort-digits task-switch
+nonlinear engagement-attentive engagement-active engagement-vector category-digits
+category-semantic learning-rate maml single-neuron-sweep learning-rate-sweep"""
+_MODULES = {n: f"{__name__}.{n.replace('-', '_')}" for n in _NAMES.split()}
 
 
 def names() -> list[str]:

@@ -9,7 +9,7 @@ loss, net-reward difference, SGD replay, optimisation.
 `rank_correlation_centre_vs_difficulty` against `order_by_difficulty`).
 """
 
-from .base import config, require
+from ..runner import config, require
 from .shared import engagement as eng
 
 DEFAULT = config(

@@ -14,7 +14,7 @@ import numpy as np
 
 import lecontrol as lc
 
-from .base import config
+from ..runner import config
 from .shared import engagement as eng, figures as fig
 
 DEFAULT = config(

@@ -25,7 +25,7 @@ import numpy as np
 
 import lecontrol as lc
 
-from .base import Experiment, RunOutput, Setup, require
+from ..runner import Experiment, RunOutput, Setup, require
 from .shared import comparison as cmp, figures as fig, findings, sweeps as sw
 
 DEFAULT = sw.learning_rate_config(outputs=dict(record_every=20))
@@ -51,7 +51,7 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
     c = cmp.compare(
         s, cfg, ts=ts, progress=progress, checkpoints=checkpoints, optimizer=adam
     )
-    results = cmp.comparison_arrays(c) | {"knots": np.asarray(s.control.knots)}
+    results = cmp.comparison_arrays(c)
     summary = cmp.comparison_summary(c)
     for run in ("baseline", "control"):
         W = results[f"{run}_w1"] @ results[f"{run}_w0"]

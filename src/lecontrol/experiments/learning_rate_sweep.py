@@ -25,7 +25,7 @@ import numpy as np
 
 import lecontrol as lc
 
-from .base import Experiment, RunOutput, Setup
+from ..runner import Experiment, RunOutput, Setup
 from .shared import figures as fig, sweeps as sw
 
 DEFAULT = sw.learning_rate_config(

@@ -19,11 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax.numpy as jnp
-import numpy as np
 
 import lecontrol as lc
 
-from .base import Experiment, RunOutput, Setup, config
+from ..runner import Experiment, RunOutput, Setup, config
 from .shared import comparison as cmp, figures as fig
 
 DEFAULT = config(
@@ -51,10 +50,7 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
     s = build(cfg)
     ts = jnp.linspace(0.0, cmp.horizon(cfg), cfg.objective.steps + 1)  # per SGD step
     c = cmp.compare(s, cfg, ts=ts, progress=progress, checkpoints=checkpoints)
-    results = cmp.comparison_arrays(c) | {
-        "knots": np.asarray(s.control.knots),
-        "theta0": np.asarray(s.theta0),
-    }
+    results = cmp.comparison_arrays(c)
     summary = cmp.comparison_summary(c, control_lr_theta=cmp.control_lr(cfg))
     return RunOutput(results, summary)
 

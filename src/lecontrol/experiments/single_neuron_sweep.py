@@ -24,7 +24,7 @@ import numpy as np
 
 import lecontrol as lc
 
-from .base import Experiment, RunOutput, Setup, config
+from ..runner import Experiment, RunOutput, Setup, config
 from .shared import comparison as cmp, figures as fig, sweeps as sw
 
 DEFAULT = config(

@@ -26,10 +26,11 @@ import numpy as np
 import lecontrol as lc
 
 from ...checkpoint import Checkpointer, CheckpointFolder
-from ..base import Config, ConfigError, Setup
+from ...runner import Config, ConfigError, Setup
 
 
 class Comparison(typing.NamedTuple):
+    setup: Setup
     baseline: lc.Trajectory
     controlled: lc.Trajectory
     result: lc.OptimizeResult
@@ -148,7 +149,7 @@ def compare(
         options=opts,
         **kw,
     )
-    return Comparison(baseline, trajectory(res.theta), res, theta_baseline)
+    return Comparison(s, baseline, trajectory(res.theta), res, theta_baseline)
 
 
 def _flatten(prefix: str, tree) -> dict[str, np.ndarray]:
@@ -159,13 +160,17 @@ def _flatten(prefix: str, tree) -> dict[str, np.ndarray]:
 
 
 def comparison_arrays(c: Comparison) -> dict[str, np.ndarray]:
-    """`ts`, `theta`, optimisation history and both trajectories as arrays.
+    """`ts`, `knots`, `theta0`, `theta`, optimisation history and both
+    trajectories as arrays.
 
     Pytree fields (weights, controls) are stored one array per leaf:
     `baseline_w` for a single array, `baseline_w0`, `baseline_w1`, … otherwise.
     """
+    control = getattr(c.setup.control, "inner", c.setup.control)  # NeuronBasis
     out = {
         "ts": np.asarray(c.baseline.ts),
+        "knots": np.asarray(control.knots),
+        "theta0": np.asarray(c.setup.theta0),
         "values": c.result.values,
         "grad_norms": c.result.grad_norms,
     }

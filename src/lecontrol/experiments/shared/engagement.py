@@ -26,7 +26,7 @@ import numpy as np
 
 import lecontrol as lc
 
-from ..base import Experiment, RunOutput, config, require
+from ...runner import Experiment, RunOutput, config, require
 from . import comparison as cmp, figures as fig
 from .findings import crossing_time, rank_correlation
 
@@ -252,8 +252,7 @@ def experiment(
         c = cmp.compare(s, cfg, ts=ts, baseline_value=1.0, **kw)
         parts = s.system.task_losses if by_task else s.system.class_losses
         many = jax.jit(jax.vmap(parts))
-        results = cmp.comparison_arrays(c) | {"knots": np.asarray(s.control.knots)}
-        results["theta0"] = np.asarray(s.theta0)
+        results = cmp.comparison_arrays(c)
         for p, trajectory in (("baseline", c.baseline), ("control", c.controlled)):
             results[f"{p}_parts"] = np.asarray(many(trajectory.w))
         seeds = range(cfg.seed, cfg.seed + o.sgd_seeds)

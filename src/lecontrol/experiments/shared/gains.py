@@ -26,7 +26,7 @@ import numpy as np
 
 import lecontrol as lc
 
-from ..base import Experiment, RunOutput, config, require
+from ...runner import Experiment, RunOutput, config, require
 from . import comparison as cmp, figures as fig, findings
 
 RUNS = ("baseline", "control")
@@ -168,7 +168,7 @@ def run_on(cfg, system, progress, checkpoints, *, data=None, loss=None) -> RunOu
     s = setup(cfg, system)
     ts = cmp.record_times(cfg, cfg.outputs.record_every)
     c = cmp.compare(s, cfg, ts=ts, progress=progress, checkpoints=checkpoints)
-    results = cmp.comparison_arrays(c) | {"knots": np.asarray(cmp.knot_times(cfg))}
+    results = cmp.comparison_arrays(c)
     arrays, found = measure(results, cfg)
     extra = dict(control_lr_theta=cmp.control_lr(cfg), T=cmp.horizon(cfg))
     out = RunOutput(results | arrays, cmp.comparison_summary(c, **extra) | found)

@@ -26,7 +26,7 @@ import numpy as np
 
 import lecontrol as lc
 
-from ..base import Config, Setup, config
+from ...runner import Config, Setup, config
 from . import comparison as cmp, findings
 from .figures import plotting
 

@@ -1,11 +1,12 @@
-"""What an experiment is, and how its files are written (docs/experiments.md).
+"""What `lecontrol run` runs, and the files it writes (docs/experiments.md).
 
-An experiment module defines one `Experiment`: its default `Config` (the
-`SECTIONS`, with the paper's values), the `quick` overrides, `build` (the
-`Setup`: problem and starting coefficients), `run` (a `RunOutput`), `plot`
-(figures from the saved arrays only), and the `figures` and `findings` it
-states. `execute` writes `config.json`, `results.npz`, the figures and
-`summary.json`, so experiments do no file handling of their own.
+An `Experiment` is the unit of the command line: its default `Config` (the
+`SECTIONS`), the `quick` overrides, `build` (the `Setup`: problem and starting
+coefficients), `run` (a `RunOutput`), `plot` (figures from the saved arrays
+only), and the `figures` and `findings` it states. `execute` writes
+`config.json`, `results.npz`, the figures and `summary.json`, so an experiment
+does no file handling of its own. The paper's experiments
+(`lecontrol.experiments`) are instances; a study of one's own is another.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 import lecontrol as lc
 
-from ..config import (
+from .config import (
     Config,
     ConfigError,
     load_toml,
@@ -213,7 +214,7 @@ def execute(
     """
     import warnings
 
-    from .. import checkpoint, io
+    from . import checkpoint, io
 
     out_dir = Path(out_dir)
     if not resume:
