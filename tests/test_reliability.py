@@ -372,7 +372,7 @@ def test_cli_diverging_optimisation_stops_keeps_best_and_exits_1(tmp_path, capsy
     results = _results(out)
     for name, arr in results.items():
         assert np.all(np.isfinite(arr)), name
-    np.testing.assert_array_equal(results["theta"], results["theta0"])
+    np.testing.assert_array_equal(results["theta"], results["theta_init"])
     assert summary["V_control"] == summary["V_baseline"]
     assert (out / "optimisation.png").is_file()
 

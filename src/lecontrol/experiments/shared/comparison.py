@@ -160,7 +160,7 @@ def _flatten(prefix: str, tree) -> dict[str, np.ndarray]:
 
 
 def comparison_arrays(c: Comparison) -> dict[str, np.ndarray]:
-    """`ts`, `knots`, `theta0`, `theta`, optimisation history and both
+    """`ts`, `knots`, `theta_init` (the start), `theta`, optimisation history and both
     trajectories as arrays.
 
     Pytree fields (weights, controls) are stored one array per leaf:
@@ -170,11 +170,10 @@ def comparison_arrays(c: Comparison) -> dict[str, np.ndarray]:
     out = {
         "ts": np.asarray(c.baseline.ts),
         "knots": np.asarray(control.knots),
-        "theta0": np.asarray(c.setup.theta0),
         "values": c.result.values,
         "grad_norms": c.result.grad_norms,
     }
-    out |= _flatten("theta", c.result.theta)
+    out |= _flatten("theta_init", c.setup.theta0) | _flatten("theta", c.result.theta)
     for prefix, tr in (("baseline", c.baseline), ("control", c.controlled)):
         for field in ("w", "g"):
             out |= _flatten(f"{prefix}_{field}", getattr(tr, field))
