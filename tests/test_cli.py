@@ -504,3 +504,17 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path):
     with io.lock_out_dir(out):
         pass
     assert not (out / io.LOCK_NAME).exists()
+
+
+def test_quick_run_checks_its_findings_against_negative_controls(quick_run):
+    """Every finding is checked on the run and fails on each negative control."""
+    out, _ = quick_run
+    verdicts = json.loads((out / "summary.json").read_text())["verdicts"]
+    assert set(verdicts) == {f.name for f in get("single-neuron").findings}
+    for name, v in verdicts.items():
+        assert v["negative_controls"], name
+        assert not any(n["holds"] for n in v["negative_controls"].values()), name
+    # The quick run is short and not converged; these two hold even so.
+    assert verdicts["control_early"]["status"] == "holds"
+    assert verdicts["value_gain"]["status"] == "holds"
+    assert verdicts["value_gain"]["effect"] > verdicts["value_gain"]["margin"]

@@ -31,6 +31,7 @@ from .config import (
     require,
     to_toml,
 )
+from .findings import Finding, check_all
 
 __all__ = [
     "SECTIONS",
@@ -86,9 +87,11 @@ class Experiment:
     """One reproducible experiment: defaults, quick variant, build, run, plot.
 
     `figures` are the files `plot` draws (a name ending in `?` is drawn only
-    when its data was saved, e.g. `optimisation.png` after zero iterations);
-    `findings` are the summary keys of the paper's findings that `run`
-    reports. `execute` checks both.
+    when its data was saved, e.g. `optimisation.png` after zero iterations).
+    `findings` are the paper's findings: a `lecontrol.findings.Finding`, which
+    `execute` checks on the saved arrays (against its negative controls too),
+    or the summary key of a measure that `run` reports. `execute` checks that
+    every figure is drawn and every summary key reported.
     """
 
     name: str
@@ -99,7 +102,7 @@ class Experiment:
     run: Callable[..., RunOutput]  # (config, out_dir, progress, checkpoints)
     plot: Callable[[Mapping[str, np.ndarray], Config, Path], list[Path]]
     figures: tuple[str, ...] = ()
-    findings: tuple[str, ...] = ()
+    findings: tuple[str | Finding, ...] = ()
     check: Callable[[Config], None] | None = None
 
     def default_config(self, *, quick: bool = False) -> Config:
@@ -210,7 +213,8 @@ def execute(
       Its `config.json` is kept; the caller checks that `config` matches it.
     - `log`: receives one-line progress notes (e.g. which checkpoint resumed).
 
-    **Returns:** the summary (also in `summary.json`), with the figure names.
+    **Returns:** the summary (also in `summary.json`), with the figure names and,
+    under `verdicts`, each `Finding` checked on the saved arrays.
     """
     import warnings
 
@@ -243,9 +247,8 @@ def execute(
             "effect and a resumed run starts over.",
             stacklevel=2,
         )
-    missing = [
-        k for k in (*SUMMARY_KEYS, *experiment.findings) if k not in output.summary
-    ]
+    keys = [k for k in experiment.findings if isinstance(k, str)]
+    missing = [k for k in (*SUMMARY_KEYS, *keys) if k not in output.summary]
     if missing:
         raise RuntimeError(
             f"experiment {experiment.name!r} returned a summary without {missing}."
@@ -263,9 +266,11 @@ def execute(
     io.write_npz(out_dir / "results.npz", output.results)
     figures = experiment.plot(output.results, config, out_dir)
     _check_figures(experiment, [Path(f).name for f in figures])
+    checked = [f for f in experiment.findings if isinstance(f, Finding)]
     summary = {
         "experiment": experiment.name,
         **output.summary,
+        **({"verdicts": check_all(checked, output.results)} if checked else {}),
         "total_wall_time_s": time.perf_counter() - start,
         "figures": [Path(f).name for f in figures],
     }

@@ -9,9 +9,11 @@ Algorithm 1), compared with the baseline $g = 0$.
 **Figures:** the optimal control, the expected loss and the weight of both
 runs, the net-reward difference, and the optimisation's progress (Fig. 2).
 
-**Findings** (summary keys): `V_gain` $= V_\text{control} - V_\text{baseline}
-> 0$; the paper also finds $g(t)$ largest early and decaying, and a controlled
-run that gives up net reward early to gain it later (read off the figures).
+**Findings** (checked, with the baseline and a time-reversed control as
+negative controls): `control_early` ($g$ is largest early and decays),
+`net_reward_early_loss_late_gain` (the controlled run gives up net reward early
+to gain it later) and `value_gain` ($V_\text{control} > V_\text{baseline}$ by
+more than 1%).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax.numpy as jnp
+import numpy as np
 
 import lecontrol as lc
 
+from ..findings import Finding
 from ..runner import Experiment, RunOutput, Setup, config
 from .shared import comparison as cmp, figures as fig
 
@@ -83,6 +87,69 @@ def plot(results, cfg, out_dir: Path) -> list[Path]:
     return fig.save(figures | fig.optimisation(results), out_dir)
 
 
+def control_early(r) -> tuple[float, str]:
+    r"""($\bar g$ over the first quarter $-$ $\bar g$ over the last) / $\max g$."""
+    ts, g = r["ts"], np.asarray(r["control_g"], dtype=float)
+    quarter = (ts[-1] - ts[0]) / 4
+    first, last = g[ts <= ts[0] + quarter].mean(), g[ts >= ts[-1] - quarter].mean()
+    peak = float(g.max())
+    effect = (first - last) / peak if peak > 0 else float("nan")
+    return effect, (
+        f"mean g over the first quarter {first:.4g}, over the last {last:.4g}, "
+        f"peak {peak:.4g} at t = {ts[int(np.argmax(g))]:.4g} of T = {ts[-1]:.4g}"
+    )
+
+
+def net_reward_trade(r) -> tuple[float, str]:
+    r"""With $d = v_\text{control} - v_\text{baseline}$ and $t^*$ where
+    $\int_0^t d$ is lowest: $\min(-\min_{t \le t^*} d, \max_{t \ge t^*} d) /
+    \max|d|$, the depth of the early loss and the height of the later gain."""
+    ts, d = r["ts"], r["control_v"] - r["baseline_v"]
+    D = np.concatenate([[0.0], np.cumsum(0.5 * (d[1:] + d[:-1]) * np.diff(ts))])
+    k, scale = int(np.argmin(D)), float(np.abs(d).max())
+    loss, gain = -d[: k + 1].min(), d[k:].max()
+    effect = min(loss, gain) / scale if scale > 0 else float("nan")
+    return effect, (
+        f"v_control − v_baseline falls to {-loss:.3g} before t* = {ts[k]:.4g} "
+        f"({100 * ts[k] / ts[-1]:.0f}% of T), where its integral is lowest "
+        f"({D[k]:.3g}), and rises to {gain:.3g} after it"
+    )
+
+
+def value_gain(r) -> tuple[float, str]:
+    """$(V_\text{control} - V_\text{baseline}) / |V_\text{baseline}|$."""
+    vb, vc = float(r["baseline_V"][-1]), float(r["control_V"][-1])
+    return (vc - vb) / abs(vb), f"V_baseline = {vb:.6g}, V_control = {vc:.6g}"
+
+
+FINDINGS = (
+    Finding(
+        "control_early",
+        "The optimal gain is largest early and decays (Fig. 2b).",
+        control_early,
+        margin=0.25,
+        criterion="mean g over the first quarter exceeds that over the last "
+        "quarter by more than 25% of its peak",
+        negative_controls=("baseline", "reversed"),
+    ),
+    Finding(
+        "net_reward_early_loss_late_gain",
+        "The controlled run gives up net reward early to gain it later (Fig. 2d).",
+        net_reward_trade,
+        margin=0.1,
+        criterion="the net reward difference first dips below zero, then rises "
+        "above it, each by more than 10% of its largest size",
+    ),
+    Finding(
+        "value_gain",
+        "Control raises the value: V_control > V_baseline (Sec. 2.1).",
+        value_gain,
+        margin=0.01,
+        criterion="V_control exceeds V_baseline by more than 1% of |V_baseline|",
+    ),
+)
+
+
 EXPERIMENT = Experiment(
     name="single-neuron",
     description="Single neuron with gain control on two Gaussians: optimal g(t) vs g = 0.",
@@ -98,5 +165,5 @@ EXPERIMENT = Experiment(
         "weights.png",
         "optimisation.png?",
     ),
-    findings=("V_gain",),
+    findings=FINDINGS,
 )
