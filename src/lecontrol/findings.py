@@ -135,8 +135,9 @@ class Finding:
     - `margin`: the effect the claim needs (in the effect's units).
     - `criterion`: the criterion in words, e.g. "peak-to-end drop of g > 10% of
       the bound".
-    - `negative_controls`: names in `NEGATIVE_CONTROLS` on which the claim
-      must fail (at least one).
+    - `negative_controls`: the versions of the arrays on which the claim must
+      fail (at least one): names in `NEGATIVE_CONTROLS`, or `(name, transform)`
+      pairs for a control of the finding's own (`results -> results`).
     """
 
     name: str
@@ -144,10 +145,11 @@ class Finding:
     measure: Callable[[Results], tuple[float, str]]
     margin: float
     criterion: str
-    negative_controls: tuple[str, ...] = ("baseline",)
+    negative_controls: tuple[str | tuple[str, Callable], ...] = ("baseline",)
 
     def __post_init__(self):
-        unknown = set(self.negative_controls) - set(NEGATIVE_CONTROLS)
+        names = [c for c in self.negative_controls if isinstance(c, str)]
+        unknown = set(names) - set(NEGATIVE_CONTROLS)
         if not self.negative_controls or unknown:
             raise ValueError(
                 f"finding {self.name!r}: `negative_controls` must name at least one "
@@ -164,10 +166,14 @@ class Finding:
     def check(self, results: Results) -> Verdict:
         """The verdict on `results` and on each of its negative controls."""
         effect, evidence = self.effect(results)
-        negatives = {
-            name: self.effect(NEGATIVE_CONTROLS[name](results))[0]
-            for name in self.negative_controls
-        }
+        negatives = {}
+        for control in self.negative_controls:
+            name, transform = (
+                (control, NEGATIVE_CONTROLS[control])
+                if isinstance(control, str)
+                else control
+            )
+            negatives[name] = self.effect(transform(dict(results)))[0]
         return Verdict(
             self.name,
             self.claim,

@@ -11,8 +11,8 @@ optimised by Adam in one vmapped, sharded computation
 and $\beta$; $\rho(t)$ and the loss coloured by each value; the default
 point's optimisation.
 
-**Findings** (summary keys): `trends` and `findings`: more control for larger
-$\gamma$ and smaller $\beta$; `beta_levels_learned` (with the saved per-level
+**Findings:** checked (`shared.sweeps.trend`): more control for larger
+$\gamma$ and smaller $\beta$; measured: `trends`, `beta_levels_learned` (with the saved per-level
 losses `beta_level_loss`): how many levels of the hierarchy are learned
 (final loss at most half the initial) as control gets costlier.
 """
@@ -56,15 +56,9 @@ def build(cfg) -> Setup:
 def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
     """Optimise every point of both sweeps at once; solve baseline and optimum;
     measure the levels' losses of each optimum and of the default baseline."""
-    signs = {
-        "more_control_for_larger_gamma": ("gamma", 1),
-        "less_control_for_larger_beta": ("beta", -1),
-    }
     batch, make = points(cfg), sw.learning_rate_problem(cfg)
     adam = lc.optimizers.Adam(lr=cfg.optimiser.lr)
-    results, summary, traj = sw.run_sweep(
-        cfg, make, batch, adam, signs, progress, checkpoints
-    )
+    results, summary, traj = sw.run_sweep(cfg, make, batch, adam, progress, checkpoints)
     task, (W1, W2) = lc.tasks.SemanticHierarchy(cfg.task.levels), traj.w
     n = len(W1) // 2  # rows n: are the optima
     levels = task.level_losses(np.asarray(W2[n:]) @ np.asarray(W1[n:]))
@@ -109,5 +103,20 @@ EXPERIMENT = Experiment(
         "control_beta.png",
         "loss_beta.png",
     ),
-    findings=("trends", "findings", "beta_levels_learned"),
+    findings=(
+        "trends",
+        "beta_levels_learned",
+        sw.trend(
+            "more_control_for_larger_gamma",
+            "gamma",
+            1,
+            "More control for larger γ (Figs. 3c, 8a-d).",
+        ),
+        sw.trend(
+            "less_control_for_larger_beta",
+            "beta",
+            -1,
+            "Less control when it costs more, larger β (Figs. 3d, 8e-h).",
+        ),
+    ),
 )

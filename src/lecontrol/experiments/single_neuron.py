@@ -125,7 +125,7 @@ def value_gain(r) -> tuple[float, str]:
 FINDINGS = (
     Finding(
         "control_early",
-        "The optimal gain is largest early and decays (Fig. 2b).",
+        "The optimal gain is largest early and decays (Fig. 2c).",
         control_early,
         margin=0.25,
         criterion="mean g over the first quarter exceeds that over the last "
@@ -134,7 +134,7 @@ FINDINGS = (
     ),
     Finding(
         "net_reward_early_loss_late_gain",
-        "The controlled run gives up net reward early to gain it later (Fig. 2d).",
+        "The controlled run gives up net reward early to gain it later (Fig. 2a).",
         net_reward_trade,
         margin=0.1,
         criterion="the net reward difference first dips below zero, then rises "
@@ -142,7 +142,7 @@ FINDINGS = (
     ),
     Finding(
         "value_gain",
-        "Control raises the value: V_control > V_baseline (Sec. 2.1).",
+        "Control raises the value: V_control > V_baseline (Fig. 2).",
         value_gain,
         margin=0.01,
         criterion="V_control exceeds V_baseline by more than 1% of |V_baseline|",

@@ -11,6 +11,7 @@ import numpy as np
 
 __all__ = [
     "crossing_time",
+    "levels_sooner",
     "fraction_in_first_quarter",
     "integral",
     "rank_correlation",
@@ -68,3 +69,18 @@ def rank_correlation(a, b, *, constant: float = float("nan")) -> float:
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return constant
     return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def levels_sooner(results) -> tuple[float, str]:
+    r"""$\min_k(1 - t^c_k / t^b_k)$ over the levels of a hierarchy, $t_k$ when
+    level $k$'s loss (`{run}_level_loss`, times × levels) has halved; a
+    `lecontrol.findings.Finding` measure."""
+    ts, times = results["ts"], {}
+    for run in ("baseline", "control"):
+        losses = np.asarray(results[f"{run}_level_loss"]).T
+        halved = [crossing_time(ts, x, 0.5 * x[0]) for x in losses]
+        times[run] = np.array([np.nan if t is None else t for t in halved])
+    pairs = zip(times["baseline"], times["control"])
+    text = ", ".join(f"{b:.3g} → {c:.3g}" for b, c in pairs)
+    gain = float(np.min(1 - times["control"] / times["baseline"]))
+    return gain, f"time to halve each level's loss, baseline → control: {text}"

@@ -26,6 +26,7 @@ import numpy as np
 
 import lecontrol as lc
 
+from ...findings import Finding
 from ...runner import Experiment, RunOutput, config, require
 from . import comparison as cmp, figures as fig, findings
 
@@ -49,6 +50,70 @@ FINDINGS = ("V_gain", "control_fraction_first_quarter", "t_peak_control") + tupl
 )
 
 
+def _effort(r, run="control"):
+    return sum((g**2).sum(1) for g in layers(r, run, "g", flat=True))
+
+
+def early_effort(r) -> tuple[float, str]:
+    r"""Share of the effort $\int\sum_i\lVert G_i\rVert_F^2dt$ in the first
+    quarter, minus the 1/4 of a control that does not depend on time."""
+    share = findings.fraction_in_first_quarter(r["ts"], _effort(r))
+    share = float("nan") if share is None else share
+    return share - 0.25, f"{100 * share:.1f}% of the effort in the first quarter"
+
+
+def learns_faster(r) -> tuple[float, str]:
+    """$1 - t_c / t_b$: $t$ when a run's loss has fallen by the fraction of the
+    baseline's reduction `loss_threshold` marks (saved with the arrays)."""
+    lb, level = r["baseline_loss"], float(r["loss_threshold"])
+    t = [findings.crossing_time(r["ts"], r[f"{k}_loss"], level) for k in RUNS]
+    if None in t or not t[0] > 0:
+        return float("nan"), f"a run never reaches the loss {level:.4g}"
+    drop = f"{100 * (lb[0] - level) / (lb[0] - lb[-1]):.0f}%"
+    text = f"{drop} of the baseline's loss reduction by t = {t[1]:.4g} with control"
+    return 1 - t[1] / t[0], f"{text}, by t = {t[0]:.4g} without"
+
+
+def sparser(r) -> tuple[float, str]:
+    r"""$1 - \rho_c / \rho_b$, $\rho = \lVert w\rVert_1 / \lVert w\rVert_2$ of all
+    weights at $T$ (lower: sparser)."""
+    rho = []
+    for run in RUNS:
+        w = np.concatenate([x[-1] for x in layers(r, run, "w", flat=True)])
+        rho.append(np.abs(w).sum() / np.sqrt((w**2).sum()))
+    return 1 - rho[1] / rho[
+        0
+    ], f"L1/L2 at T {rho[1]:.4g} with control, {rho[0]:.4g} without"
+
+
+CHECKS = {
+    "control_early": Finding(
+        "control_early",
+        "Control is concentrated early (Figs. 5d, 10d).",
+        early_effort,
+        margin=0.25,
+        criterion="over half the effort ∫Σ‖G_i‖² dt falls in the first quarter",
+        negative_controls=("baseline", "reversed"),
+    ),
+    "learns_faster": Finding(
+        "learns_faster",
+        "The loss falls faster with control (Fig. 5c).",
+        learns_faster,
+        margin=0.05,
+        criterion="the controlled run reaches the baseline's final-loss threshold "
+        "more than 5% sooner",
+    ),
+    "sparser_weights": Finding(
+        "sparser_weights",
+        "The weights end sparser with control (Figs. 5b, 10c).",
+        sparser,
+        margin=0.05,
+        criterion="L1/L2 norm ratio of the final weights more than 5% below "
+        "the baseline's",
+    ),
+}
+
+
 def defaults(task: dict, **sections: dict):
     """`FAMILY` with `task`, and each section's entries added or changed."""
     return config(task=task, **{k: v | sections.get(k, {}) for k, v in FAMILY.items()})
@@ -61,15 +126,19 @@ def check(cfg) -> None:
     require(ok, "outputs.record_every", "must divide objective.steps", every)
 
 
-def experiment(*, system, quick, run=None, figures=(), findings=(), **fields):
+def experiment(
+    *, system, quick, run=None, figures=(), findings=(), checks=tuple(CHECKS), **fields
+):
     """An `Experiment` of the family on `system(cfg)` (`run` defaults to
-    `run_on` it), drawn by `plot`; the quick variant replays two SGD runs."""
+    `run_on` it), drawn by `plot`, checking the `CHECKS` named in `checks`; the
+    quick variant replays two SGD runs."""
 
     def default_run(cfg, out_dir, progress, checkpoints=None):
         return run_on(cfg, system(cfg), progress, checkpoints)
 
     fields |= dict(build=lambda cfg: setup(cfg, system(cfg)), run=run or default_run)
-    fields |= dict(figures=FIGURES + figures, findings=FINDINGS + findings)
+    checked = tuple(CHECKS[k] for k in checks)
+    fields |= dict(figures=FIGURES + figures, findings=FINDINGS + findings + checked)
     quick = {"outputs.replay_seeds": 2} | quick
     return Experiment(quick=quick, plot=plot, check=check, **fields)
 
@@ -115,6 +184,7 @@ def measure(results, cfg) -> tuple[dict, dict]:
     summary["control_fraction_first_quarter"] = quarter(ts, effort)
     summary["t_peak_control"] = float(ts[int(np.argmax(effort))])
     summary["loss_threshold"] = float(target)
+    arrays["loss_threshold"] = np.asarray(target)
     for run in RUNS:
         loss, l1, l2 = results[f"{run}_loss"], arrays[f"{run}_l1"], arrays[f"{run}_l2"]
         summary |= {

@@ -26,6 +26,7 @@ import numpy as np
 
 import lecontrol as lc
 
+from ...findings import Finding
 from ...runner import Config, Setup, config
 from . import comparison as cmp, findings
 from .figures import plotting
@@ -83,16 +84,46 @@ def batch_summary(res) -> dict:
     }
 
 
-def run_sweep(cfg, make, points, optimizer, signs, progress, checkpoints):
+def trend(name: str, sweep: str, sign: int, claim: str) -> Finding:
+    r"""The claim that the total control $\int_0^T g\,dt$ rises (`sign` 1) or
+    falls (-1) with the values of `sweep`: Spearman's $\rho$ times `sign`
+    above 0.5. Negative controls: the values in reverse order, and no control."""
+
+    def measure(r):
+        rho = findings.rank_correlation(
+            r[f"{sweep}_values"], r[f"{sweep}_total_control"]
+        )
+        return (
+            sign * rho,
+            f"Spearman ρ = {rho:.3f} over {len(r[f'{sweep}_values'])} values",
+        )
+
+    def reverse(r):
+        return r | {f"{sweep}_values": r[f"{sweep}_values"][::-1]}
+
+    def zero(r):
+        return r | {f"{sweep}_total_control": 0 * r[f"{sweep}_total_control"]}
+
+    direction = "rises" if sign > 0 else "falls"
+    return Finding(
+        name,
+        claim,
+        measure,
+        margin=0.5,
+        criterion=f"the total control {direction} with {sweep}: sign × Spearman ρ > 0.5",
+        negative_controls=(("values reversed", reverse), ("no control", zero)),
+    )
+
+
+def run_sweep(cfg, make, points, optimizer, progress, checkpoints):
     r"""Optimise every point of `points = (params, segments)`, then solve the
     baseline ($\theta = 0$) and optimum of each in one batch.
 
     Returns `(results, summary, trajectories)`: per sweep the
     `{sweep}_{field}` arrays (`default_{field}`: row 0) of the saved curves,
     $\theta$, the total control $\int_0^T g\,dt$ and $V$; the summary has the
-    default point's $V$, `trends` (rank correlation of the total control with
-    each sweep's values) and `findings` (`signs` maps each to `(sweep, sign)`:
-    it holds when that trend has that sign).
+    default point's $V$ and `trends` (rank correlation of the total control with
+    each sweep's values; `trend` checks one).
     """
     params, segments = points
     res = optimize(make, params, cfg, optimizer, progress, checkpoints)
@@ -128,9 +159,6 @@ def run_sweep(cfg, make, points, optimizer, signs, progress, checkpoints):
     summary = {"V_baseline": V_b, "V_control": V_c, "V_gain": V_c - V_b}
     summary |= batch_summary(res) | {"solver_steps": steps}
     summary |= {"min_V_gain": float(gains.min()), "trends": trends}
-    summary["findings"] = {
-        k: bool(np.sign(trends[s]) == sign) for k, (s, sign) in signs.items()
-    }
     return results, summary, traj
 
 
