@@ -141,6 +141,7 @@ def _learning_rate_findings(summary, results, proc):
 
 def _maml_findings(summary, results, proc):
     cfg = get("maml").default_config(quick=True)
+    assert "offline stand-in, not MNIST" in summary["dataset"]
     h = results["horizons"]
     assert list(h) == list(cfg.objective.horizons) and h[0] == 1
     cumulative = results["cumulative_loss"]

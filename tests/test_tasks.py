@@ -25,6 +25,10 @@ MNIST = Path(
         Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist",
     )
 )
+# The experiments' default folder, "../shared/data/mnist" from the checkout.
+BESIDE_CHECKOUT = Path(lc.tasks.mnist.checkout_root() or "/nonexistent").joinpath(
+    "..", "shared", "data", "mnist"
+)
 needs_mnist = pytest.mark.skipif(
     not (MNIST / "t10k-images-idx3-ubyte.gz").exists(),
     reason=f"MNIST test files not found in {MNIST} (the shared data folder).",
@@ -366,6 +370,35 @@ def test_load_mnist_real_files(tmp_path):
     raw_images, raw_labels = lc.tasks.load_mnist(tmp_path)
     np.testing.assert_array_equal(raw_images, images)
     np.testing.assert_array_equal(raw_labels, labels)
+
+
+@pytest.mark.skipif(
+    not (BESIDE_CHECKOUT / "t10k-images-idx3-ubyte.gz").exists(),
+    reason=f"the shared MNIST folder {BESIDE_CHECKOUT} is absent",
+)
+def test_the_experiments_mnist_folder_from_any_directory(tmp_path, monkeypatch):
+    """The experiments' default folder, relative: found from the checkout's root
+    when the current directory has no such folder; the 10 000 test images."""
+    monkeypatch.chdir(tmp_path)
+    images, labels = lc.tasks.load_mnist("../shared/data/mnist")
+    assert images.shape == (10_000, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (10_000,) and set(np.unique(labels)) == set(range(10))
+    folder = lc.tasks.find_mnist("../shared/data/mnist")
+    assert folder.is_absolute() and folder.parent.parent.name == "shared"
+
+
+def test_find_mnist_looks_in_the_current_directory_first(tmp_path, monkeypatch):
+    (tmp_path / "m").mkdir()
+    _mnist_folder(tmp_path / "m")
+    monkeypatch.chdir(tmp_path)
+    assert lc.tasks.find_mnist("m") == tmp_path / "m"
+    assert lc.tasks.find_mnist(tmp_path / "m") == tmp_path / "m"
+    with pytest.raises(ValueError, match="from the current directory.*checkout"):
+        lc.tasks.find_mnist("no/such/folder")
+    with pytest.raises(ValueError, match="`mnist_folder`: MNIST folder 'no/such'"):
+        lc.tasks.Digits.load((0, 1), mnist_folder="no/such")
+    with pytest.raises(ValueError, match="`mnist_split` must be"):
+        lc.tasks.Digits.load((0, 1), mnist_folder="m", mnist_split="test")
 
 
 def _mnist_folder(tmp_path, n_img=4, n_lab=4, compress=True):

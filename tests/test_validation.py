@@ -746,7 +746,7 @@ def _mnist_folder(folder, *, images=None, labels=None):
 @pytest.mark.parametrize(
     "case, words",
     [
-        ("missing-folder", ["MNIST folder", "does not exist"]),
+        ("missing-folder", ["MNIST folder", "does not exist", "task.mnist_folder"]),
         ("missing-labels", ["t10k-labels-idx1-ubyte", "not found"]),
         (
             "truncated-images",
@@ -758,8 +758,9 @@ def _mnist_folder(folder, *, images=None, labels=None):
     ],
 )
 def test_bad_mnist_folder_through_the_cli(case, words, tmp_path, capsys):
-    """`effort-digits` reads MNIST from `mnist_folder`: each broken folder is
-    reported before anything runs, naming the file and the problem."""
+    """`effort-digits` reads MNIST from `task.mnist_folder` (`task.dataset =
+    "mnist"`, the default but for quick runs): each broken folder is reported
+    before anything runs, naming the file and the problem."""
     folder = tmp_path / "mnist"
     if case == "missing-folder":
         pass
@@ -779,7 +780,7 @@ def test_bad_mnist_folder_through_the_cli(case, words, tmp_path, capsys):
     out = tmp_path / "run"
     status, _, err = _main(
         capsys, "run", "effort-digits", "--quick", "--out", str(out),
-        "--set", f"task.mnist_folder={folder}",
+        "--set", "task.dataset=mnist", "--set", f"task.mnist_folder={folder}",
     )  # fmt: skip
     assert status == 2, err
     assert "Traceback" not in err and "effort-digits" in err

@@ -10,10 +10,10 @@ loss, net-reward difference, SGD replay, optimisation.
 """
 
 from ..runner import config, require
-from .shared import engagement as eng
+from .shared import digits, engagement as eng
 
 DEFAULT = config(
-    task=dict(classes=tuple(range(10)), mnist_folder="", size=5),
+    task=dict(classes=tuple(range(10))) | digits.TASK,
     system=dict(hidden=50, lam=0.0, tau=1.0, init_scale=0.01),
     control=dict(knots=301, lower=0.0, upper=2.0, init=1.0),
     cost=dict(beta=5.0),
@@ -30,13 +30,15 @@ def tasks(cfg):
     return eng.digits(cfg, c)
 
 
-EXPERIMENT = eng.experiment(
-    "category-digits",
-    "Category engagement on 10 digits: optimal φ(t) per class vs φ = 1.",
-    DEFAULT,
-    eng.QUICK | {"objective.steps": 1000, "control.knots": 11},
-    what="class",
-    tasks=tasks,
-    labels=lambda cfg: [str(c) for c in cfg.task.classes],
-    groups=lambda cfg: {f"digit {c}": [i] for i, c in enumerate(cfg.task.classes)},
+EXPERIMENT = digits.on_digits(
+    eng.experiment(
+        "category-digits",
+        "Category engagement on 10 digits: optimal φ(t) per class vs φ = 1.",
+        DEFAULT,
+        eng.QUICK | {"objective.steps": 1000, "control.knots": 11},
+        what="class",
+        tasks=tasks,
+        labels=lambda cfg: [str(c) for c in cfg.task.classes],
+        groups=lambda cfg: {f"digit {c}": [i] for i, c in enumerate(cfg.task.classes)},
+    )
 )

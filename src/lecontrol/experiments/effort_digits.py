@@ -1,10 +1,10 @@
 r"""Gain modulation on handwritten digits 1 vs 3 (Sec. 6; Table 5, column "MNIST").
 
 **Builds:** a two-layer linear network ($H = 50$) telling two digit classes
-apart from $5\times5$ images plus a bias (`lc.tasks.Digits.load`, `task` holds
-its arguments: scikit-learn's digits, or MNIST idx files in
-`task.mnist_folder`), with gains on every weight vs $G = 0$; the SGD replay
-samples the training images.
+apart from $5\times5$ images plus a bias (`lc.tasks.Digits.load` on
+`task.dataset`: MNIST's 10 000 test-set images by default, scikit-learn's 8×8
+digits in the quick variant, `shared.digits`), with gains on every weight vs
+$G = 0$; the SGD replay samples the training images.
 **Figures:** the family's (`shared.gains`) and the test loss.
 **Findings:** the family's, and the loss on the held-out test images
 (`final_test_loss_*`, `cumulative_test_loss_*`).
@@ -15,13 +15,13 @@ import numpy as np
 
 import lecontrol as lc
 
-from .shared import findings, gains
+from .shared import digits, findings, gains
 
 
 def task(cfg):
     """The digit task with its images (for SGD) and statistics."""
-    folder = cfg.task.mnist_folder or None  # "": scikit-learn's digits
-    return lc.tasks.Digits.load(**{**cfg.task, "mnist_folder": folder}, seed=cfg.seed)
+    t = cfg.task
+    return digits.load(cfg, t.classes, test_fraction=t.test_fraction)
 
 
 def system(cfg, data=None, test=False):
@@ -48,20 +48,21 @@ def run(cfg, out_dir, progress, checkpoints=None):
     return out
 
 
-EXPERIMENT = gains.experiment(
-    name="effort-digits",
-    description="Gain modulation of a two-layer network on digits 1 vs 3 (H = 50).",
-    default=gains.defaults(
-        dict(classes=(1, 3), mnist_folder="", mnist_split="t10k", size=5)
-        | dict(test_fraction=0.2),
-        system=dict(hidden=50),
-    ),
-    quick={"system.hidden": 10, "objective.steps": 4000, "control.knots": 31}
-    | {"optimiser.iterations": 30},
-    system=system,
-    run=run,
-    figures=("test_loss.png",),
-    findings=tuple(
-        f"{k}_test_loss_{r}" for k in ("final", "cumulative") for r in gains.RUNS
-    ),
+EXPERIMENT = digits.on_digits(
+    gains.experiment(
+        name="effort-digits",
+        description="Gain modulation of a two-layer network on digits 1 vs 3 (H = 50).",
+        default=gains.defaults(
+            dict(classes=(1, 3), test_fraction=0.2) | digits.TASK,
+            system=dict(hidden=50),
+        ),
+        quick={"system.hidden": 10, "objective.steps": 4000, "control.knots": 31}
+        | {"optimiser.iterations": 30},
+        system=system,
+        run=run,
+        figures=("test_loss.png",),
+        findings=tuple(
+            f"{k}_test_loss_{r}" for k in ("final", "cumulative") for r in gains.RUNS
+        ),
+    )
 )

@@ -29,10 +29,10 @@ import numpy as np
 import lecontrol as lc
 
 from ..runner import Experiment, RunOutput, Setup, config, require
-from .shared import comparison as cmp, figures as fig, sweeps as sw
+from .shared import comparison as cmp, digits, figures as fig, sweeps as sw
 
 DEFAULT = config(
-    task=dict(pairs=(0, 1, 7, 1, 8, 9, 3, 8, 5, 3), size=5, mnist_folder=""),
+    task=dict(pairs=(0, 1, 7, 1, 8, 9, 3, 8, 5, 3)) | digits.TASK,
     system=dict(hidden=40, lam=0.0, tau=1.0, init_scale=0.01),
     control=dict(quadrature_intervals=16),
     cost=dict(beta=0.0),
@@ -56,9 +56,7 @@ def check(cfg) -> None:
 def system(cfg) -> lc.systems.MAML:
     """The network on the digit tasks of `task.pairs` (nothing is downloaded)."""
     t, s = cfg.task, cfg.system
-    kw = dict(mnist_folder=t.mnist_folder or None, size=t.size, seed=cfg.seed)
-    pairs = zip(t.pairs[::2], t.pairs[1::2])
-    tasks = [lc.tasks.Digits.load(classes=pair, **kw) for pair in pairs]
+    tasks = [digits.load(cfg, pair) for pair in zip(t.pairs[::2], t.pairs[1::2])]
     return lc.systems.MAML(tasks, hidden=s.hidden, lam=s.lam, tau=s.tau)
 
 
@@ -208,31 +206,33 @@ def plot(results, cfg, out_dir: Path) -> list[Path]:
     return fig.save(figures, out_dir)
 
 
-EXPERIMENT = Experiment(
-    name="maml",
-    description="MAML on 5 digit pairs: the initial weights as the control, one-step "
-    "vs multi-step horizons.",
-    default=DEFAULT,
-    quick={
-        "optimiser.iterations": 40,
-        "optimiser.lr": 0.02,
-        "objective.horizons": (1, 10, 40),
-        "system.hidden": 20,
-    },
-    build=build,
-    run=run,
-    plot=plot,
-    figures=(
-        "cumulative_loss.png",
-        "one_step_loss.png",
-        "loss_curves.png",
-        "optimisation.png",
-    ),
-    findings=(
-        "one_step_underperforms_multi_step",
-        "one_step_ahead_rises_after",
-        "cumulative_loss",
-        "one_step_loss",
-    ),
-    check=check,
+EXPERIMENT = digits.on_digits(
+    Experiment(
+        name="maml",
+        description="MAML on 5 digit pairs: the initial weights as the control, "
+        "one-step vs multi-step horizons.",
+        default=DEFAULT,
+        quick={
+            "optimiser.iterations": 40,
+            "optimiser.lr": 0.02,
+            "objective.horizons": (1, 10, 40),
+            "system.hidden": 20,
+        },
+        build=build,
+        run=run,
+        plot=plot,
+        figures=(
+            "cumulative_loss.png",
+            "one_step_loss.png",
+            "loss_curves.png",
+            "optimisation.png",
+        ),
+        findings=(
+            "one_step_underperforms_multi_step",
+            "one_step_ahead_rises_after",
+            "cumulative_loss",
+            "one_step_loss",
+        ),
+        check=check,
+    )
 )

@@ -8,7 +8,11 @@ from .digits import (
     resize_area as resize_area,
 )
 from .gaussians import TwoGaussians as TwoGaussians
-from .mnist import load_mnist as load_mnist, read_idx as read_idx
+from .mnist import (
+    find_mnist as find_mnist,
+    load_mnist as load_mnist,
+    read_idx as read_idx,
+)
 from .multi import (
     ConcatenatedTasks as ConcatenatedTasks,
     SwitchingTasks as SwitchingTasks,

@@ -13,7 +13,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._checks import check_finite, check_symmetric_psd
 from .base import AbstractTask
-from .mnist import load_mnist
+from .mnist import SPLITS, find_mnist, load_mnist
 
 
 def _f(x) -> Array:
@@ -356,13 +356,16 @@ class Digits(AbstractTask):
         """Load a digit task from an offline source (nothing is downloaded).
 
         By default the 1797 8×8 digits that ship inside scikit-learn
-        (`sklearn.datasets.load_digits`, pixel values 0–16). With `mnist_folder`,
-        the MNIST idx files of `mnist_split` in that folder (`load_mnist`, pixel
-        values 0–255).
+        (`sklearn.datasets.load_digits`, pixel values 0–16), an offline stand-in
+        for MNIST. With `mnist_folder`, the MNIST idx files of `mnist_split` in
+        that folder (`load_mnist`, pixel values 0–255; a relative folder is
+        looked up from the current directory, then from the source checkout's
+        root, see `find_mnist`).
 
         **Arguments:** `classes`, `size`, `test_fraction`, `seed`, `standardise`
-        and `signed` as in `from_images`; `mnist_folder` and `mnist_split` choose
-        the source.
+        and `signed` as in `from_images`; `mnist_folder` and `mnist_split`
+        (``"t10k"``: the 10 000-image test set; ``"train"``: the 60 000-image
+        training set) choose the source.
         """
         if mnist_folder is None:
             from sklearn.datasets import load_digits
@@ -370,7 +373,15 @@ class Digits(AbstractTask):
             data = load_digits()
             images, labels, max_value = data.images, data.target, 16.0
         else:
-            images, labels = load_mnist(mnist_folder, mnist_split)
+            if mnist_split not in SPLITS:
+                raise ValueError(
+                    f'`mnist_split` must be "t10k" or "train"; got {mnist_split!r}.'
+                )
+            try:
+                folder = find_mnist(mnist_folder, mnist_split)
+            except ValueError as e:
+                raise ValueError(f"`mnist_folder`: {e}") from None
+            images, labels = load_mnist(folder, mnist_split)
             max_value = 255.0
         return cls.from_images(
             images,

@@ -107,14 +107,80 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return arr.astype(dtype.newbyteorder("="))
 
 
-def _find(folder: Path, stem: str) -> Path:
+SPLITS = {"t10k": 10_000, "train": 60_000}
+"""MNIST's two sets and their number of images: ``"t10k"`` (the test set) and
+``"train"`` (the training set)."""
+
+
+def _stems(split: str) -> tuple[str, str]:
+    if split not in SPLITS:
+        raise ValueError(f'`split` must be "t10k" or "train"; got {split!r}.')
+    return f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"
+
+
+def _file(folder: Path, stem: str) -> Path | None:
+    """The raw file `stem` in `folder`, else its ``.gz``, else `None`."""
     for candidate in (folder / stem, folder / f"{stem}.gz"):
         if candidate.exists():
             return candidate
+    return None
+
+
+def checkout_root() -> Path | None:
+    """The root of the source checkout lecontrol runs from, or `None`.
+
+    The folder above ``src/`` when the package is imported from
+    ``<root>/src/lecontrol`` (a clone, or an editable install); `None` when it
+    is installed anywhere else.
+    """
+    src = Path(os.path.abspath(__file__)).parents[2]
+    return src.parent if src.name == "src" else None
+
+
+def find_mnist(folder: str | os.PathLike, split: str = "t10k") -> Path:
+    """The folder that holds MNIST's idx files of `split`, as an absolute path.
+
+    An absolute `folder` is taken as it is. A relative one is looked up first
+    from the current directory, then from the root of the source checkout
+    (`checkout_root`, the folder above ``src/``), so the default
+    ``"../shared/data/mnist"`` of the experiments works from any directory of
+    a checkout. The folder must hold ``{split}-images-idx3-ubyte`` and
+    ``{split}-labels-idx1-ubyte``, raw or with a ``.gz`` suffix. Nothing is
+    downloaded.
+
+    **Arguments:**
+
+    - `folder`: the folder, absolute or relative.
+    - `split`: ``"t10k"`` (the 10 000-image test set) or ``"train"`` (the
+      60 000-image training set).
+
+    **Returns:** the first candidate folder that holds both files.
+
+    **Raises:** `ValueError` listing the folders looked in, and which file is
+    missing where the folder exists.
+    """
+    stems = _stems(split)
+    folder = Path(folder)
+    candidates = {os.path.abspath(folder): "the current directory"}
+    root = checkout_root()
+    if not folder.is_absolute() and root is not None:
+        candidates.setdefault(os.path.abspath(root / folder), "the lecontrol checkout")
+    problems = []
+    for path, origin in candidates.items():
+        path = Path(path)
+        missing = [s for s in stems if _file(path, s) is None]
+        if not missing:
+            return path
+        where = f"{str(path)!r}" + ("" if folder.is_absolute() else f" (from {origin})")
+        if not path.is_dir():
+            problems.append(f"{where} does not exist")
+        else:
+            files = " and ".join(f"{s!r}" for s in missing)
+            problems.append(f"{files} (raw or .gz) not found in {where}")
     raise ValueError(
-        f"MNIST file {stem!r} (or {stem + '.gz'!r}) not found in folder "
-        f"{str(folder)!r}. Point `folder` at the directory holding the MNIST idx "
-        "files."
+        f"MNIST folder {str(folder)!r} does not hold the {split} idx files: "
+        f"{'; '.join(problems)}. Give the folder that holds {stems[0]!r} and "
+        f"{stems[1]!r} (raw or .gz); nothing is downloaded."
     )
 
 
@@ -123,25 +189,23 @@ def load_mnist(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load the MNIST images and labels of one split from a folder.
 
-    Looks for ``{split}-images-idx3-ubyte`` and ``{split}-labels-idx1-ubyte``,
-    raw or with a ``.gz`` suffix (the raw file wins when both exist), reads
-    them with `read_idx` and checks that they fit together.
+    Finds the folder with `find_mnist` (a relative `folder` from the current
+    directory, else from the source checkout's root), reads
+    ``{split}-images-idx3-ubyte`` and ``{split}-labels-idx1-ubyte``, raw or
+    with a ``.gz`` suffix (the raw file wins when both exist), with `read_idx`
+    and checks that they fit together.
 
     **Arguments:**
 
     - `folder`: directory with the idx files (nothing is downloaded).
-    - `split`: ``"t10k"`` (the 10 000-image test set) or ``"train"``.
+    - `split`: ``"t10k"`` (the 10 000-image test set) or ``"train"`` (the
+      60 000-image training set).
 
     **Returns:** `(images, labels)`: ``uint8`` images of shape `(n, rows, cols)`
     with values 0–255, and integer labels 0–9 of shape `(n,)`.
     """
-    if split not in ("t10k", "train"):
-        raise ValueError(f'`split` must be "t10k" or "train"; got {split!r}.')
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"MNIST folder {str(folder)!r} does not exist.")
-    img_path = _find(folder, f"{split}-images-idx3-ubyte")
-    lab_path = _find(folder, f"{split}-labels-idx1-ubyte")
+    folder = find_mnist(folder, split)
+    img_path, lab_path = (_file(folder, stem) for stem in _stems(split))
     images, labels = read_idx(img_path), read_idx(lab_path)
     if images.ndim != 3 or images.dtype != np.uint8:
         raise ValueError(

@@ -7,8 +7,9 @@ compares the optimum with $g = 1$, replays both on SGD, measures `findings`.
 
 Family keys: `task.pairs` (digit pairs, flattened: `0, 1, 7, 1` is 0v1, 7v1),
 `task.classes` (digits, one output each), `task.levels` (of the semantic
-hierarchy), `task.mnist_folder` (MNIST idx files; "": scikit-learn's 8×8
-digits), `task.size` (image side); `system.init_scale` (std of the initial
+hierarchy), the digit data `task.dataset`, `task.mnist_folder`,
+`task.mnist_split`, `task.size` (`shared.digits`: MNIST by default, the quick
+variants on scikit-learn's 8×8 digits); `system.init_scale` (std of the initial
 weights); `optimiser.gradient` (`"checkpoint"`, several times faster here than
 `"continuous"`); `outputs.samples` (saved times, also SGD records: `samples -
 1` divides `objective.steps`), `outputs.sgd_seeds` (SGD replays per schedule,
@@ -27,7 +28,7 @@ import numpy as np
 import lecontrol as lc
 
 from ...runner import Experiment, RunOutput, config, require
-from . import comparison as cmp, figures as fig
+from . import comparison as cmp, digits as dg, figures as fig
 from .findings import crossing_time, rank_correlation
 
 DISENGAGED = 1e-2  # a coefficient below this counts as fully disengaged
@@ -37,7 +38,7 @@ FINDINGS += ("order_by_difficulty", "rank_correlation_centre_vs_difficulty")
 
 # Table 4, "engagement attentive/active/vector"; knots 0.1 apart on [0, 65].
 TASK_DEFAULT = config(
-    task=dict(pairs=(0, 1, 7, 1, 8, 9), mnist_folder="", size=5),
+    task=dict(pairs=(0, 1, 7, 1, 8, 9)) | dg.TASK,
     system=dict(hidden=20, lam=0.0, tau=1.0, init_scale=0.01),
     control=dict(knots=651, lower=0.0, upper=2.0, init=1.0),
     cost=dict(beta=0.1),
@@ -59,9 +60,7 @@ def check(cfg) -> None:
 
 def digits(cfg, classes) -> tuple[lc.tasks.Digits, lc.tasks.Digits]:
     """A digit task without samples (labels have no gradient) and with them."""
-    t = cfg.task
-    kw = dict(mnist_folder=t.mnist_folder or None, size=t.size, seed=cfg.seed)
-    data = lc.tasks.Digits.load(classes, **kw)
+    data = dg.load(cfg, classes)
     return lc.tasks.Digits(data.train, data.test, data.classes), data
 
 
@@ -82,7 +81,8 @@ def task_experiment(name, description, default, cost) -> Experiment:
         return [f"{a}v{b}" for a, b in pairs(cfg)]
 
     quick = QUICK | {"objective.steps": 2000, "control.knots": 11}
-    return experiment(name, description, default, quick, "task", tasks, labels, cost)
+    args = (name, description, default, quick, "task", tasks, labels, cost)
+    return dg.on_digits(experiment(*args))
 
 
 def _time_below(ts, x, level: float) -> float:

@@ -2,21 +2,33 @@
 
 Each function returns a matplotlib figure (or, for `optimisation`, a
 name → drawing function entry); `save` writes a name → drawing function
-table into the run's folder. Experiments combine these with their own panels.
+table into the run's folder (with a `footnote` under each figure when one is
+set). Experiments combine these with their own panels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from ... import io, plotting
 
-__all__ = ["loss", "net_reward_difference", "optimisation", "pair", "plotting", "save"]
+__all__ = [
+    "footnote",
+    "loss",
+    "net_reward_difference",
+    "optimisation",
+    "pair",
+    "plotting",
+    "save",
+]
 
 CONTROL_LABEL = "optimal control"
+_FOOTNOTE = contextvars.ContextVar("footnote", default="")
 
 
 def pair(baseline_label: str) -> dict[str, dict]:
@@ -62,7 +74,26 @@ def optimisation(results: Mapping[str, np.ndarray]) -> dict[str, Callable]:
     }
 
 
+@contextlib.contextmanager
+def footnote(text: str) -> Iterator[None]:
+    """Within this block, `save` writes `text` in small print under every
+    figure (e.g. the data set a run used)."""
+    token = _FOOTNOTE.set(text)
+    try:
+        yield
+    finally:
+        _FOOTNOTE.reset(token)
+
+
 def save(figures: Mapping[str, Callable], out_dir: Path) -> list[Path]:
     """Draw and save each figure of a name → drawing function table."""
-    out_dir = Path(out_dir)
-    return [io.save_figure(draw(), out_dir / name) for name, draw in figures.items()]
+    out_dir, note = Path(out_dir), _FOOTNOTE.get()
+
+    def drawn(draw):
+        figure = draw()
+        if note:
+            kw = dict(ha="center", va="top", fontsize="small", color="0.3")
+            figure.text(0.5, 0.0, note, **kw)
+        return figure
+
+    return [io.save_figure(drawn(d), out_dir / name) for name, d in figures.items()]
