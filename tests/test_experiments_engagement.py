@@ -278,6 +278,23 @@ def test_quick_run_easier_tasks_released_first(quick_run):
         assert s["findings"]["easier_centred_earlier"] is True
 
 
+def test_quick_run_checks_findings_against_negative_controls(quick_run):
+    """Every checked finding fails on each of its negative controls. On these
+    short runs (8 iterations) the engagement moves by 1e-5 or less, so only
+    the orders that the quick runs already show are asserted to hold."""
+    s, name = quick_run.summary, quick_run.name
+    checked = [f.name for f in get(name).findings if not isinstance(f, str)]
+    assert sorted(s["verdicts"]) == sorted(checked) and checked
+    for key, v in s["verdicts"].items():
+        assert not any(c["holds"] for c in v["negative_controls"].values()), key
+    holds = {
+        "engagement-attentive": ("easier_first", "never_disengaged"),
+        "category-semantic": ("higher_levels_more_engagement", "higher_levels_earlier"),
+    }
+    for key in holds.get(name, ()):
+        assert s["verdicts"][key]["status"] == "holds", s["verdicts"][key]
+
+
 def test_quick_run_semantic_levels(quick_run):
     """Higher levels of the hierarchy get more engagement, earlier."""
     if quick_run.name != "category-semantic":

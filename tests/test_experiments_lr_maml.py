@@ -150,6 +150,14 @@ def _maml_findings(summary, results, proc):
     # The paper (Fig. 3a, App. F.1): one-step MAML under-performs multi-step MAML.
     assert summary["one_step_underperforms_multi_step"] is True
     assert cumulative[1] > cumulative[2:].min()
+    verdicts = summary["verdicts"]
+    for key, v in verdicts.items():
+        controls = v["negative_controls"]
+        assert set(controls) == {"horizons reversed", "baseline"}, key
+        assert not any(c["holds"] for c in controls.values()), key
+    # The quick horizons (1, 10, 40) do not reach 180 steps: not measurable.
+    assert verdicts["one_step_ahead_rises"]["effect"] is None
+    assert verdicts["one_step_ahead_rises"]["status"] == "fails"
     # The window's cumulative loss is the value of the largest horizon's problem.
     assert summary["cumulative_loss"][str(int(h.max()))] == pytest.approx(
         -summary["V_control"], rel=1e-6

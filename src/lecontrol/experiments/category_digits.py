@@ -5,8 +5,11 @@ error weighted by $\varphi_c(t)^2$, $\varphi \in [0, 2]$, at the fixed-total
 cost $\beta(\lVert\varphi\rVert^2 - 10)^2$, vs $\varphi = 1$, replayed on SGD.
 **Figures:** engagement and loss per class (and zoomed on the start), total
 loss, net-reward difference, SGD replay, optimisation.
-**Findings:** easier digits are engaged first (`order_by_engagement_release`,
-`rank_correlation_centre_vs_difficulty` against `order_by_difficulty`).
+**Findings:** checked: `easier_first`, easier digits are engaged first, in
+the paper's order 0, 1, 7, 6, 4, 2, 3, 9, 8, 5 (`shared.engagement`'s
+`engaged_in_order`); measured: the order of release and of the baseline's
+difficulty (`order_by_engagement_release`, `order_by_difficulty`,
+`rank_correlation_centre_vs_difficulty`).
 """
 
 from ..runner import config, require
@@ -40,5 +43,15 @@ EXPERIMENT = digits.on_digits(
         tasks=tasks,
         labels=lambda cfg: [str(c) for c in cfg.task.classes],
         groups=lambda cfg: {f"digit {c}": [i] for i, c in enumerate(cfg.task.classes)},
+        paper_rank=lambda cfg: [
+            eng.PAPER_DIGIT_ORDER.index(c) for c in cfg.task.classes
+        ],
+        checks=(
+            eng.engaged_in_order(
+                "easier_first",
+                "Easier digits are engaged first, in the paper's order "
+                "0, 1, 7, 6, 4, 2, 3, 9, 8, 5 (Fig. 4i; order from Fig. 17).",
+            ),
+        ),
     )
 )

@@ -6,14 +6,17 @@ $c$'s error weighted by $\varphi_c(t)^2$, $\varphi \in [0, 2]$, at the cost
 $\beta(\lVert\varphi\rVert^2 - 15)^2$, vs $\varphi = 1$, replayed on SGD.
 **Figures:** engagement and loss per level, mean engagement per level
 (`engagement_levels.png`), total loss, net reward, SGD replay, optimisation.
-**Findings** (`level_findings`): higher levels (0 = root) get more engagement
-(`level_engagement_mean`), earlier (`level_engagement_centre_time`).
+**Findings:** checked: higher levels (0 = root) get more engagement
+(`higher_levels_more_engagement`) and are engaged earlier
+(`higher_levels_earlier`); measured: `level_findings`,
+`level_engagement_mean`, `level_engagement_centre_time`.
 """
 
 import numpy as np
 
 import lecontrol as lc
 
+from ..findings import Finding
 from ..runner import config
 from .shared import engagement as eng, figures as fig
 
@@ -62,6 +65,32 @@ def level_findings(cfg, results) -> dict:
     }
 
 
+def more_engagement(r) -> tuple[float, str]:
+    r"""$-\rho$: Spearman's $\rho$ between each feature's level and its
+    time-mean engagement $\bar\varphi_c$."""
+    mean = np.trapezoid(r["control_g"], r["ts"], axis=0) / (r["ts"][-1] - r["ts"][0])
+    rho = eng.rank_correlation(r["paper_rank"], mean)
+    by_level = [mean[r["paper_rank"] == k].mean() for k in np.unique(r["paper_rank"])]
+    return -rho, "time-mean φ per level, root first: " + ", ".join(
+        f"{m:.4g}" for m in by_level
+    )
+
+
+def features_reversed(r):
+    return r | {"control_g": r["control_g"][:, ::-1]}
+
+
+MORE_ENGAGEMENT = Finding(
+    "higher_levels_more_engagement",
+    "In Semantic, higher levels of the hierarchy get more engagement (Fig. 4k).",
+    more_engagement,
+    margin=0.5,
+    criterion="Spearman ρ between a feature's level (0 = root) and its time-mean "
+    "engagement below −0.5",
+    negative_controls=("baseline", ("features reversed", features_reversed)),
+)
+
+
 def level_figure(results, cfg):
     return fig.plotting.plot_lines(
         results["ts"],
@@ -87,5 +116,15 @@ EXPERIMENT = eng.experiment(
         "level_findings",
         "level_engagement_centre_time",
         "level_engagement_mean",
+    ),
+    paper_rank=lambda cfg: lc.tasks.SemanticHierarchy(
+        cfg.task.levels
+    ).level_of_output(),
+    checks=(
+        MORE_ENGAGEMENT,
+        eng.engaged_in_order(
+            "higher_levels_earlier",
+            "In Semantic, higher levels of the hierarchy are engaged earlier (Fig. 4k).",
+        ),
     ),
 )

@@ -14,10 +14,12 @@ baseline); each is then evaluated on one window of `outputs.eval_steps`.
 $\langle L\rangle(\alpha)$ against $n$, the inner loops' losses, and the
 largest horizon's optimisation (Figs. 3a,b, 6-7).
 
-**Findings** (summary keys): `one_step_underperforms_multi_step`;
-`one_step_ahead_rises_after` (the paper: beyond ~180 steps the one-step-ahead
-loss rises while the cumulative loss keeps falling); `cumulative_loss` and
-`one_step_loss` per horizon.
+**Findings:** checked: `one_step_worse` (one-step MAML's cumulative loss is
+over 5% above the best multi-step one's) and `one_step_ahead_rises` (from
+`RISES_FROM` = 180 inner steps on, the one-step-ahead loss rises with the
+horizon while the cumulative loss falls); measured: `cumulative_loss` and
+`one_step_loss` per horizon, `one_step_underperforms_multi_step`,
+`one_step_ahead_rises_after`.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ import numpy as np
 
 import lecontrol as lc
 
+from ..findings import Finding
 from ..runner import Experiment, RunOutput, Setup, config, require
 from .shared import comparison as cmp, digits, figures as fig, sweeps as sw
+from .shared.findings import rank_correlation
 
 DEFAULT = config(
     task=dict(pairs=(0, 1, 7, 1, 8, 9, 3, 8, 5, 3)) | digits.TASK,
@@ -158,6 +162,74 @@ def findings(horizons, cumulative, one_step) -> dict:
         "best_horizon_one_step_ahead": int(h[int(np.argmin(one))]),
         "one_step_ahead_rises_after": rises_after,
     }
+
+
+RISES_FROM = 180
+"""The horizon (inner steps) beyond which the paper finds the one-step-ahead
+loss rising while the cumulative loss keeps falling (Fig. 3a, 6-7)."""
+
+
+def one_step_worse(r) -> tuple[float, str]:
+    """$(c_1 - \min_{n > 1} c_n) / c_1$, $c_n$ the cumulative loss of the
+    initialisation optimised over $n$ inner steps."""
+    h, cum = r["horizons"], r["cumulative_loss"][1:]
+    if not (h == 1).any() or not (h > 1).any():
+        return float("nan"), "needs the horizon 1 and a longer one"
+    one, best = float(cum[h == 1][0]), float(cum[h > 1].min())
+    best_h = int(h[h > 1][np.argmin(cum[h > 1])])
+    text = f"cumulative loss {one:.4g} after one-step MAML, {best:.4g} at n = {best_h}"
+    return (one - best) / one, text
+
+
+def one_step_ahead_rises(r) -> tuple[float, str]:
+    """$\min(\rho_1, -\rho_c)$: Spearman's $\rho$ of the horizon with the
+    one-step-ahead loss and with the cumulative loss, over horizons $\ge$
+    `RISES_FROM`."""
+    late = r["horizons"] >= RISES_FROM
+    if late.sum() < 3:
+        return float("nan"), f"fewer than 3 horizons from {RISES_FROM} steps on"
+    h = r["horizons"][late]
+    rho_one = rank_correlation(h, r["one_step_loss"][1:][late])
+    rho_cum = rank_correlation(h, r["cumulative_loss"][1:][late])
+    text = f"over n = {', '.join(str(int(x)) for x in h)}: Spearman ρ {rho_one:.2f}"
+    return min(
+        rho_one, -rho_cum
+    ), f"{text} (one-step-ahead), {rho_cum:.2f} (cumulative)"
+
+
+def horizons_reversed(r):
+    return r | {"horizons": r["horizons"][::-1]}
+
+
+def baseline_everywhere(r):
+    """Every horizon's initialisation replaced by the random one (row 0)."""
+    return r | {
+        k: np.full_like(r[k], r[k][0]) for k in ("cumulative_loss", "one_step_loss")
+    }
+
+
+NEGATIVE = (("horizons reversed", horizons_reversed), ("baseline", baseline_everywhere))
+FINDINGS = (
+    Finding(
+        "one_step_worse",
+        "One-step MAML under-performs multi-step MAML (Fig. 3a, 7a).",
+        one_step_worse,
+        margin=0.05,
+        criterion="the one-step initialisation's cumulative loss is over 5% above "
+        "the best multi-step one's",
+        negative_controls=NEGATIVE,
+    ),
+    Finding(
+        "one_step_ahead_rises",
+        f"Beyond ~{RISES_FROM} steps the one-step-ahead loss rises while the "
+        "cumulative loss keeps falling (Figs. 3a, 6).",
+        one_step_ahead_rises,
+        margin=0.5,
+        criterion=f"over the horizons from {RISES_FROM} steps, Spearman ρ with the "
+        "one-step-ahead loss > 0.5 and with the cumulative loss < −0.5",
+        negative_controls=NEGATIVE,
+    ),
+)
 
 
 def plot(results, cfg, out_dir: Path) -> list[Path]:

@@ -27,6 +27,7 @@ import numpy as np
 
 import lecontrol as lc
 
+from ...findings import Finding
 from ...runner import Experiment, RunOutput, config, require
 from . import comparison as cmp, digits as dg, figures as fig
 from .findings import crossing_time, rank_correlation
@@ -80,9 +81,18 @@ def task_experiment(name, description, default, cost) -> Experiment:
     def labels(cfg) -> list[str]:
         return [f"{a}v{b}" for a, b in pairs(cfg)]
 
+    def paper_rank(cfg) -> list[float]:
+        order = PAPER_TASK_ORDER
+        return [order.index(x) if x in order else np.nan for x in labels(cfg)]
+
     quick = QUICK | {"objective.steps": 2000, "control.knots": 11}
     args = (name, description, default, quick, "task", tasks, labels, cost)
-    return dg.on_digits(experiment(*args))
+    easier = engaged_in_order(
+        "easier_first",
+        "Easier tasks are engaged first: 0v1, then 7v1, then 8v9 (Fig. 4b,d,f).",
+    )
+    checks = (easier, NEVER_DISENGAGED)
+    return dg.on_digits(experiment(*args, paper_rank=paper_rank, checks=checks))
 
 
 def _time_below(ts, x, level: float) -> float:
@@ -124,6 +134,65 @@ def order(labels, times) -> list[str]:
     """`labels` sorted by `times` (stable; `nan` last)."""
     key = np.where(np.isfinite(times), times, np.inf)
     return [labels[i] for i in np.argsort(key, kind="stable")]
+
+
+PAPER_TASK_ORDER = ("0v1", "7v1", "8v9")
+"""The paper's task pairs, easiest first (Sec. 5.1)."""
+PAPER_DIGIT_ORDER = (0, 1, 7, 6, 4, 2, 3, 9, 8, 5)
+"""The paper's digits, easiest first (linear separability, its Fig. 17)."""
+
+
+def engaged_in_order(name: str, claim: str) -> Finding:
+    r"""The claim that the parts are engaged in the paper's order: Spearman's
+    $\rho$ between each part's centre of engagement (`timing`) and its rank
+    in that order (`paper_rank`, saved by the run) above 0.5. Negative
+    controls: the baseline ($g \equiv 1$: no centre) and $g$ reversed in time."""
+
+    def measure(r):
+        rank, centre = r["paper_rank"], timing(r["ts"], r["control_g"])["centre"]
+        if not np.all(np.isfinite(rank)):
+            return float("nan"), "a part is not in the paper's order"
+        if not np.all(np.isfinite(centre)):
+            return float("nan"), "a part's engagement does not change in time"
+        rho = rank_correlation(centre, rank)
+        order = ", ".join(f"{c:.3g}" for c in centre[np.argsort(rank)])
+        return rho, f"centres of engagement in the paper's order: {order}"
+
+    return Finding(
+        name,
+        claim,
+        measure,
+        margin=0.5,
+        criterion="Spearman ρ between each part's centre of engagement in time "
+        "and its rank in the paper's order > 0.5",
+        negative_controls=("baseline", "reversed"),
+    )
+
+
+def _dropped_after_peak(r):
+    g = np.array(r["control_g"], dtype=float)
+    for j, k in enumerate(np.argmax(g, axis=0)):
+        g[k + 1 :, j] = 0.0
+    return r | {"control_g": g}
+
+
+def _least_engagement(r) -> tuple[float, str]:
+    g = np.asarray(r["control_g"])
+    i, j = np.unravel_index(np.argmin(g), g.shape)
+    return float(
+        g.min()
+    ), f"least engagement {g.min():.4g}, part {j}, t = {r['ts'][i]:.4g}"
+
+
+NEVER_DISENGAGED = Finding(
+    "never_disengaged",
+    "No task is ever fully disengaged (Fig. 4b,d,f).",
+    _least_engagement,
+    margin=DISENGAGED,
+    criterion=f"every task's engagement stays above {DISENGAGED:g} (its lower "
+    "bound is 0)",
+    negative_controls=(("dropped after its peak", _dropped_after_peak),),
+)
 
 
 def findings(labels, results) -> dict:
@@ -219,6 +288,8 @@ def experiment(
     extra=None,
     more_figures=None,
     more_findings=(),
+    paper_rank=None,
+    checks=(),
     check=check,
 ) -> Experiment:
     r"""Task (`what == "task"`) or category engagement at `cost(cfg, n)` for `n`
@@ -226,7 +297,9 @@ def experiment(
     task without and with samples; `labels(cfg)`: one per coefficient;
     `groups(cfg)`: legend label → columns drawn in one colour (default: one per
     label); `extra(cfg, results)`: more summary entries; `more_figures`: name →
-    `draw(results, cfg)`; `more_findings`: their summary keys."""
+    `draw(results, cfg)`; `more_findings`: their summary keys; `checks`: the
+    `Finding`s checked; `paper_rank(cfg)`: each coefficient's rank in the
+    paper's order (saved as `paper_rank`, for `engaged_in_order`)."""
     by_task = what == "task"
     system = lc.systems.TaskEngagement if by_task else lc.systems.CategoryEngagement
     symbol = "ψ" if by_task else "φ"
@@ -253,6 +326,8 @@ def experiment(
         parts = s.system.task_losses if by_task else s.system.class_losses
         many = jax.jit(jax.vmap(parts))
         results = cmp.comparison_arrays(c)
+        if paper_rank is not None:
+            results["paper_rank"] = np.asarray(paper_rank(cfg), dtype=float)
         for p, trajectory in (("baseline", c.baseline), ("control", c.controlled)):
             results[f"{p}_parts"] = np.asarray(many(trajectory.w))
         seeds = range(cfg.seed, cfg.seed + o.sgd_seeds)
@@ -291,6 +366,6 @@ def experiment(
         run=run,
         plot=plot,
         figures=names,
-        findings=FINDINGS + more_findings,
+        findings=FINDINGS + more_findings + checks,
         check=check,
     )
