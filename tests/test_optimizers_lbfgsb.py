@@ -208,7 +208,7 @@ def test_single_neuron_lbfgsb_against_projected_gradient_ascent():
     iterations, where 700 of projected gradient ascent (the paper's learning
     rate) do not, and its V is at least as high.
 
-    Measured: LBFGSB converged in 16 iterations, V = -0.0941655545846687,
+    Measured: LBFGSB converged in 16 iterations, V = -0.09416555458466903,
     projected gradient 3.1e-9; ascent: 700 iterations, V = -0.09418366014440675,
     projected gradient 3.6e-4."""
     T, knots = 0.6, 31
