@@ -500,12 +500,13 @@ def _drive(
                     )
         # The final coefficients: one more iteration of the compiled loop on
         # a copy of the carry (no compilation of its own), kept if better.
-        final = _final_carry(carry, steps)
+        final = runner.to_device(_final_carry(carry, steps))
         if done_first:
             after = runner.advance(final, jnp.asarray(steps))
         else:  # no iteration ran (`steps` = 0) and the first is special
             after = runner.first(final)
-        carry = (jax.vmap(_with_final) if runner.batched else _with_final)(carry, after)
+        with_final = jax.vmap(_with_final) if runner.batched else _with_final
+        carry = runner.to_device(with_final(carry, after))
         codes = np.asarray(runner.to_host(carry.result)._value)
         if np.any(codes == RESULTS.nonfinite._value):  # say why (compiled only then)
             carry = eqx.tree_at(lambda c: c.result, carry, runner.diagnose(carry))

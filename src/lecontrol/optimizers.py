@@ -259,12 +259,13 @@ class LBFGSB(AbstractOptimizer):
     3. backtracks along the projection arc $\theta(t) = \Pi(\theta + t\,d)$,
        $t = 1, \text{shrink}, \text{shrink}^2, \dots$, until the sufficient
        decrease $f(\theta(t)) \le f(\theta) + c_1\,g^\top(\theta(t) - \theta)$
-       (with $g^\top(\theta(t) - \theta) < 0$) holds. When the decrease is
-       below the rounding of $f$, the same test is made through the gradient
-       at $\theta(t)$, $\nabla f(\theta(t))^\top(\theta(t) - \theta) \le
-       (2c_1 - 1)\,g^\top(\theta(t) - \theta)$ with $f(\theta(t)) \le f(\theta)
-       + 10^{-12}\lvert f(\theta)\rvert$ (exact for a quadratic; Hager & Zhang
-       2005's approximate Wolfe condition);
+       (with $g^\top(\theta(t) - \theta) < 0$) holds, or its form through
+       the gradient at $\theta(t)$, which still works when the decrease is
+       below the rounding of $f$: $\nabla f(\theta(t))^\top(\theta(t) -
+       \theta) \le (2c_1 - 1)\,g^\top(\theta(t) - \theta)$ with
+       $f(\theta(t)) \le f(\theta) + 10^{-12}\lvert f(\theta)\rvert$ (the
+       same test for a quadratic; Hager & Zhang 2005's approximate Wolfe
+       condition);
     4. stores the pair $s = \theta_\text{new} - \theta$, $y = \nabla
        f(\theta_\text{new}) - g$ if $s^\top y > \sqrt{\epsilon_\text{mach}}
        \lVert s\rVert\lVert y\rVert$ (the oldest of `history_length` pairs is
