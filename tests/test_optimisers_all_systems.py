@@ -158,8 +158,8 @@ def problem(name):
     """The problem and V at its starting control (compiled once per system)."""
     system, control, cost, obj, theta0, lr = BUILDERS[name]()
     assert type(system).__name__ == name.split(":")[0]
-    # steps=0 evaluates V(θ0) with the same compiled function as the final
-    # evaluation of every later run.
+    # steps=0 evaluates V(θ0) (and its gradient) by the loop's own evaluation,
+    # as every run evaluates its final coefficients.
     start = lc.optimize(lc.Problem(system, control, cost, obj), theta0, steps=0)
     return system, control, cost, obj, theta0, lr, start.best_value
 

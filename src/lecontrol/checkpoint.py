@@ -49,7 +49,7 @@ __all__ = [
     "Checkpointer",
 ]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: the carry records projected-gradient norms
 
 
 class CheckpointError(ValueError):

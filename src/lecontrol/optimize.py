@@ -34,6 +34,8 @@ from .objective import Problem, _options, _posed
 from .optimizers import AbstractOptimizer, ProjectedGradientAscent
 
 DEFAULT_CHUNK = 25
+# Relative differences of V below this are round-off (see `_iterate`).
+_ROUNDOFF = 1e-12
 
 
 class RESULTS(eqx.Enumeration):
@@ -80,11 +82,21 @@ def result_name(result: RESULTS):
 class OptimizeResult(eqx.Module):
     """What `optimize` found.
 
-    - `theta`: the best coefficients seen (highest finite $V$).
+    - `theta`: the best coefficients seen (highest finite $V$; on convergence,
+      the converged ones unless $V$ was higher elsewhere by more than
+      round-off, $10^{-12}\\lvert V\\rvert$).
     - `values`: $V$ at each iteration's starting point.
     - `grad_norms`: $\\lVert\\nabla_\\theta V\\rVert_2$ at each iteration.
+    - `projected_grad_norms`: the projected-gradient norm
+      $\\lVert\\Pi_{[l,u]}(\\theta + \\nabla_\\theta V) - \\theta\\rVert_2$ at
+      each iteration (what `gtol` is compared with; zero at a bound-constrained
+      optimum).
     - `best_value`, `best_iteration`: $V$ of `theta` and when it was found
       (`iterations` means the final coefficients, evaluated after the loop).
+    - `projected_grad_norm`: the projected-gradient norm at `theta` (from its
+      iteration, or from the evaluation of the final coefficients after the
+      loop, which is one more run of the loop's own evaluation: $V$ and
+      gradient, with the optimiser's step discarded).
     - `iterations`: iterations completed with a finite $V$ and gradient.
     - `wall_time`: seconds, compilation included.
     - `result`: a `RESULTS` code: `completed`, `converged` (projected-gradient
@@ -101,8 +113,10 @@ class OptimizeResult(eqx.Module):
     theta: PyTree[Array]
     values: np.ndarray
     grad_norms: np.ndarray
+    projected_grad_norms: np.ndarray
     best_value: float
     best_iteration: int
+    projected_grad_norm: float
     iterations: int
     wall_time: float
     result: RESULTS
@@ -129,8 +143,10 @@ class _Carry(eqx.Module):
     best_value: Float[Array, ""]
     best_theta: PyTree[Array]
     best_iteration: Int[Array, ""]
+    best_pg_norm: Float[Array, ""]  # the projected-gradient norm at best_theta
     values: Float[Array, " steps"]
     grad_norms: Float[Array, " steps"]
+    pg_norms: Float[Array, " steps"]
     result: RESULTS
     done: Bool[Array, ""]  # stopped early (converged or failed)
 
@@ -147,6 +163,13 @@ class _Setup(eqx.Module):
 
 def _grad_norm(grad) -> Array:
     return jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grad)))
+
+
+def _pg_norm(control, theta, grad) -> Array:
+    """The norm of the projected gradient $\\Pi_{[l,u]}(\\theta + \\nabla_\\theta
+    V) - \\theta$ of the box: zero at a (bound-constrained) optimum."""
+    ascent = control.project(jax.tree.map(lambda x, g: x + g, theta, grad))
+    return _grad_norm(jax.tree.map(lambda a, x: a - x, ascent, theta))
 
 
 def _where(flag, a, b):
@@ -188,8 +211,10 @@ def _start(s: _Setup, theta0, state, steps: int) -> tuple[_Carry, PyTree]:
         best_value=jnp.asarray(-jnp.inf, dtype=dtype),
         best_theta=theta,
         best_iteration=jnp.asarray(0),
+        best_pg_norm=jnp.asarray(jnp.nan, dtype=dtype),
         values=jnp.full((steps,), jnp.nan, dtype=dtype),
         grad_norms=jnp.full((steps,), jnp.nan, dtype=dtype),
+        pg_norms=jnp.full((steps,), jnp.nan, dtype=dtype),
         result=RESULTS.completed,
         done=jnp.asarray(False),
     )
@@ -210,14 +235,23 @@ def _iterate(c: _Carry, s: _Setup, static, *, same_state: bool = True) -> _Carry
         _value_and_grad(s), theta, state, control
     )
     gnorm = _grad_norm(grad)
-    # The projected gradient of the box: zero at a (bound-constrained) optimum.
-    ascent = control.project(jax.tree.map(lambda x, g: x + g, theta, grad))
-    pgnorm = _grad_norm(jax.tree.map(lambda a, x: a - x, ascent, theta))
+    pgnorm = _pg_norm(control, theta, grad)
     finite = jnp.isfinite(V) & jnp.isfinite(gnorm)
     converged = finite & (pgnorm <= s.gtol)
-    better = finite & (V > c.best_value)
+    # On convergence, the converged coefficients become the best unless an
+    # earlier iterate's V is higher by more than round-off: the theta returned
+    # then meets `gtol`.
+    tie = converged & (V >= c.best_value - _ROUNDOFF * jnp.abs(c.best_value))
+    better = finite & ((V > c.best_value) | tie)
     i = c.iteration
     move = finite & ~converged
+
+    def record(history, x):
+        # (No slot when `steps` = 0: only the final evaluation runs.)
+        if history.shape[0] == 0:
+            return history
+        return history.at[i].set(jnp.where(finite, x, jnp.nan))
+
     new_dynamic = eqx.filter(new_state, eqx.is_array)
     result = RESULTS.where(
         finite,
@@ -231,8 +265,10 @@ def _iterate(c: _Carry, s: _Setup, static, *, same_state: bool = True) -> _Carry
         best_value=jnp.where(better, V, c.best_value),
         best_theta=_where(better, c.theta, c.best_theta),
         best_iteration=jnp.where(better, i, c.best_iteration),
-        values=c.values.at[i].set(jnp.where(finite, V, jnp.nan)),
-        grad_norms=c.grad_norms.at[i].set(jnp.where(finite, gnorm, jnp.nan)),
+        best_pg_norm=jnp.where(better, pgnorm, c.best_pg_norm),
+        values=record(c.values, V),
+        grad_norms=record(c.grad_norms, gnorm),
+        pg_norms=record(c.pg_norms, pgnorm),
         result=result,
         done=~finite | converged,
     )
@@ -253,35 +289,41 @@ def _first(c: _Carry, s: _Setup, static) -> _Carry:
     return _iterate(c, s, static, same_state=False)
 
 
-def _finish(c: _Carry, s: _Setup):
-    """Evaluate the final coefficients (an unfinished run has not), and name a
-    failure: the solve of the dynamics at the coefficients that failed says
-    whether it reached `max_steps` or failed otherwise.
+def _final_carry(c: _Carry, steps: int) -> _Carry:
+    """The carry for one more iteration, which evaluates the final coefficients
+    (an unfinished run has not) with the compiled loop itself: it is recorded
+    in the last slot of a copy of the carry, of which only the best-so-far
+    fields are kept (`_with_final`)."""
+    slot = jnp.asarray(max(steps - 1, 0) if steps else -1)
+    return eqx.tree_at(lambda c: c.iteration, c, jnp.where(c.done, c.iteration, slot))
 
-    **Returns:** `(best_value, best_theta, best_iteration, result)`.
-    """
 
-    def posed(theta):
-        return eqx.tree_at(lambda q: q.theta, s.posed, theta)
-
-    dtype = c.best_value.dtype
-    V = jax.lax.cond(
-        c.done,
-        lambda: jnp.asarray(-jnp.inf, dtype=dtype),
-        # (Under `vmap` both branches run: a stopped problem evaluates its best
-        # coefficients, which solve, and the result is discarded.)
-        lambda: jnp.asarray(
-            s.adjoint.value(posed(_where(c.done, c.best_theta, c.theta)), s.numerics),
-            dtype=dtype,
+def _with_final(c: _Carry, after: _Carry) -> _Carry:
+    """`c` with the final coefficients as best where their evaluation in
+    `after` made them the best (by the rules of `_iterate`)."""
+    moved = jax.tree.leaves(
+        jax.tree.map(lambda a, b: jnp.any(a != b), after.best_theta, c.best_theta)
+    )
+    better = ~c.done & ((after.best_value != c.best_value) | jnp.any(jnp.stack(moved)))
+    return eqx.tree_at(
+        lambda c: (c.best_value, c.best_theta, c.best_iteration, c.best_pg_norm),
+        c,
+        (
+            jnp.where(better, after.best_value, c.best_value),
+            _where(better, after.best_theta, c.best_theta),
+            jnp.where(better, c.iteration, c.best_iteration),
+            jnp.where(better, after.best_pg_norm, c.best_pg_norm),
         ),
     )
-    better = ~c.done & jnp.isfinite(V) & (V > c.best_value)
-    best_value = jnp.where(better, V, c.best_value)
-    best_theta = _where(better, c.theta, c.best_theta)
-    best_iteration = jnp.where(better, c.iteration, c.best_iteration)
+
+
+def _diagnose(c: _Carry, s: _Setup) -> RESULTS:
+    """Name a failure: the solve of the dynamics at the coefficients that
+    failed says whether it reached `max_steps` or failed otherwise."""
 
     def diagnose():
-        sol = forward_solve(posed(c.theta), s.numerics, diffrax.SaveAt(t1=True))
+        posed = eqx.tree_at(lambda q: q.theta, s.posed, c.theta)
+        sol = forward_solve(posed, s.numerics, diffrax.SaveAt(t1=True))
         R = diffrax.RESULTS
         return RESULTS.where(
             sol.result == R.successful,
@@ -293,13 +335,12 @@ def _finish(c: _Carry, s: _Setup):
             ),
         )
 
-    result = jax.lax.cond(c.result == RESULTS.nonfinite, diagnose, lambda: c.result)
-    return best_value, best_theta, best_iteration, result
+    return jax.lax.cond(c.result == RESULTS.nonfinite, diagnose, lambda: c.result)
 
 
 _advance_jit = eqx.filter_jit(_advance)
 _first_jit = eqx.filter_jit(_first)
-_finish_jit = eqx.filter_jit(_finish)
+_diagnose_jit = eqx.filter_jit(_diagnose)
 
 
 def _loop_numerics(numerics: SolverOptions) -> SolverOptions:
@@ -368,7 +409,7 @@ class _Runner(eqx.Module):
 
     advance: Callable  # (carry, stop) -> carry
     first: Callable | None  # carry -> carry, or None
-    finish: Callable  # carry -> (best_value, best_theta, best_iteration, result)
+    diagnose: Callable  # carry -> result
     to_host: Callable  # carry -> numpy carry (gathered across hosts)
     to_device: Callable  # numpy carry -> carry placed for `advance`
     batched: bool = eqx.field(static=True)
@@ -387,7 +428,9 @@ def _drive(
 ):
     """Run the loop in chunks; progress, callback and checkpoints between them.
 
-    **Returns:** `(carry, finish(carry), stopped_by_callback, wall_time)`.
+    **Returns:** `(carry, stopped_by_callback, wall_time)`; the carry's best
+    fields include the final coefficients (`_final_carry`) and its result
+    names a failure (`_diagnose`).
     """
     if checkpoint is not None and not isinstance(checkpoint, Checkpointer):
         raise TypeError(
@@ -455,12 +498,23 @@ def _drive(
                         signature=signature,
                         steps=steps,
                     )
-        finished = runner.finish(carry)
-        jax.block_until_ready(finished)
+        # The final coefficients: one more iteration of the compiled loop on
+        # a copy of the carry (no compilation of its own), kept if better.
+        final = runner.to_device(_final_carry(carry, steps))
+        if done_first:
+            after = runner.advance(final, jnp.asarray(steps))
+        else:  # no iteration ran (`steps` = 0) and the first is special
+            after = runner.first(final)
+        with_final = jax.vmap(_with_final) if runner.batched else _with_final
+        carry = runner.to_device(with_final(carry, after))
+        codes = np.asarray(runner.to_host(carry.result)._value)
+        if np.any(codes == RESULTS.nonfinite._value):  # say why (compiled only then)
+            carry = eqx.tree_at(lambda c: c.result, carry, runner.diagnose(carry))
+        jax.block_until_ready(carry)
     finally:
         if bar is not None:
             bar.close()
-    return carry, finished, stopped, time.perf_counter() - start
+    return carry, stopped, time.perf_counter() - start
 
 
 def _message(name: str, *, iterations: int, steps: int, best_iteration: int, gtol):
@@ -514,7 +568,8 @@ def optimize(
     - `problem`: an `lc.Problem`.
     - `theta0`: starting coefficients (e.g. `problem.control.init(0.0)`, the
       baseline).
-    - `optimizer`: `ProjectedGradientAscent(lr)`, `Adam(lr)` or `LBFGS()`.
+    - `optimizer`: `ProjectedGradientAscent(lr)`, `Adam(lr)`, `LBFGSB()` or
+      `LBFGS()`.
     - `steps`: iterations at most.
     - `gtol`: stop once the projected-gradient norm is at most this (default
       `None`: run every iteration).
@@ -558,12 +613,12 @@ def optimize(
     runner = _Runner(
         advance=lambda c, stop: _advance_jit(c, s, static_after, stop),
         first=None if stable else lambda c: _first_jit(c, s, static),
-        finish=lambda c: _finish_jit(c, s),
+        diagnose=lambda c: _diagnose_jit(c, s),
         to_host=lambda c: jax.tree.map(np.asarray, c),
         to_device=lambda c: c,
         batched=False,
     )
-    carry, finished, stopped, wall = _drive(
+    carry, stopped, wall = _drive(
         runner,
         carry,
         steps=steps,
@@ -573,17 +628,18 @@ def optimize(
         progress=progress,
         callback=callback,
     )
-    best_value, best_theta, best_iteration, result = finished
-    if stopped:
-        result = RESULTS.stopped
+    result = RESULTS.stopped if stopped else carry.result
     iterations = int(carry.iteration)
     name = result_name(result)
+    best_iteration = int(carry.best_iteration)
     return OptimizeResult(
-        theta=best_theta,
+        theta=carry.best_theta,
         values=np.asarray(carry.values)[:iterations],
         grad_norms=np.asarray(carry.grad_norms)[:iterations],
-        best_value=float(best_value),
-        best_iteration=int(best_iteration),
+        projected_grad_norms=np.asarray(carry.pg_norms)[:iterations],
+        best_value=float(carry.best_value),
+        best_iteration=best_iteration,
+        projected_grad_norm=float(carry.best_pg_norm),
         iterations=iterations,
         wall_time=wall,
         result=result,
@@ -591,7 +647,7 @@ def optimize(
             name,
             iterations=iterations,
             steps=steps,
-            best_iteration=int(best_iteration),
+            best_iteration=best_iteration,
             gtol=gtol_value,
         ),
         final_theta=carry.theta,

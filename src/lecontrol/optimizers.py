@@ -6,8 +6,11 @@ $\nabla_\theta V$ at the current $\theta$ (through `value_and_grad`), returns
 them, and moves $\theta$; the box bounds of the control are always respected.
 `ProjectedGradientAscent` and `Adam` are optax transformations of $-\nabla V$
 followed by the projection onto the control's box (`control.project`, optax's
-`projections.projection_box` for a box). Best-so-far tracking and stopping
-rules belong to the loop (`lc.optimize`), not to the optimisers.
+`projections.projection_box` for a box). `LBFGSB` is a limited-memory
+quasi-Newton method for the box that reaches the bounds exactly and converges
+to a small projected gradient in few iterations; `LBFGS` works unconstrained
+through a reparametrisation. Best-so-far tracking and stopping rules belong to
+the loop (`lc.optimize`), not to the optimisers.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import optimistix as optx
-from jaxtyping import Array, Float, PyTree
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Bool, Float, PyTree
 
 from ._checks import check_number
 from .controls import AbstractControl
@@ -171,13 +175,7 @@ class LBFGS(AbstractOptimizer):
     def __check_init__(self):
         check_number("rtol", self.rtol, allow_zero=True)
         check_number("atol", self.atol, allow_zero=True)
-        h = self.history_length
-        if isinstance(h, bool) or not isinstance(h, int | np.integer):
-            raise TypeError(
-                f"`history_length` must be an int; got {type(h).__name__} {h!r}."
-            )
-        if h < 1:
-            raise ValueError(f"`history_length` must be >= 1; got {h}.")
+        _check_count("history_length", self.history_length)
 
     def _solver(self):
         return optx.LBFGS(
@@ -215,6 +213,268 @@ class LBFGS(AbstractOptimizer):
             solver_state = solver.init(fn, z, None, {}, f_struct, f_struct, frozenset())
         z, solver_state, _ = solver.step(fn, z, None, {}, solver_state, frozenset())
         return self._theta(z, control), (z, solver_state, scale), V, grad
+
+
+# ------------------------------------------------ bound-constrained quasi-Newton
+
+
+class _LBFGSBState(eqx.Module):
+    """The state of `LBFGSB`: arrays only (a loop carry, saved by checkpoints).
+    Vectors are the flattened coefficients (`jax.flatten_util.ravel_pytree`)."""
+
+    s: Float[Array, "m n"]  # steps x_{k+1} - x_k, newest last (zero: empty)
+    y: Float[Array, "m n"]  # the matching changes of the gradient of f = -V
+    x: Float[Array, " n"]  # where `f` and `g` were evaluated
+    f: Float[Array, ""]  # f = -V at x
+    g: Float[Array, " n"]  # the gradient of f at x
+    cached: Bool[Array, ""]  # whether x, f, g hold an evaluation
+    stuck: Bool[Array, ""]  # the last line search failed with an empty memory
+
+
+class LBFGSB(AbstractOptimizer):
+    r"""An L-BFGS-B-like method: limited-memory quasi-Newton steps within the box.
+
+    Minimises $f = -V$ over $l \le \theta \le u$ by two-metric projection
+    (Bertsekas 1982, *SIAM J. Control Optim.* 20(2); the projected L-BFGS of
+    Kim, Sra & Dhillon 2010) and reaches the bounds exactly, unlike `LBFGS`,
+    which reaches them only asymptotically. At $\theta$ with gradient
+    $g = \nabla f$ and projected gradient $w = \theta - \Pi(\theta - g)$
+    ($\Pi$: `control.project`), one iteration
+
+    1. takes the $\varepsilon$-active set $A = \{i: \theta_i \le l + \varepsilon,
+       g_i > 0\} \cup \{i: \theta_i \ge u - \varepsilon, g_i < 0\}$ with
+       $\varepsilon = \min(\lVert w\rVert_2, 10^{-3}\Delta)$ ($\Delta = u - l$,
+       or 1 for an unbounded box), and the free set $F$, the others;
+    2. moves in the direction $d_F = -H_F\,g_F$, $d_A = -\gamma\,g_A$, where
+       $H_F$ is the L-BFGS inverse-Hessian approximation (two-loop recursion)
+       built from the stored pairs $(s, y)$ restricted to $F$ (pairs with
+       $s_F^\top y_F \le \sqrt{\epsilon_\text{mach}}\lVert s_F\rVert\lVert
+       y_F\rVert$ are skipped) and scaled by $\gamma = s^\top y / y^\top y$ of
+       the newest of them. With no usable pair (first iteration, or after a
+       failed line search) or if $d$ is not a descent direction
+       ($g^\top d \not< 0$), $d$ is projected steepest descent:
+       $d = -\gamma\,g$, with $\gamma = \Delta / \lVert g\rVert_\infty$ when
+       there is no pair, so that the first trial moves no coefficient by more
+       than $\Delta$;
+    3. backtracks along the projection arc $\theta(t) = \Pi(\theta + t\,d)$,
+       $t = 1, \text{shrink}, \text{shrink}^2, \dots$, until the sufficient
+       decrease $f(\theta(t)) \le f(\theta) + c_1\,g^\top(\theta(t) - \theta)$
+       (with $g^\top(\theta(t) - \theta) < 0$) holds, or its form through
+       the gradient at $\theta(t)$, which still works when the decrease is
+       below the rounding of $f$: $\nabla f(\theta(t))^\top(\theta(t) -
+       \theta) \le (2c_1 - 1)\,g^\top(\theta(t) - \theta)$ with
+       $f(\theta(t)) \le f(\theta) + 10^{-12}\lvert f(\theta)\rvert$ (the
+       same test for a quadratic; Hager & Zhang 2005's approximate Wolfe
+       condition);
+    4. stores the pair $s = \theta_\text{new} - \theta$, $y = \nabla
+       f(\theta_\text{new}) - g$ if $s^\top y > \sqrt{\epsilon_\text{mach}}
+       \lVert s\rVert\lVert y\rVert$ (the oldest of `history_length` pairs is
+       dropped).
+
+    Every trial costs one evaluation of $V$ and $\nabla_\theta V$; the state
+    keeps the accepted point's, so an iteration whose first trial is accepted
+    costs one evaluation (a $\theta$ other than the one the previous step
+    returned, e.g. the first, is evaluated first). If no trial of
+    `max_line_search` decreases $f$, $\theta$ stays where it is and the memory
+    is cleared, so the next iteration tries projected steepest descent; if that
+    fails too ($f$ is flat to rounding along it), $\theta$ stays there and the
+    remaining iterations repeat its $V$ and gradient without evaluating again
+    (`lc.optimize` keeps the best $\theta$ and ends `completed`, or
+    `converged` if the projected gradient is within `gtol`).
+
+    **Arguments:**
+
+    - `history_length`: number of stored pairs $(s, y)$, an int >= 1.
+    - `c1`: the sufficient-decrease constant, in $(0, 0.5)$.
+    - `shrink`: factor of $t$ per backtracking trial, in $(0, 1)$.
+    - `max_line_search`: trials per iteration at most, an int >= 1.
+    """
+
+    history_length: int = eqx.field(static=True, default=10)
+    c1: float = 1e-4
+    shrink: float = 0.5
+    max_line_search: int = eqx.field(static=True, default=20)
+
+    def __check_init__(self):
+        _check_count("history_length", self.history_length)
+        check_number("c1", self.c1, below=0.5)
+        check_number("shrink", self.shrink, below=1.0)
+        _check_count("max_line_search", self.max_line_search)
+
+    def init(self, theta, control):
+        x, _ = ravel_pytree(theta)
+        x = jnp.asarray(x, dtype=jnp.result_type(x.dtype, float))
+        history = jnp.zeros((self.history_length, x.size), x.dtype)
+        return _LBFGSBState(
+            s=history,
+            y=history,
+            x=x,
+            f=jnp.zeros((), x.dtype),
+            g=jnp.zeros_like(x),
+            cached=jnp.asarray(False),
+            stuck=jnp.asarray(False),
+        )
+
+    def step(self, value_and_grad, theta, state, control):
+        x0, unravel = ravel_pytree(theta)
+        dtype = state.x.dtype
+        x0 = x0.astype(dtype)
+        lower, upper = control.lower, control.upper
+        width = upper - lower
+        scale = width if math.isfinite(width) and width > 0 else 1.0
+        tiny = jnp.finfo(dtype).tiny
+        c1 = jnp.asarray(self.c1, dtype)
+
+        def evaluate(x):
+            V, grad = value_and_grad(unravel(x))
+            return -jnp.asarray(V, dtype), -ravel_pytree(grad)[0].astype(dtype)
+
+        def project(x):
+            return ravel_pytree(control.project(unravel(x)))[0].astype(dtype)
+
+        def direction(g):
+            w = x0 - project(x0 - g)
+            eps = jnp.minimum(jnp.linalg.norm(w), 1e-3 * scale)
+            active = ((x0 <= lower + eps) & (g > 0)) | ((x0 >= upper - eps) & (g < 0))
+            free = jnp.where(active, 0.0, 1.0).astype(dtype)
+            r, gamma, has_pairs = _two_loop(g * free, state.s * free, state.y * free)
+            steepest = jnp.where(
+                has_pairs, gamma, scale / jnp.maximum(jnp.max(jnp.abs(g)), tiny)
+            )
+            d = jnp.where(has_pairs, -r - gamma * (1 - free) * g, -steepest * g)
+            descent = (jnp.vdot(g, d) < 0) & jnp.all(jnp.isfinite(d))
+            return jnp.where(descent, d, -steepest * g)
+
+        def trial(d, t):
+            xt = project(x0 + t * d)
+            return xt, jnp.all(xt == x0)
+
+        def accept(f0, g0, xt, f, g):
+            dx = xt - x0
+            slope = jnp.vdot(g0, dx)
+            armijo = f <= f0 + c1 * slope
+            flat = (f <= f0 + 1e-12 * jnp.abs(f0)) & (
+                jnp.vdot(g, dx) <= (2 * c1 - 1) * slope
+            )
+            finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(g))
+            return finite & (slope < 0) & (armijo | flat)
+
+        # The loop's state: (evaluating the start?, f0, g0, d, t, trial point,
+        # f and g there, trials, accepted, done). With the start cached, the
+        # first pass evaluates the first trial; otherwise it evaluates the
+        # start, and the trials follow.
+        cached = state.cached & jnp.all(state.x == x0)
+        d = direction(state.g)
+        xt, zero = trial(d, 1.0)
+        one = jnp.asarray(1.0, dtype)
+        init = (
+            ~cached,
+            state.f,
+            state.g,
+            d,
+            one,
+            xt,
+            state.f,
+            state.g,
+            jnp.asarray(0),
+            jnp.asarray(False),
+            cached & (state.stuck | zero | ~jnp.isfinite(state.f)),
+        )
+
+        def body(c):
+            start, f0, g0, d, t, xt, _, _, trials, _, _ = c
+            f, g = evaluate(jnp.where(start, x0, xt))
+            # `f`, `g` as the start: its direction and first trial.
+            d_start = direction(g)
+            x_start, zero_start = trial(d_start, 1.0)
+            # `f`, `g` as a trial: accept it, or the next trial.
+            ok = accept(f0, g0, xt, f, g)
+            x_next, zero_next = trial(d, t * self.shrink)
+            trials = trials + 1
+            return (
+                jnp.asarray(False),
+                jnp.where(start, f, f0),
+                jnp.where(start, g, g0),
+                jnp.where(start, d_start, d),
+                jnp.where(start | ok, jnp.where(start, one, t), t * self.shrink),
+                jnp.where(start, x_start, jnp.where(ok, xt, x_next)),
+                f,
+                g,
+                jnp.where(start, 0, trials),
+                ~start & ok,
+                jnp.where(
+                    start,
+                    ~jnp.isfinite(f) | zero_start,
+                    ok | zero_next | (trials >= self.max_line_search),
+                ),
+            )
+
+        out = jax.lax.while_loop(lambda c: ~c[-1], body, init)
+        _, f0, g0, _, _, xt, ft, gt, _, accepted, _ = out
+        # The accepted point, its evaluation, and the new pair.
+        x = jnp.where(accepted, xt, x0)
+        s, y = xt - x0, gt - g0
+        keep = accepted & (
+            jnp.vdot(s, y) > _CURVATURE * jnp.linalg.norm(s) * jnp.linalg.norm(y)
+        )
+
+        def push(history, v):
+            pushed = jnp.concatenate([history[1:], v[None]])
+            # A failed line search clears the memory.
+            return jnp.where(keep, pushed, jnp.where(accepted, history, 0.0))
+
+        empty = ~jnp.any(state.s != 0)
+        new_state = _LBFGSBState(
+            s=push(state.s, s),
+            y=push(state.y, y),
+            x=x,
+            f=jnp.where(accepted, ft, f0),
+            g=jnp.where(accepted, gt, g0),
+            cached=jnp.asarray(True),
+            stuck=~accepted & empty,
+        )
+        return unravel(x), new_state, -f0, unravel(-g0)
+
+
+_CURVATURE = float(np.sqrt(np.finfo(np.float64).eps))
+
+
+def _two_loop(q, s, y):
+    r"""$H q$ for the L-BFGS inverse-Hessian approximation $H$ of the pairs
+    $(s_i, y_i)$ (rows, newest last; pairs with too little curvature are
+    skipped), scaled by $\gamma = s^\top y / y^\top y$ of the newest usable pair.
+
+    **Returns:** `(H q, gamma, whether any pair was usable)`.
+    """
+    sy = jnp.sum(s * y, axis=1)
+    usable = sy > _CURVATURE * jnp.sqrt(jnp.sum(s * s, axis=1) * jnp.sum(y * y, axis=1))
+    rho = jnp.where(usable, 1 / jnp.where(usable, sy, 1), 0)
+
+    def backward(q, pair):
+        s_i, y_i, rho_i = pair
+        a = rho_i * jnp.vdot(s_i, q)
+        return q - a * y_i, a
+
+    q, alpha = jax.lax.scan(backward, q, (s, y, rho), reverse=True)
+    newest = s.shape[0] - 1 - jnp.argmax(usable[::-1])
+    yy = jnp.sum(y[newest] ** 2)
+    gamma = jnp.where(usable[newest], sy[newest] / jnp.where(yy > 0, yy, 1), 1)
+
+    def forward(r, pair):
+        s_i, y_i, rho_i, a_i = pair
+        b = rho_i * jnp.vdot(y_i, r)
+        return r + (a_i - b) * s_i, None
+
+    r, _ = jax.lax.scan(forward, gamma * q, (s, y, rho, alpha))
+    return r, gamma, jnp.any(usable)
+
+
+def _check_count(name: str, n) -> None:
+    """`n` must be an int >= 1 (errors name the argument `name`)."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer):
+        raise TypeError(f"`{name}` must be an int; got {type(n).__name__} {n!r}.")
+    if n < 1:
+        raise ValueError(f"`{name}` must be >= 1; got {n}.")
 
 
 def _value_only(value_and_grad: ValueAndGrad, theta) -> Any:

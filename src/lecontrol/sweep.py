@@ -65,8 +65,8 @@ from .optimize import (
     RESULTS,
     _advance,
     _chunk_length,
+    _diagnose,
     _drive,
-    _finish,
     _first,
     _gtol,
     _loop_numerics,
@@ -104,9 +104,13 @@ class SweepResult(eqx.Module):
       `values[:, 0]` is $V$ at `theta0`. Iterations a problem did not count
       (after it stopped: converged, or failed) are `nan`.
     - `grad_norms`: $\\lVert\\nabla_\\theta V\\rVert_2$ per iteration, like `values`.
+    - `projected_grad_norms`: the projected-gradient norm per iteration (what
+      `gtol` is compared with), like `values`.
     - `best_value`, `best_iteration`: $V$ of `theta` and the iteration that
       evaluated it (`iterations` means the final coefficients, evaluated after
       the loop).
+    - `projected_grad_norm`: the projected-gradient norm at `theta`, per value
+      (as `lc.OptimizeResult.projected_grad_norm`).
     - `iterations`: iterations completed with a finite $V$ and gradient, per
       value (as `lc.optimize` counts them).
     - `result`: the `lc.RESULTS` code of every problem (`lc.result_name`
@@ -121,8 +125,10 @@ class SweepResult(eqx.Module):
     theta: PyTree[np.ndarray]
     values: np.ndarray
     grad_norms: np.ndarray
+    projected_grad_norms: np.ndarray
     best_value: np.ndarray
     best_iteration: np.ndarray
+    projected_grad_norm: np.ndarray
     iterations: np.ndarray
     result: RESULTS
     message: list[str]
@@ -317,7 +323,8 @@ def optimize_batch(
       shapes or Python control flow.
     - `params`: the parameter values, an array or pytree of arrays with a
       leading axis over the values.
-    - `optimizer`: `lc.optimizers.ProjectedGradientAscent`, `Adam` or `LBFGS`;
+    - `optimizer`: `lc.optimizers.ProjectedGradientAscent`, `Adam`, `LBFGSB`
+      or `LBFGS`;
       or a function of one parameter value returning one (e.g. a learning
       rate that depends on the horizon).
     - `steps`: iterations at most (the same for every value).
@@ -373,16 +380,16 @@ def optimize_batch(
         lambda p, c, stop: _advance(c, setup(p)[0], static_after, stop), 2, 1
     )
     first = place.jit(lambda p, c: _first(c, setup(p)[0], static), 2)
-    finish = place.jit(lambda p, c: _finish(c, setup(p)[0]), 2)
+    diagnose = place.jit(lambda p, c: _diagnose(c, setup(p)[0]), 2)
     runner = _Runner(
         advance=lambda c, stop: advance(padded, c, stop),
         first=None if stable else lambda c: first(padded, c),
-        finish=lambda c: finish(padded, c),
+        diagnose=lambda c: diagnose(padded, c),
         to_host=lambda c: place.gather(c, trim=False),
         to_device=lambda c: jax.device_put(c, place.sharding),
         batched=True,
     )
-    carry, finished, _, wall = _drive(
+    carry, _, wall = _drive(
         runner,
         start(padded),
         steps=steps,
@@ -392,8 +399,8 @@ def optimize_batch(
         progress=progress,
         callback=None,
     )
-    carry, finished = place.gather((carry, finished))
-    best_value, best_theta, best_iteration, result = finished
+    carry = place.gather(carry)
+    result, best_iteration = carry.result, carry.best_iteration
     names = result_name(result)
     messages = [
         _message(
@@ -406,11 +413,13 @@ def optimize_batch(
         for i in range(n)
     ]
     return SweepResult(
-        theta=best_theta,
+        theta=carry.best_theta,
         values=carry.values.reshape(n, steps),
         grad_norms=carry.grad_norms.reshape(n, steps),
-        best_value=best_value,
+        projected_grad_norms=carry.pg_norms.reshape(n, steps),
+        best_value=carry.best_value,
         best_iteration=best_iteration,
+        projected_grad_norm=carry.best_pg_norm,
         iterations=carry.iteration,
         result=result,
         message=messages,
