@@ -304,6 +304,7 @@ EXPERIMENT = digits.on_digits(
             "one_step_ahead_rises_after",
             "cumulative_loss",
             "one_step_loss",
+            *FINDINGS,
         ),
         check=check,
     )
