@@ -129,10 +129,13 @@ def test_quick_run_summary_and_results(quick_run):
         "status",
     ):
         assert key in summary, key
-    assert summary["status"] == "completed"
-    assert np.isfinite(summary["V_baseline"]) and np.isfinite(summary["V_control"])
+    # L-BFGS-B runs to its tolerance on the projected gradient, well within
+    # the iterations allowed.
     cfg = get("single-neuron").default_config(quick=True)
-    assert summary["iterations"] == cfg.optimiser.iterations
+    assert summary["status"] == "converged" and summary["optimiser"] == "LBFGSB()"
+    assert summary["projected_grad_norm"] <= summary["gtol"] == cfg.optimiser.gtol
+    assert np.isfinite(summary["V_baseline"]) and np.isfinite(summary["V_control"])
+    assert 0 < summary["iterations"] < cfg.optimiser.iterations
     assert summary["solver_steps"]["baseline"] > 0
     assert summary["solver_steps"]["control"] > 0
 
@@ -147,7 +150,7 @@ def test_quick_run_summary_and_results(quick_run):
     for prefix in ("baseline", "control"):
         for field in ("w", "loss", "g", "v", "V"):
             assert results[f"{prefix}_{field}"].shape == (n,)
-    assert results["values"].shape == (cfg.optimiser.iterations,)
+    assert results["values"].shape == (summary["iterations"],)
     assert results["theta"].shape == (cfg.control.knots,)
     # The baseline is g = 0; the optimised control respects its bounds.
     np.testing.assert_array_equal(results["baseline_g"], 0.0)
@@ -514,7 +517,6 @@ def test_quick_run_checks_its_findings_against_negative_controls(quick_run):
     for name, v in verdicts.items():
         assert v["negative_controls"], name
         assert not any(n["holds"] for n in v["negative_controls"].values()), name
-    # The quick run is short and not converged; these two hold even so.
-    assert verdicts["control_early"]["status"] == "holds"
-    assert verdicts["value_gain"]["status"] == "holds"
+    # The quick run converges (31 knots): every finding holds.
+    assert all(v["status"] == "holds" for v in verdicts.values()), verdicts
     assert verdicts["value_gain"]["effect"] > verdicts["value_gain"]["margin"]

@@ -52,6 +52,7 @@ PACKAGE = Path(lc.__file__).parent
 LONG = [
     "--quick", "--seed", "7",
     "--set", "optimiser.iterations=1500", "checkpoint_every=50",
+    "optimiser.method=pga",  # many iterations: the paper's gradient ascent
 ]  # fmt: skip
 WALL_TIMES = {"wall_time_s", "total_wall_time_s"}
 
@@ -359,6 +360,7 @@ def test_cli_diverging_optimisation_stops_keeps_best_and_exits_1(tmp_path, capsy
         str(out),
         "--set",
         "control.upper=1e200",
+        "optimiser.method=pga",
         "optimiser.lr=1e250",
         "optimiser.iterations=20",
     )

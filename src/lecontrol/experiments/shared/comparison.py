@@ -3,7 +3,10 @@ configuration's sections, and the baseline vs optimised-control comparison.
 
 The sections `objective` (`alpha`, `steps`, `gamma`, `eta`; the horizon is
 $T = N\alpha$, `steps` $N$ SGD steps of size `alpha`), `control` (`knots`,
-`lower`, `upper`, `init`), `optimiser` (`lr`, `iterations`) and `solver`
+`lower`, `upper`, `init`), `optimiser` (`iterations`; where an experiment
+offers the choice, `method`: `"lbfgsb"`, `lc.optimizers.LBFGSB` run until the
+projected-gradient norm is at most `gtol`, or `"pga"`, the paper's Algorithm 1
+with the control learning rate `lr`) and `solver`
 (`rtol`, `atol`, `max_steps`) mean the same in every experiment; the
 builders below turn them into library objects.
 
@@ -26,11 +29,13 @@ import numpy as np
 import lecontrol as lc
 
 from ...checkpoint import Checkpointer, CheckpointFolder
-from ...runner import Config, ConfigError, Setup
+from ...runner import Config, ConfigError, Setup, require
 
 
 class Comparison(typing.NamedTuple):
     setup: Setup
+    optimizer: lc.optimizers.AbstractOptimizer
+    gtol: float | None
     baseline: lc.Trajectory
     controlled: lc.Trajectory
     result: lc.OptimizeResult
@@ -101,6 +106,27 @@ def projected_ascent(cfg: Config) -> lc.optimizers.ProjectedGradientAscent:
     return lc.optimizers.ProjectedGradientAscent(lr=control_lr(cfg))
 
 
+METHODS = ("lbfgsb", "pga")
+
+
+def configured_optimizer(cfg: Config) -> lc.optimizers.AbstractOptimizer:
+    """The optimiser `optimiser.method` names (`METHODS`)."""
+    method = cfg.optimiser.method
+    if method not in METHODS:
+        raise ConfigError(
+            f"`optimiser.method` must be one of {list(METHODS)}; got {method!r}."
+        )
+    return lc.optimizers.LBFGSB() if method == "lbfgsb" else projected_ascent(cfg)
+
+
+def check_optimiser(cfg: Config) -> None:
+    """`optimiser.method` is known and `optimiser.gtol` is >= 0 (an
+    `Experiment.check` for experiments that offer the choice)."""
+    configured_optimizer(cfg)
+    gtol = cfg.optimiser.gtol
+    require(gtol >= 0, "optimiser.gtol", "must be >= 0", gtol)
+
+
 def options(cfg: Config) -> lc.SolverOptions:
     """`lc.SolverOptions` from the `solver` section."""
     s = cfg.solver
@@ -125,8 +151,10 @@ def compare(
 ) -> Comparison:
     """Solve the baseline, optimise from `setup.theta0`, solve the optimum.
 
-    The optimisation runs `optimiser.iterations` steps of `optimizer`
-    (default: `projected_ascent(cfg)`) with the `solver` options; it saves and
+    The optimisation runs at most `optimiser.iterations` steps of `optimizer`
+    (default: `optimizer(cfg)` if the configuration has `optimiser.method`,
+    else `projected_ascent(cfg)`), stopping once the projected-gradient norm
+    is at most `optimiser.gtol` (if set), with the `solver` options; it saves and
     resumes through the next checkpointer of `checkpoints` (the folder
     `execute` hands to the experiment's `run`; None: no checkpoints).
     Both trajectories are saved at `ts`.
@@ -137,19 +165,25 @@ def compare(
     def trajectory(theta):
         return lc.solve(s.problem, theta, ts=ts, options=opts)
 
+    if optimizer is None:
+        has_method = "method" in cfg.optimiser
+        optimizer = configured_optimizer(cfg) if has_method else projected_ascent(cfg)
+    gtol = cfg.optimiser.get("gtol")
     theta_baseline = s.control.init(baseline_value)
     baseline = trajectory(theta_baseline)
     res = lc.optimize(
         s.problem,
         s.theta0,
-        optimizer=projected_ascent(cfg) if optimizer is None else optimizer,
+        optimizer=optimizer,
         steps=cfg.optimiser.iterations,
+        gtol=gtol,
         progress=progress,
         checkpoint=next_checkpoint(checkpoints),
         options=opts,
         **kw,
     )
-    return Comparison(s, baseline, trajectory(res.theta), res, theta_baseline)
+    controlled = trajectory(res.theta)
+    return Comparison(s, optimizer, gtol, baseline, controlled, res, theta_baseline)
 
 
 def _flatten(prefix: str, tree) -> dict[str, np.ndarray]:
@@ -172,6 +206,7 @@ def comparison_arrays(c: Comparison) -> dict[str, np.ndarray]:
         "knots": np.asarray(control.knots),
         "values": c.result.values,
         "grad_norms": c.result.grad_norms,
+        "projected_grad_norms": c.result.projected_grad_norms,
     }
     out |= _flatten("theta_init", c.setup.theta0) | _flatten("theta", c.result.theta)
     for prefix, tr in (("baseline", c.baseline), ("control", c.controlled)):
@@ -183,7 +218,9 @@ def comparison_arrays(c: Comparison) -> dict[str, np.ndarray]:
 
 
 def comparison_summary(c: Comparison, **extra) -> dict:
-    """`V_baseline`, `V_control`, iterations, wall time, solver steps, status."""
+    """`V_baseline`, `V_control`, iterations, wall time, solver steps, status,
+    the optimiser and the projected-gradient norm at the optimum (with the
+    tolerance `gtol` it was run to, `None`: none)."""
     summary = {
         "V_baseline": float(c.baseline.V[-1]),
         "V_control": float(c.controlled.V[-1]),
@@ -196,6 +233,9 @@ def comparison_summary(c: Comparison, **extra) -> dict:
             "control": int(c.controlled.num_steps),
         },
         "status": lc.result_name(c.result.result),
+        "optimiser": repr(c.optimizer),
+        "projected_grad_norm": float(c.result.projected_grad_norm),
+        "gtol": c.gtol,
         "message": c.result.message,
     }
     return summary | extra
