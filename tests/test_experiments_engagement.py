@@ -207,7 +207,7 @@ def test_quick_run_writes_every_file(quick_run):
 
 def test_quick_run_control_is_worth_at_least_the_baseline(quick_run):
     s, r, cfg = quick_run.summary, quick_run.results, quick_run.config
-    assert s["status"] == "completed"
+    assert s["status"] in ("completed", "converged")
     assert s["V_control"] >= s["V_baseline"]
     # A gradient step from the baseline raises V: the optimisation moved.
     assert s["V_gain"] > 0

@@ -44,7 +44,9 @@ TASK_DEFAULT = config(
     control=dict(knots=651, lower=0.0, upper=2.0, init=1.0),
     cost=dict(beta=0.1),
     objective=dict(alpha=5e-3, steps=13000, gamma=0.99, eta=1.0),
-    optimiser=dict(lr=1.0, iterations=800, gradient="checkpoint"),
+    optimiser=dict(
+        method="lbfgsb", gtol=1e-8, iterations=800, lr=1.0, gradient="checkpoint"
+    ),
     solver=dict(rtol=1e-7, atol=1e-9, max_steps=4096),
     outputs=dict(samples=521, sgd_seeds=4, batch_size=32),
 )
@@ -57,6 +59,7 @@ def check(cfg) -> None:
     ok = n >= 2 and cfg.objective.steps % (n - 1) == 0
     require(ok, "outputs.samples", "minus one must divide objective.steps", n)
     require(g in GRADIENTS, "optimiser.gradient", f"is one of {list(GRADIENTS)}", g)
+    cmp.check_optimiser(cfg)
 
 
 def digits(cfg, classes) -> tuple[lc.tasks.Digits, lc.tasks.Digits]:

@@ -37,7 +37,7 @@ FAMILY = dict(
     control=dict(knots=201, lower=-0.5, upper=0.5, init=0.0, basis="weight"),
     cost=dict(beta=0.3),
     objective=dict(alpha=5e-3, steps=16000, gamma=0.99, eta=1.0),
-    optimiser=dict(lr=10.0, iterations=1000),
+    optimiser=dict(method="lbfgsb", gtol=1e-8, iterations=1000, lr=10.0),
     solver=dict(rtol=1e-7, atol=1e-9, max_steps=4096),
     outputs=dict(record_every=20, threshold_fraction=0.9, replay=True)
     | dict(replay_batch=32, replay_seeds=4),
@@ -120,10 +120,12 @@ def defaults(task: dict, **sections: dict):
 
 
 def check(cfg) -> None:
-    """The saved times are SGD steps (no constructor sees this when building)."""
+    """The saved times are SGD steps (no constructor sees this when building);
+    the optimiser is known."""
     every = cfg.outputs.record_every
     ok = every > 0 and cfg.objective.steps % every == 0
     require(ok, "outputs.record_every", "must divide objective.steps", every)
+    cmp.check_optimiser(cfg)
 
 
 def experiment(
