@@ -79,8 +79,8 @@ def test_quick_run_files_and_value(quick_run):
     assert meta["config"] == json.loads(json.dumps(quick.to_dict()))
     for key in ("V_baseline", "V_control", "iterations", "wall_time_s", "solver_steps"):
         assert key in summary, key
-    assert summary["status"] == "completed", summary["message"]
-    assert summary["iterations"] == quick.optimiser.iterations
+    assert summary["status"] in ("completed", "converged"), summary["message"]
+    assert 0 < summary["iterations"] <= quick.optimiser.iterations
     assert summary["solver_steps"]["baseline"] > 0
     assert summary["solver_steps"]["control"] > 0
     assert np.isfinite(summary["V_baseline"]) and np.isfinite(summary["V_control"])
@@ -185,11 +185,15 @@ def _single_neuron_sweep_findings(summary, results, proc):
         g = results[f"{name}_g"]
         assert g.min() >= cfg.control.lower and g.max() <= cfg.control.upper
         assert np.all(results[f"{name}_V_control"] >= results[f"{name}_V_baseline"])
-    # The paper (Figs. 2e-h, 9): more control for larger gamma, less for larger sigma and beta.
-    assert _monotone(cfg.objective.gammas, results["gamma_total_control"], +1)
+    # The paper (Figs. 2g, 9a): less control for larger sigma and beta. (Its
+    # "more control for larger gamma" does not hold at this size once the
+    # optima converge: the total control is about 0.09 for every gamma, and
+    # falls slightly as gamma grows; the check reports it as failing.)
     assert _monotone(cfg.task.sigmas, results["sigma_total_control"], -1)
     assert _monotone(cfg.cost.betas, results["beta_total_control"], -1)
-    _trends_hold_and_fail_on_negative_controls(summary, 3)
+    holding = {"less_control_for_larger_sigma", "less_control_for_larger_beta"}
+    _trends_hold_and_fail_on_negative_controls(summary, 3, holding)
+    assert summary["optimiser"] == "LBFGSB()" and summary["gtol"] == 1e-9
     # The default point of the sweep is the single-neuron problem, and the
     # sweep rows holding the default values solve the same problem.
     row = list(cfg.cost.betas).index(cfg.cost.beta)
@@ -201,14 +205,15 @@ def _single_neuron_sweep_findings(summary, results, proc):
     assert g[: len(g) // 4].mean() > g[-len(g) // 4 :].mean()
 
 
-def _trends_hold_and_fail_on_negative_controls(summary, count):
+def _trends_hold_and_fail_on_negative_controls(summary, count, holding):
     verdicts = summary["verdicts"]
     assert len(verdicts) == count
     for name, v in verdicts.items():
-        assert v["status"] == "holds", (name, v["evidence"])
+        assert v["status"] == ("holds" if name in holding else "fails"), v
         controls = v["negative_controls"]
         assert set(controls) == {"values reversed", "no control"}
-        assert not any(c["holds"] for c in controls.values()), name
+        if v["status"] == "holds":
+            assert not any(c["holds"] for c in controls.values()), name
 
 
 def _learning_rate_sweep_findings(summary, results, proc):
@@ -218,7 +223,7 @@ def _learning_rate_sweep_findings(summary, results, proc):
     # The paper (Fig. 3c,d; Fig. 8): more control for larger gamma and smaller beta.
     assert _monotone(gammas, results["gamma_total_control"], +1)
     assert _monotone(betas, results["beta_total_control"], -1)
-    _trends_hold_and_fail_on_negative_controls(summary, 2)
+    _trends_hold_and_fail_on_negative_controls(summary, 2, set(summary["verdicts"]))
     for name in ("gamma", "beta"):
         assert np.all(results[f"{name}_V_control"] >= results[f"{name}_V_baseline"])
         rho = results[f"{name}_g"]

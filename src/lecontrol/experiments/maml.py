@@ -128,7 +128,8 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
     main, steps = int(np.argmax(horizons)), evaluation.num_steps
     V_b, V_c = float(res.values[main, 0]), float(res.best_value[main])
     summary = {"V_baseline": V_b, "V_control": V_c, "V_gain": V_c - V_b}
-    summary |= sw.batch_summary(res) | {"horizon_of_V": int(horizons[main])}
+    adam = repr(lc.optimizers.Adam(lr=cfg.optimiser.lr))
+    summary |= sw.batch_summary(res, adam) | {"horizon_of_V": int(horizons[main])}
     summary["solver_steps"] = {
         "baseline": int(steps[0]),
         "control": int(steps[main + 1]),

@@ -5,7 +5,9 @@ r"""Single neuron: the optimal gain swept over γ, σ, β, λ and the horizon
 with the others at default, each value of $\gamma$ (`objective.gammas`),
 $\sigma$ (`task.sigmas`), $\beta$ (`cost.betas`), $\lambda$ (`system.lams`)
 and the horizon $N$ in SGD steps (`objective.horizons`): $4\times30 + 21 + 1$
-problems optimised in one vmapped, sharded computation.
+problems optimised in one vmapped, sharded computation (L-BFGS-B to a
+projected-gradient norm of `optimiser.gtol`; `optimiser.method = "pga"`:
+the paper's gradient ascent).
 
 **Figures:** total control $\int_0^T g\,dt$ and value gain against each
 parameter; $g(t)$ coloured by each value; the default point's optimisation.
@@ -40,7 +42,7 @@ DEFAULT = config(
         gammas=sw.grid(10.0 ** np.linspace(-8, 0, 30)),
         horizons=tuple(range(200, 1201, 50)),
     ),
-    optimiser=dict(lr=10.0, iterations=700),
+    optimiser=dict(method="lbfgsb", gtol=1e-9, iterations=700, lr=10.0),
     solver=dict(rtol=1e-7, atol=1e-9, max_steps=4096),
     outputs=dict(num_times=201),
 )
@@ -83,8 +85,11 @@ def problem(cfg):
 
 
 def optimizer(cfg):
-    """The function `p -> ProjectedGradientAscent` of one point: `cmp.paper_lr`
-    with the knot spacing of its horizon."""
+    """The function `p -> optimiser` of one point: `lc.optimizers.LBFGSB`
+    (`optimiser.method = "lbfgsb"`), or projected gradient ascent at
+    `cmp.paper_lr` with the knot spacing of its horizon (`"pga"`)."""
+    if cmp.configured_optimizer(cfg).__class__ is lc.optimizers.LBFGSB:
+        return lambda p: lc.optimizers.LBFGSB()
 
     def for_point(p):
         spacing = p["horizon"] * cfg.objective.alpha / (cfg.control.knots - 1)

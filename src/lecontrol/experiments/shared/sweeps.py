@@ -44,7 +44,8 @@ def build_all(make, params: dict) -> list[Setup]:
 
 
 def optimize(make, params, cfg, optimizer, progress, checkpoints, **kw):
-    """`lc.sweep.optimize_batch` of every point for `optimiser.iterations`."""
+    """`lc.sweep.optimize_batch` of every point for at most
+    `optimiser.iterations`, each stopping at `optimiser.gtol` (if set)."""
     n, iterations = len(jax.tree.leaves(params)[0]), cfg.optimiser.iterations
     if progress:  # one computation, without a progress bar: say what it does
         devices = f"{jax.device_count()} device(s)"
@@ -59,29 +60,49 @@ def optimize(make, params, cfg, optimizer, progress, checkpoints, **kw):
         options=options,
         checkpoint=checkpoint,
         progress=progress,
+        gtol=cfg.optimiser.get("gtol"),
         **kw,
     )
 
 
-def batch_summary(res) -> dict:
-    """The standard summary entries of an `lc.sweep.optimize_batch` result."""
-    problems, iterations = res.values.shape
-    failed = ~res.completed
+def batch_summary(res, optimizer=None, gtol=None) -> dict:
+    """The standard summary entries of an `lc.sweep.optimize_batch` result:
+    the most iterations any problem ran, the status (the first failure, else
+    `converged` if every problem converged), the largest projected-gradient
+    norm at the optima and the `optimizer` (a description) with `gtol`."""
+    problems, iterations = len(res.iterations), int(res.iterations.max())
+    failed, converged = ~res.completed, res.status == "converged"
     message = (
-        f"optimised {problems} problems for {iterations} iterations each on "
-        f"{res.num_devices} device(s)"
+        f"optimised {problems} problems ({int(converged.sum())} converged) for up "
+        f"to {iterations} iterations each on {res.num_devices} device(s)"
     )
+    status = "converged" if converged.all() else "completed"
     if failed.any():
         first = res.message[int(np.argmax(failed))]
         message = f"{failed.sum()} problems stopped early (best theta kept): {first}"
+        status = str(res.status[failed][0])
     return {
-        "iterations": int(iterations),
+        "iterations": iterations,
         "wall_time_s": float(res.wall_time),
-        "status": str(res.status[failed][0]) if failed.any() else "completed",
+        "status": status,
         "message": message,
         "problems": int(problems),
         "devices": int(res.num_devices),
+        "optimiser": optimizer,
+        "projected_grad_norm": float(np.max(res.projected_grad_norm)),
+        "gtol": gtol,
     }
+
+
+def _filled(values: np.ndarray) -> np.ndarray:
+    """Each row's `nan`s (iterations after the problem stopped) as its last
+    finite value."""
+    out = np.array(values, dtype=float)
+    for row in out:
+        finite = np.flatnonzero(np.isfinite(row))
+        if finite.size:
+            row[finite[-1] + 1 :] = row[finite[-1]]
+    return out
 
 
 def trend(name: str, sweep: str, sign: int, claim: str) -> Finding:
@@ -144,7 +165,10 @@ def run_sweep(cfg, make, points, optimizer, progress, checkpoints):
         "total_control": np.trapezoid(res.theta, knots, axis=1),
         "V_baseline": traj.V[:n, -1],
         "V_control": traj.V[n:, -1],
-        "V_history": res.values,
+        # After a problem stops (converged) its last V repeats; `iterations`
+        # says how many ran.
+        "V_history": _filled(res.values),
+        "iterations": res.iterations,
     }
     results = lc.sweep.split(segments, per_row)
     trends = {
@@ -157,7 +181,11 @@ def run_sweep(cfg, make, points, optimizer, progress, checkpoints):
     V_b, V_c = float(per_row["V_baseline"][0]), float(per_row["V_control"][0])
     steps = {"baseline": int(traj.num_steps[0]), "control": int(traj.num_steps[n])}
     summary = {"V_baseline": V_b, "V_control": V_c, "V_gain": V_c - V_b}
-    summary |= batch_summary(res) | {"solver_steps": steps}
+    described = optimizer
+    if not isinstance(optimizer, lc.optimizers.AbstractOptimizer):
+        described = optimizer({k: v[0] for k, v in params.items()})
+    summary |= batch_summary(res, repr(described), cfg.optimiser.get("gtol"))
+    summary["solver_steps"] = steps
     summary |= {"min_V_gain": float(gains.min()), "trends": trends}
     return results, summary, traj
 
