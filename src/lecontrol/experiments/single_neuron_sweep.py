@@ -88,7 +88,7 @@ def optimizer(cfg):
     """The function `p -> optimiser` of one point: `lc.optimizers.LBFGSB`
     (`optimiser.method = "lbfgsb"`), or projected gradient ascent at
     `cmp.paper_lr` with the knot spacing of its horizon (`"pga"`)."""
-    if cmp.configured_optimizer(cfg).__class__ is lc.optimizers.LBFGSB:
+    if isinstance(cmp.configured_optimizer(cfg), lc.optimizers.LBFGSB):
         return lambda p: lc.optimizers.LBFGSB()
 
     def for_point(p):
@@ -163,4 +163,5 @@ EXPERIMENT = Experiment(
             "Less control when it costs more, larger β (Fig. 9a).",
         ),
     ),
+    check=cmp.check_optimiser,
 )

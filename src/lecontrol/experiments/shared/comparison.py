@@ -152,9 +152,10 @@ def compare(
     """Solve the baseline, optimise from `setup.theta0`, solve the optimum.
 
     The optimisation runs at most `optimiser.iterations` steps of `optimizer`
-    (default: `optimizer(cfg)` if the configuration has `optimiser.method`,
-    else `projected_ascent(cfg)`), stopping once the projected-gradient norm
-    is at most `optimiser.gtol` (if set), with the `solver` options; it saves and
+    (default: `configured_optimizer(cfg)` if the configuration has
+    `optimiser.method`, else `projected_ascent(cfg)`), stopping once the
+    projected-gradient norm is at most `optimiser.gtol` (if set), with the
+    `solver` options; it saves and
     resumes through the next checkpointer of `checkpoints` (the folder
     `execute` hands to the experiment's `run`; None: no checkpoints).
     Both trajectories are saved at `ts`.
@@ -194,8 +195,8 @@ def _flatten(prefix: str, tree) -> dict[str, np.ndarray]:
 
 
 def comparison_arrays(c: Comparison) -> dict[str, np.ndarray]:
-    """`ts`, `knots`, `theta_init` (the start), `theta`, optimisation history and both
-    trajectories as arrays.
+    """`ts`, `knots`, `theta_init` (the start), `theta`, the optimisation
+    history and both trajectories as arrays.
 
     Pytree fields (weights, controls) are stored one array per leaf:
     `baseline_w` for a single array, `baseline_w0`, `baseline_w1`, … otherwise.

@@ -50,8 +50,9 @@ FINDINGS = ("V_gain", "control_fraction_first_quarter", "t_peak_control") + tupl
 )
 
 
-def _effort(r, run="control"):
-    return sum((g**2).sum(1) for g in layers(r, run, "g", flat=True))
+def _effort(r):
+    r"""The control's effort $\sum_i\lVert G_i(t)\rVert_F^2$ over time."""
+    return sum((g**2).sum(1) for g in layers(r, "control", "g", flat=True))
 
 
 def early_effort(r) -> tuple[float, str]:
@@ -180,7 +181,7 @@ def measure(results, cfg) -> tuple[dict, dict]:
     G = layers(results, "control", "g", flat=True)
     for i, g in enumerate(G):
         arrays[f"control_mean_abs_g{i}"] = np.abs(g).mean(1)
-    effort = arrays["control_effort"] = sum((g**2).sum(1) for g in G)
+    effort = arrays["control_effort"] = _effort(results)
     lb, quarter = results["baseline_loss"], findings.fraction_in_first_quarter
     target = lb[0] - cfg.outputs.threshold_fraction * (lb[0] - lb[-1])
     summary["control_fraction_first_quarter"] = quarter(ts, effort)
