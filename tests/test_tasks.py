@@ -594,3 +594,25 @@ def test_semantic_level_losses_add_up_to_the_fit_loss():
     np.testing.assert_allclose(levels.sum(-1), direct, rtol=1e-12)
     exact = task.level_losses(np.where(task.level_of_output()[:, None] == 0, H, 0.0))
     assert exact[0] == pytest.approx(0.0, abs=1e-15) and exact[1] > 0
+
+
+def test_linear_loss_floor_is_the_least_squares_residual(digits01, digits10):
+    # The floor of the statistics equals the residual of least squares on the
+    # training samples those statistics came from (any task with data).
+    for task in (digits01, digits10):
+        x, y = np.asarray(task.x_train), np.asarray(task.y_train)
+        W = np.linalg.lstsq(x, y, rcond=None)[0]
+        residual = 0.5 * np.mean(np.sum((y - x @ W) ** 2, axis=1))
+        np.testing.assert_allclose(task.linear_loss_floor(), residual, rtol=1e-9)
+
+
+def test_linear_loss_floor_of_a_noiseless_linear_task_is_zero():
+    # One-hot items whose targets are a linear function of them: nothing is
+    # left over. A noisy task's floor is positive (the floor is not always 0).
+    task = lc.tasks.SemanticHierarchy(3)
+    assert float(task.linear_loss_floor()) == pytest.approx(0.0, abs=1e-12)
+    two = lc.tasks.TwoGaussians(mu=2.0, sigma=1.0)
+    # One input, one output: L* = ½(⟨y²⟩ − ⟨xy⟩²/⟨x²⟩).
+    want = 0.5 * (two.Sy[0, 0] - two.Sxy[0, 0] ** 2 / two.Sx[0, 0])
+    assert float(two.linear_loss_floor()) == pytest.approx(float(want), rel=1e-12)
+    assert float(want) > 0.01

@@ -120,6 +120,11 @@ def _all_finite(leaf) -> bool | None:
         return None
     if isinstance(leaf, np.ndarray | np.generic):
         return bool(np.all(np.isfinite(leaf)))
+    try:  # on the CPU, NumPy reads the buffer in place (no compilation per shape)
+        if all(d.platform == "cpu" for d in leaf.devices()):
+            return bool(np.all(np.isfinite(np.asarray(leaf))))
+    except Exception:
+        pass
     try:  # reduce on the device: one scalar comes back, not the array
         return bool(jnp.all(jnp.isfinite(leaf)))
     except Exception:  # not convertible to a concrete value: skip

@@ -345,9 +345,14 @@ def _execute(experiment, config, out: Path, args, argv: Sequence[str]) -> int:
         print("lecontrol: terminated (SIGTERM)", file=sys.stderr)
         resume_hint()
         return 143
-    print(
+    values = (
         f"V_baseline = {summary['V_baseline']:.8g}   V_control = "
-        f"{summary['V_control']:.8g}   ({summary['iterations']} iterations, "
+        f"{summary['V_control']:.8g}   "
+        if summary["V_baseline"] is not None  # None: nothing was optimised
+        else ""
+    )
+    print(
+        f"{values}({summary['iterations']} iterations, "
         f"{summary['total_wall_time_s']:.1f} s, status {summary['status']})"
     )
     print(f"results in {out}")

@@ -101,6 +101,22 @@ class AbstractTask(eqx.Module):
         """Times where the statistics jump (none for a constant task)."""
         return jnp.zeros((0,))
 
+    def linear_loss_floor(self) -> Float[Array, ""]:
+        r"""The least expected loss any linear map $W$ reaches on this task,
+
+        $$L^* = \min_W \tfrac12\langle\lVert y - Wx\rVert^2\rangle
+        = \tfrac12\operatorname{tr}\bigl(\Sigma_y
+        - \Sigma_{xy}^\top\Sigma_x^{+}\Sigma_{xy}\bigr),$$
+
+        at $W^* = \Sigma_{xy}^\top\Sigma_x^{+}$ ($^+$: the pseudo-inverse, so a
+        singular $\Sigma_x$ is allowed). A deep linear network with at least
+        $\operatorname{rank}\Sigma_{xy}$ hidden units has the same floor. The
+        paper ranks digit pairs by it ("linear separability", its App. K.4).
+        """
+        Sx, Sxy = self.Sx, self.Sxy
+        explained = Sxy.T @ jnp.linalg.lstsq(Sx, Sxy, rcond=None)[0]
+        return 0.5 * jnp.trace(self.Sy - explained)
+
     def mean_x(self) -> Float[Array, " inputs"]:
         """$\\langle x\\rangle$ (estimated from samples if not known in closed form)."""
         x, _ = self.sample(jax.random.key(0), 100_000)
