@@ -6,7 +6,7 @@ cost $\beta(\lVert\varphi\rVert^2 - 10)^2$, vs $\varphi = 1$, replayed on SGD.
 **Figures:** engagement and loss per class (and zoomed on the start), total
 loss, net-reward difference, SGD replay, optimisation.
 **Findings:** checked: `easier_first`, easier digits are engaged first, in
-the paper's order 0, 1, 7, 6, 4, 2, 3, 9, 8, 5 (`shared.engagement`'s
+the paper's order 0, 6, 1, 4, 7, 9, 2, 3, 8, 5 (`shared.engagement`'s
 `engaged_in_order`); measured: the order of release and of the baseline's
 difficulty (`order_by_engagement_release`, `order_by_difficulty`,
 `rank_correlation_centre_vs_difficulty`).
@@ -52,7 +52,8 @@ EXPERIMENT = digits.on_digits(
             eng.engaged_in_order(
                 "easier_first",
                 "Easier digits are engaged first, in the paper's order "
-                "0, 1, 7, 6, 4, 2, 3, 9, 8, 5 (Fig. 4i; order from Fig. 17).",
+                "0, 6, 1, 4, 7, 9, 2, 3, 8, 5 (Fig. 4i; the order of App. K.5, "
+                "from Fig. 17b).",
             ),
         ),
     )

@@ -36,10 +36,9 @@ import lecontrol as lc
 
 from ..findings import Finding
 from ..runner import Experiment, RunOutput, config
-from .shared import digits, figures as fig, findings
+from .shared import digits, engagement, figures as fig, findings
 
-PAPER_ORDER = (0, 6, 1, 4, 7, 9, 2, 3, 8, 5)
-"""Easier to harder by linear separability, as the paper's App. K.5 states it."""
+PAPER_ORDER = engagement.PAPER_DIGIT_ORDER
 ENGAGEMENT_PAIRS = ((0, 1), (7, 1), (8, 9))
 """The engagement experiments' tasks, easier to harder in the paper (App. K.4)."""
 
