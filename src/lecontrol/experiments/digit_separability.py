@@ -38,7 +38,7 @@ from ..findings import Finding
 from ..runner import Experiment, RunOutput, config
 from .shared import digits, engagement, figures as fig, findings
 
-PAPER_ORDER = engagement.PAPER_DIGIT_ORDER
+PAPER_ORDER = engagement.SEPARABILITY_ORDER
 ENGAGEMENT_PAIRS = ((0, 1), (7, 1), (8, 9))
 """The engagement experiments' tasks, easier to harder in the paper (App. K.4)."""
 
