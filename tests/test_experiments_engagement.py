@@ -336,3 +336,35 @@ def test_plot_redraws_the_figures(quick_run, tmp_path, capsys):
         png.unlink()
     assert cli.main(["plot", str(run)]) == 0, capsys.readouterr().err
     assert {p.name for p in run.glob("*.png")} == set(quick_run.summary["figures"])
+
+
+def _proportion_runs(uniform, curriculum, reverse):
+    ts = np.linspace(0.0, 10.0, 51)
+    decay = np.exp(-ts)
+
+    def runs(rate):  # two seeds, a loss that decays at `rate` of the uniform one
+        return np.stack([0.1 + 0.4 * decay**rate, 0.1 + 0.41 * decay**rate])
+
+    return {
+        "proportions_ts": ts,
+        "proportions_uniform_loss": runs(uniform),
+        "proportions_curriculum_loss": runs(curriculum),
+        "proportions_reversed_loss": runs(reverse),
+    }
+
+
+def test_curriculum_check_holds_only_when_the_curriculum_learns_faster():
+    from lecontrol.experiments.shared import proportions
+
+    # The curriculum learns 1.5x faster, the reversed one more slowly: holds,
+    # and both negative controls (uniform batches, the reversal) fail.
+    v = proportions.CURRICULUM.check(_proportion_runs(1.0, 1.5, 0.8))
+    assert v.status == "holds" and v.effect > 0.05, v
+    assert all(e < proportions.CURRICULUM.margin for e in v.negatives.values()), v
+    # A reversed curriculum that helps as much: the order carried nothing.
+    v = proportions.CURRICULUM.check(_proportion_runs(1.0, 1.5, 1.5))
+    assert v.status == "uninformative", v
+    # No faster than uniform batches: fails.
+    assert (
+        proportions.CURRICULUM.check(_proportion_runs(1.0, 1.0, 1.0)).status == "fails"
+    )

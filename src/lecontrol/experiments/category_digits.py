@@ -4,18 +4,21 @@ r"""Category engagement on the ten digits (the paper's Sec. 5, Fig. 4h-k).
 error weighted by $\varphi_c(t)^2$, $\varphi \in [0, 2]$, at the fixed-total
 cost $\beta(\lVert\varphi\rVert^2 - 10)^2$, vs $\varphi = 1$, replayed on SGD.
 **Figures:** engagement and loss per class (and zoomed on the start), total
-loss, net-reward difference, SGD replay, optimisation.
+loss, net-reward difference, SGD replay, optimisation, and the class-proportion
+curriculum (Fig. 4l,m; `shared.proportions`): a plain network trained by SGD on
+batches whose class proportions follow $\varphi(t)$, against uniform batches.
 **Findings:** checked: `easier_first`, easier digits are engaged first, in
 the order of linear separability 0, 6, 1, 4, 7, 9, 2, 3, 8, 5 (the paper's App.
 K.5; `digit-separability` measures it), and `papers_order`, in the order the
 paper's engagement found, 0, 1, 7, 6, 4, 2, 3, 9, 8, 5 (both `shared.engagement`'s
-`engaged_in_order`); measured: the order of release and of the baseline's
+`engaged_in_order`), and `curriculum_beats_uniform` (the class-proportion
+curriculum's cumulative loss more than 1% below uniform batches'); measured: the order of release and of the baseline's
 difficulty (`order_by_engagement_release`, `order_by_difficulty`,
 `rank_correlation_centre_vs_difficulty`).
 """
 
 from ..runner import config, require
-from .shared import digits, engagement as eng
+from .shared import digits, engagement as eng, proportions
 
 DEFAULT = config(
     task=dict(classes=tuple(range(10))) | digits.TASK,
@@ -54,6 +57,8 @@ EXPERIMENT = digits.on_digits(
         tasks=tasks,
         labels=lambda cfg: [str(c) for c in cfg.task.classes],
         groups=lambda cfg: {f"digit {c}": [i] for i, c in enumerate(cfg.task.classes)},
+        replay=proportions.replay,
+        more_figures={"class_proportions.png": proportions.figure},
         ranks={
             "separability_rank": rank_in(eng.SEPARABILITY_ORDER),
             "paper_rank": rank_in(eng.PAPER_DIGIT_ORDER),
@@ -67,6 +72,7 @@ EXPERIMENT = digits.on_digits(
                 rank="separability_rank",
                 order="the order of separability",
             ),
+            proportions.CURRICULUM,
             eng.engaged_in_order(
                 "papers_order",
                 "The digits are engaged in the order the paper found: "

@@ -300,6 +300,7 @@ def experiment(
     more_figures=None,
     more_findings=(),
     ranks=None,
+    replay=None,
     checks=(),
     check=check,
 ) -> Experiment:
@@ -310,7 +311,9 @@ def experiment(
     label); `extra(cfg, results)`: more summary entries; `more_figures`: name →
     `draw(results, cfg)`; `more_findings`: their summary keys; `checks`: the
     `Finding`s checked; `ranks`: name → `rank(cfg)`, each coefficient's rank in
-    an order (saved under that name, for `engaged_in_order`)."""
+    an order (saved under that name, for `engaged_in_order`); `replay(setup,
+    comparison, cfg, data, parts, every)`: more arrays from further runs (e.g.
+    `shared.proportions.replay`)."""
     by_task = what == "task"
     system = lc.systems.TaskEngagement if by_task else lc.systems.CategoryEngagement
     symbol = "ψ" if by_task else "φ"
@@ -350,6 +353,8 @@ def experiment(
             results["sgd_ts"] = np.asarray(sim.ts)
             results[f"sgd_{p}_loss"] = np.asarray(sim.loss)
             results[f"sgd_{p}_parts"] = np.asarray(jnp.mean(jax.vmap(many)(sim.w), 0))
+        if replay is not None:
+            results |= replay(s, c, cfg, data, many, every)
         found = findings(labels(cfg), results)
         found["tasks" if by_task else "classes"] = labels(cfg)
         if by_task:
