@@ -12,7 +12,8 @@ the order of linear separability 0, 6, 1, 4, 7, 9, 2, 3, 8, 5 (the paper's App.
 K.5; `digit-separability` measures it), and `papers_order`, in the order the
 paper's engagement found, 0, 1, 7, 6, 4, 2, 3, 9, 8, 5 (both `shared.engagement`'s
 `engaged_in_order`), and `curriculum_beats_uniform` (the class-proportion
-curriculum's cumulative loss more than 1% below uniform batches); measured: the order of release and of the baseline's
+curriculum's cumulative loss more than 1% below uniform batches); measured:
+the order of release and of the baseline's
 difficulty (`order_by_engagement_release`, `order_by_difficulty`,
 `rank_correlation_centre_vs_difficulty`).
 """
