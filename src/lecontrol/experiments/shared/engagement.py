@@ -29,7 +29,7 @@ import lecontrol as lc
 
 from ...findings import Finding
 from ...runner import Experiment, RunOutput, config, require
-from . import comparison as cmp, digits as dg, figures as fig
+from . import comparison as cmp, digits as dg, figures as fig, seeds as spread
 from .findings import crossing_time, rank_correlation
 
 DISENGAGED = 1e-2  # a coefficient below this counts as fully disengaged
@@ -48,7 +48,7 @@ TASK_DEFAULT = config(
         method="lbfgsb", gtol=1e-8, iterations=800, lr=1.0, gradient="checkpoint"
     ),
     solver=dict(rtol=1e-7, atol=1e-9, max_steps=4096),
-    outputs=dict(samples=521, sgd_seeds=4, batch_size=32),
+    outputs=dict(samples=521, sgd_seeds=4, batch_size=32, control_seeds=5),
 )
 QUICK = {"optimiser.iterations": 8, "outputs.samples": 101, "outputs.sgd_seeds": 2}
 
@@ -89,6 +89,7 @@ def task_experiment(name, description, default, cost) -> Experiment:
         return [order.index(x) if x in order else np.nan for x in labels(cfg)]
 
     quick = QUICK | {"objective.steps": 2000, "control.knots": 11}
+    quick |= {"outputs.control_seeds": 2}
     args = (name, description, default, quick, "task", tasks, labels, cost)
     easier = engaged_in_order(
         "easier_first",
@@ -321,17 +322,24 @@ def experiment(
     more_figures = more_figures or {}
     cost = cost or (lambda cfg, n: lc.costs.FixedNorm(beta=cfg.cost.beta, norm2=n))
 
-    def problem(cfg):
-        stats, data = tasks(cfg)
-        s, seed = cfg.system, cfg.seed
-        kw = dict(hidden=s.hidden, lam=s.lam, tau=s.tau, seed=seed, scale=s.init_scale)
+    def problem(cfg, *, seed=None, init=None, loaded=None):
+        """The setup and the data; the initial weights drawn from `seed`
+        (default `cfg.seed`), or `init` = (W1, W2)."""
+        stats, data = tasks(cfg) if loaded is None else loaded
+        s = cfg.system
+        kw = dict(hidden=s.hidden, lam=s.lam, tau=s.tau, scale=s.init_scale)
+        if init is None:
+            kw["seed"] = cfg.seed if seed is None else seed
+        else:
+            kw |= dict(W1_0=init[0], W2_0=init[1])
         net = system(stats, **kw)
         control = cmp.knot_control(cfg, net.control_shape)
         return cmp.setup(cfg, net, control, cost(cfg, net.control_shape[0])), data
 
     def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
         """Baseline ($g = 1$) vs optimised engagement, both replayed on SGD."""
-        s, data = problem(cfg)
+        loaded = tasks(cfg)
+        s, data = problem(cfg, loaded=loaded)
         o, steps = cfg.outputs, cfg.objective.steps
         every, gradient = steps // (o.samples - 1), GRADIENTS[cfg.optimiser.gradient]
         ts = cmp.record_times(cfg, every)
@@ -355,6 +363,13 @@ def experiment(
             results[f"sgd_{p}_parts"] = np.asarray(jnp.mean(jax.vmap(many)(sim.w), 0))
         if replay is not None:
             results |= replay(s, c, cfg, data, many, every)
+        if o.get("control_seeds", 0) > 0:  # the optimum over several trainings
+
+            def make(seed, init):
+                return problem(cfg, seed=seed, init=init, loaded=loaded)[0]
+
+            kw = dict(adjoint=gradient(), progress=progress, checkpoints=checkpoints)
+            results |= spread.spread(c, cfg, make, ts, **kw)
         found = findings(labels(cfg), results)
         found["tasks" if by_task else "classes"] = labels(cfg)
         if by_task:
@@ -362,17 +377,25 @@ def experiment(
             found["findings"]["released_in_listed_order"] = listed
             found["variant"] = name.removeprefix("engagement-")
         found |= extra(cfg, results) if extra else {}
+        if "seeds_control_g" in results:
+            found |= spread.summary(results, cfg.optimiser.get("gtol"))
         summary = cmp.comparison_summary(c, control_lr_theta=cmp.control_lr(cfg))
         return RunOutput(results, summary | found)
 
     def plot(results, cfg, out_dir: Path) -> list[Path]:
         drawn = figures(results, cfg, groups(cfg), what, symbol)
         drawn |= {k: lambda d=d: d(results, cfg) for k, d in more_figures.items()}
+        if "seeds_control_g" in results:
+            c = cfg.control
+            bounds = [(c.lower, "lower bound"), (c.upper, "upper bound")]
+            args = (results, labels(cfg), symbol, bounds)
+            drawn["engagement_seeds.png"] = lambda: spread.figure(*args)
         return fig.save(drawn, out_dir)
 
     names = ("loss.png", f"{what}_losses.png", "engagement.png", "sgd_replay.png?")
     names += ("net_reward_difference.png", f"{what}_losses_early.png?")
     names += ("engagement_early.png?", "optimisation.png?", *more_figures)
+    names += ("engagement_seeds.png?",)
     return Experiment(
         name,
         description,
