@@ -215,8 +215,11 @@ def test_time_budget_stops_a_run(tmp_path):
 def test_usage_errors(capsys, tmp_path):
     status = cli.main(["reproduce", "--reuse", "--no-report"])
     assert status == 2 and "--reuse" in capsys.readouterr().err
-    status = cli.main(["reproduce", "--reuse", "--only", "single-neuro"])
+    reuse = ["reproduce", "--reuse", "--runs", str(tmp_path)]
+    status = cli.main([*reuse, "--only", "single-neuro"])
     assert status == 2 and "Did you mean" in capsys.readouterr().err
+    status = cli.main([*reuse[:2], "--runs", str(tmp_path / "none")])
+    assert status == 2 and "not a folder of runs" in capsys.readouterr().err
 
 
 @pytest.mark.slow

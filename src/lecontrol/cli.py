@@ -459,10 +459,14 @@ def _plot(args) -> int:
 
 
 def _reproduce(args) -> int:
+    """Run the experiments (unless `--reuse`), then write the report (unless
+    `--no-report`); see `lecontrol.reproduce`."""
     from . import reproduce
 
     if args.reuse and args.no_report:
         raise UsageError("--reuse with --no-report does nothing; leave one out.")
+    if args.reuse and not args.runs.is_dir():
+        raise UsageError(f"--reuse: --runs {args.runs} is not a folder of runs.")
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError(f"--timeout must be > 0; got {args.timeout}.")
     jobs = reproduce.jobs(args.only)
@@ -472,12 +476,12 @@ def _reproduce(args) -> int:
             jobs, args.runs, quick=args.quick, timeout=args.timeout
         )
     if not args.no_report:
-        command = f"lecontrol reproduce --reuse --runs {args.runs}"
-        command += f" --report {args.report}"
-        command += " --only " + " ".join(j.name for j in jobs) if args.only else ""
-        print(
-            f"wrote {reproduce.write_report(jobs, args.runs, args.report, command=command)}"
-        )
+        again = ["--reuse", "--runs", str(args.runs), "--report", str(args.report)]
+        if args.only:
+            again += ["--only", *(j.name for j in jobs)]
+        command = "lecontrol reproduce " + " ".join(again)
+        report = reproduce.write_report(jobs, args.runs, args.report, command=command)
+        print(f"wrote {report}")
     failed = [r["name"] for r in records if r["outcome"] != "completed"]
     return EXIT_FAILED if failed else EXIT_OK
 
