@@ -22,10 +22,11 @@ than one for all, because
   back before the next starts, which matters for a full run of hours;
 - a time budget (`timeout`) stops an experiment with SIGTERM, which the
   command line handles (checkpoints kept, exit status 143);
-- what would be shared in one process is small: the experiments compile
-  different problems, so JAX's compilation cache rarely hits across them. The
-  price is the start-up of each process (importing JAX and lecontrol, a few
-  seconds), which the report shows as *start-up*.
+- little would be shared in one process: the experiments compile different
+  problems (other systems, shapes or batch sizes), so JAX's compiled
+  functions are seldom reused across them. The price is importing JAX and
+  lecontrol once per experiment (6 s on a shared 2-core machine), part of
+  what the report shows as *start-up*.
 
 Next to each run's own files, `reproduce.json` records the command, exit
 status, outcome, error message and wall time; the process's output is in
