@@ -80,6 +80,7 @@ __all__ = [
 # has done as many experiments as possible. Experiments not listed run last.
 _ORDER = (
     "single-neuron",
+    "digit-separability",
     "nonlinear",
     "effort-gaussians",
     "task-switch",
@@ -116,7 +117,8 @@ FIGURES: dict[str, tuple[str, ...]] = {
     "engagement-attentive": ("engagement.png",),
     "engagement-active": ("engagement.png",),
     "engagement-vector": ("engagement.png",),
-    "category-digits": ("engagement.png",),
+    "category-digits": ("engagement.png", "class_proportions.png"),
+    "digit-separability": ("separability.png",),
     "category-semantic": ("engagement_levels.png",),
     "learning-rate": ("level_loss.png",),
     "learning-rate-sweep": ("total_control.png",),
@@ -161,14 +163,19 @@ PAPER_FINDINGS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
      (("engagement-attentive", "never_disengaged"),
       ("engagement-active", "never_disengaged"),
       ("engagement-vector", "never_disengaged"))),
-    ("Category engagement", "easier digits are engaged first (Fig. 4i)",
-     (("category-digits", "easier_first"),)),
+    ("Digit difficulty", "0v1 is easier than 7v1, which is easier than 8v9 "
+     "(App. K.4)", (("digit-separability", "engagement_pairs_ordered"),)),
+    ("Digit difficulty", "the digits' order of linear separability (Fig. 17b)",
+     (("digit-separability", "paper_order"),)),
+    ("Category engagement", "easier digits are engaged first (Figs. 4i, 17b)",
+     (("category-digits", "easier_first"), ("category-digits", "papers_order"))),
     ("Category engagement", "in Semantic, higher levels of the hierarchy get more "
      "engagement (Fig. 4k)", (("category-semantic", "higher_levels_more_engagement"),)),
     ("Category engagement", "in Semantic, higher levels are engaged earlier "
      "(Fig. 4k)", (("category-semantic", "higher_levels_earlier"),)),
     ("Category engagement", "class proportions read from the engagement, used as "
-     "batch composition for SGD, beat uniform batches (Fig. 4l,m)", ()),
+     "batch composition for SGD, beat uniform batches (Fig. 4l,m)",
+     (("category-digits", "curriculum_beats_uniform"),)),
     ("Learning rate", "more control for a larger γ (Figs. 3c, 8a-d)",
      (("learning-rate-sweep", "more_control_for_larger_gamma"),)),
     ("Learning rate", "more control for a cheaper control, smaller β "
