@@ -72,7 +72,9 @@ __all__ = [
     "jobs",
     "load_run",
     "run_all",
+    "run_folder",
     "run_job",
+    "tolerance",
     "write_report",
 ]
 
