@@ -1,4 +1,5 @@
-"""The `lecontrol` command: list, show, run and plot the paper's experiments.
+"""The `lecontrol` command: list, show, run and plot the paper's experiments,
+and reproduce them all.
 
     lecontrol list
     lecontrol show NAME [--quick]
@@ -6,6 +7,8 @@
                   [--config FILE.toml] [--seed N] [--overwrite] [--no-progress]
     lecontrol run NAME --resume DIR
     lecontrol plot DIR
+    lecontrol reproduce [--quick] [--only NAME ...] [--runs DIR] [--report FILE.md]
+                        [--reuse] [--timeout SECONDS] [--no-report]
 
 Long runs save checkpoints with `--set checkpoint_every=K`; `--resume DIR`
 continues an interrupted run from them (with the configuration saved in
@@ -17,6 +20,8 @@ failure: the status in `summary.json` is the `lc.RESULTS` name) or figures
 cannot be drawn;
 2 for a usage or configuration error (the message names the key or argument to
 fix, or the missing or damaged file of the folder given); 130 or 143 if interrupted (Ctrl-C or SIGTERM).
+`reproduce` exits with 0 if every run completed, 1 if any did not (each is
+recorded in the report; the others still run), 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -106,6 +111,45 @@ def _parser() -> argparse.ArgumentParser:
 
     plot = sub.add_parser("plot", help="redraw the figures of a finished run")
     plot.add_argument("dir", metavar="DIR", type=Path, help="folder written by `run`")
+
+    rep = sub.add_parser(
+        "reproduce",
+        help="run every experiment and write the reproduction report",
+        description="Run every experiment (and variant), one process each, then "
+        "write the report from the run folders' summaries.",
+    )
+    rep.add_argument("--quick", action="store_true", help="run the quick variants")
+    rep.add_argument(
+        "--only", nargs="+", metavar="NAME", help="only these experiments or variants"
+    )
+    rep.add_argument(
+        "--runs",
+        metavar="DIR",
+        type=Path,
+        default=Path("runs") / "reproduction",
+        help="folder of the run folders (default: runs/reproduction)",
+    )
+    rep.add_argument(
+        "--report",
+        metavar="FILE.md",
+        type=Path,
+        default=Path("docs") / "reproduction.md",
+        help="the report (default: docs/reproduction.md); figures are copied "
+        "into figures/reproduction/ next to it",
+    )
+    rep.add_argument(
+        "--reuse",
+        action="store_true",
+        help="run nothing; rebuild the report from the existing run folders",
+    )
+    rep.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="stop a run that takes longer than this (recorded as stopped at the "
+        "time budget)",
+    )
+    rep.add_argument("--no-report", action="store_true", help="run only; no report")
     return p
 
 
@@ -414,6 +458,34 @@ def _plot(args) -> int:
     return EXIT_OK
 
 
+def _reproduce(args) -> int:
+    """Run the experiments (unless `--reuse`), then write the report (unless
+    `--no-report`); see `lecontrol.reproduce`."""
+    from . import reproduce
+
+    if args.reuse and args.no_report:
+        raise UsageError("--reuse with --no-report does nothing; leave one out.")
+    if args.reuse and not args.runs.is_dir():
+        raise UsageError(f"--reuse: --runs {args.runs} is not a folder of runs.")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError(f"--timeout must be > 0; got {args.timeout}.")
+    jobs = reproduce.jobs(args.only)
+    records = []
+    if not args.reuse:
+        records = reproduce.run_all(
+            jobs, args.runs, quick=args.quick, timeout=args.timeout
+        )
+    if not args.no_report:
+        again = ["--reuse", "--runs", str(args.runs), "--report", str(args.report)]
+        if args.only:
+            again += ["--only", *(j.name for j in jobs)]
+        command = "lecontrol reproduce " + " ".join(again)
+        report = reproduce.write_report(jobs, args.runs, args.report, command=command)
+        print(f"wrote {report}")
+    failed = [r["name"] for r in records if r["outcome"] != "completed"]
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `lecontrol` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -434,6 +506,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _show(args)
         if args.command == "run":
             return _run(args, argv)
+        if args.command == "reproduce":
+            return _reproduce(args)
         return _plot(args)
     except (UsageError, ConfigError, OutputDirError, CheckpointError) as e:
         print(f"lecontrol: error: {e}", file=sys.stderr)

@@ -213,8 +213,10 @@ def execute(
       Its `config.json` is kept; the caller checks that `config` matches it.
     - `log`: receives one-line progress notes (e.g. which checkpoint resumed).
 
-    **Returns:** the summary (also in `summary.json`), with the figure names and,
-    under `verdicts`, each `Finding` checked on the saved arrays.
+    **Returns:** the summary (also in `summary.json`), with the figure names,
+    the seconds from `run` to the summary (`total_wall_time_s`) and spent
+    drawing the figures (`figures_wall_time_s`) and, under `verdicts`, each
+    `Finding` checked on the saved arrays.
     """
     import warnings
 
@@ -264,7 +266,9 @@ def execute(
             f"in {bad}; results.npz and the figures were not written."
         )
     io.write_npz(out_dir / "results.npz", output.results)
+    plot_start = time.perf_counter()
     figures = experiment.plot(output.results, config, out_dir)
+    plot_time = time.perf_counter() - plot_start
     _check_figures(experiment, [Path(f).name for f in figures])
     checked = [f for f in experiment.findings if isinstance(f, Finding)]
     summary = {
@@ -272,6 +276,7 @@ def execute(
         **output.summary,
         **({"verdicts": check_all(checked, output.results)} if checked else {}),
         "total_wall_time_s": time.perf_counter() - start,
+        "figures_wall_time_s": plot_time,
         "figures": [Path(f).name for f in figures],
     }
     io.write_json(out_dir / "summary.json", summary)
