@@ -99,7 +99,7 @@ def level_figure(results, cfg):
         level_means(results, cfg),
         title="Mean engagement φ(t) per level of the hierarchy (0 = root)",
         ylabel="mean engagement of the level's features",
-        hlines=[(1.0, "baseline")],
+        hlines=[(1.0, "baseline (φ = 1)", fig.plotting.BASELINE_STYLE)],
     )
 
 

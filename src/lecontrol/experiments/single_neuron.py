@@ -74,7 +74,7 @@ def plot(results, cfg, out_dir: Path) -> list[Path]:
             title="Optimal gain control g(t)",
             ylabel="control g(t)",
             styles=pair,
-            hlines=[(c.lower, "lower bound"), (c.upper, "upper bound")],
+            hlines=fig.plotting.bounds(c.lower, c.upper),
         ),
         "loss.png": lambda: fig.loss(results, pair),
         "net_reward_difference.png": lambda: fig.net_reward_difference(results, "g"),

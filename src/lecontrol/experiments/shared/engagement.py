@@ -248,20 +248,23 @@ def figures(results, cfg, groups, what: str, symbol: str) -> dict:
             styles[f"{lab} {p}"] = styles[lab] | {"linestyle": dash}
     for i, p in enumerate(("baseline", "control") if "sgd_ts" in results else ()):
         runs, key = results[f"sgd_{p}_loss"], f"SGD, {p}"
-        loss[key] = runs.mean(axis=0)  # sgd_ts are ts
+        loss[key] = fig.plotting.SeedRuns(runs)  # sgd_ts are ts
         styles[key] = {"color": f"C{2 * i + 1}", "linestyle": ":"}
 
     def lines(series, title, ylabel, hlines=()):
-        def draw(t_max=None):  # t_max: zoom on [0, t_max]
+        def draw(t_max=None):  # t_max: zoom on [0, t_max], a linear time axis
             zoom = f", t ≤ {t_max:.3g}" if t_max else ""
             kw = dict(ylabel=ylabel, styles=styles, hlines=hlines)
+            kw["time_scale"] = "linear" if t_max else "auto"
             figure = fig.plotting.plot_lines(ts, series, title=title + zoom, **kw)
             figure.axes[0].set_xlim(0.0, t_max)
             return figure
 
         return draw
 
-    bounds = [(c.lower, "lower bound"), (1.0, "baseline"), (c.upper, "upper bound")]
+    lower, upper = fig.plotting.bounds(c.lower, c.upper)
+    bounds = [lower, (1.0, f"baseline ({symbol} = 1)", fig.plotting.BASELINE_STYLE)]
+    bounds += [upper]
     title = f"Optimal engagement {symbol}(t) per {what}"
     drawn = {
         "loss.png": lambda: fig.loss(results, pair),
@@ -280,7 +283,9 @@ def figures(results, cfg, groups, what: str, symbol: str) -> dict:
             early = name.replace(".png", "_early.png")
             drawn[early] = lambda draw=drawn[name]: draw(2 * t99)
     if "sgd_ts" in results:
-        title = f"SGD replay (dotted, mean of {len(runs)} seeds) vs gradient flow"
+        title = (
+            f"SGD replay (dotted, mean ± sd over {len(runs)} seeds) vs gradient flow"
+        )
         drawn["sgd_replay.png"] = lines(loss, title, "expected loss ⟨L⟩")
     return drawn | fig.optimisation(results)
 
