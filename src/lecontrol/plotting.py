@@ -30,6 +30,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
@@ -44,6 +45,7 @@ __all__ = [
     "early_time",
     "letter_panels",
     "main_axes",
+    "panel_grid",
     "plot_curves_by_value",
     "plot_difference",
     "plot_lines",
@@ -171,8 +173,12 @@ def time_axis(ax, scale: str = "auto", lines=None) -> str:
     steps = np.concatenate([np.diff(x) for x, _ in lines])
     dt = float(steps[steps > 0].min()) if (steps > 0).any() else 1.0
     te = t1 if te is None else te
-    ax.set_xscale("symlog", linthresh=max((te - t0) / 5, dt), linscale=0.5)
+    linthresh = max((te - t0) / 5, dt)
+    ax.set_xscale("symlog", linthresh=linthresh, linscale=1.0)
     ax.set_xlim(t0, t1)
+    decades = 10.0 ** np.arange(np.ceil(np.log10(linthresh)), np.log10(t1) + 1e-9)
+    ticks = [t for t in (0.0, *decades) if t0 <= t <= t1]  # none inside (0, τ)
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
     return "symlog"
 
 
@@ -251,8 +257,31 @@ def letter_panels(fig) -> list[str]:
 # ---------------------------------------------------------------------- figures
 
 
-def _axes(title: str, xlabel: str, ylabel: str) -> tuple[Figure, plt.Axes]:
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+def panel_grid(
+    n: int, *, columns: int = 2, title: str | None = None
+) -> tuple[Figure, list]:
+    """A figure of `n` panels, `columns` to a row, for the plotters' `ax=`
+    (`lecontrol.io.save_figure` letters them a, b, c, …).
+
+    **Returns:** the figure and its `n` axes, in reading order.
+    """
+    columns = min(n, columns)
+    rows = math.ceil(n / columns)
+    size = (5.6 * columns, 3.9 * rows)
+    fig, axes = plt.subplots(rows, columns, figsize=size, layout="constrained")
+    axes = list(np.atleast_1d(axes).ravel())
+    for ax in axes[n:]:
+        fig.delaxes(ax)
+    if title:
+        fig.suptitle(title)
+    return fig, axes[:n]
+
+
+def _axes(title: str, xlabel: str, ylabel: str, ax=None) -> tuple[Figure, plt.Axes]:
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+    else:
+        fig = ax.figure
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -267,6 +296,13 @@ def _columns(arr: np.ndarray, n: int, name: str) -> np.ndarray:
             f"there are {n} times."
         )
     return arr.reshape(n, -1)
+
+
+def _legend(ax) -> None:
+    """A legend; a long one in two small columns, so it covers fewer curves."""
+    n = len(ax.get_legend_handles_labels()[1])
+    long = dict(ncols=2, fontsize="small") if n > 5 else {}
+    ax.legend(loc="best", **long)
 
 
 def _hline(ax, line) -> None:
@@ -284,6 +320,7 @@ def plot_lines(
     styles: Mapping[str, Mapping] | None = None,
     hlines: Sequence[tuple] = (),
     time_scale: str = "auto",
+    ax=None,
 ) -> Figure:
     """Curves over time, one legend entry per series.
 
@@ -300,12 +337,13 @@ def plot_lines(
       (e.g. `BASELINE_STYLE`, `REFERENCE_STYLE`).
     - `time_scale`: the time axis, `"auto"`, `"symlog"` or `"linear"`
       (`time_axis`; use `"linear"` with an `xlabel` that is not time).
+    - `ax`: draw into this axes (a panel of `panel_grid`) instead of a new figure.
 
     **Returns:** the figure.
     """
     ts = check_plottable("ts", ts)
     styles = styles or {}
-    fig, ax = _axes(title, xlabel, ylabel)
+    fig, ax = _axes(title, xlabel, ylabel, ax)
     for label, values in series.items():
         style = dict(styles.get(label, {}))
         if isinstance(values, SeedRuns):
@@ -319,7 +357,7 @@ def plot_lines(
     for line in hlines:
         _hline(ax, line)
     time_axis(ax, time_scale)
-    ax.legend(loc="best")
+    _legend(ax)
     return fig
 
 
@@ -332,11 +370,13 @@ def plot_difference(
     label: str,
     xlabel: str = TIME_LABEL,
     time_scale: str = "auto",
+    ax=None,
 ) -> Figure:
-    """A signed difference over time, shaded above (green) and below (red) zero."""
+    """A signed difference over time, shaded above (green) and below (red) zero
+    (`time_scale`, `ax`: as for `plot_lines`)."""
     ts = check_plottable("ts", ts)
     d = _columns(check_plottable(label, diff), ts.shape[0], label)[:, 0]
-    fig, ax = _axes(title, xlabel, ylabel)
+    fig, ax = _axes(title, xlabel, ylabel, ax)
     ax.axhline(0.0, color="0.4", linewidth=0.8)
     ax.plot(ts, d, label=label, **CONTROL_STYLE)
     ax.fill_between(

@@ -252,12 +252,13 @@ def figures(results, cfg, groups, what: str, symbol: str) -> dict:
         styles[key] = {"color": f"C{2 * i + 1}", "linestyle": ":"}
 
     def lines(series, title, ylabel, hlines=()):
-        def draw(t_max=None):  # t_max: zoom on [0, t_max], a linear time axis
+        def draw(t_max=None, ax=None):  # t_max: zoom on [0, t_max], linear time
             zoom = f", t ≤ {t_max:.3g}" if t_max else ""
-            kw = dict(ylabel=ylabel, styles=styles, hlines=hlines)
+            kw = dict(ylabel=ylabel, styles=styles, hlines=hlines, ax=ax)
             kw["time_scale"] = "linear" if t_max else "auto"
             figure = fig.plotting.plot_lines(ts, series, title=title + zoom, **kw)
-            figure.axes[0].set_xlim(0.0, t_max)
+            if t_max:
+                (ax or figure.axes[0]).set_xlim(0.0, t_max)
             return figure
 
         return draw
@@ -267,13 +268,20 @@ def figures(results, cfg, groups, what: str, symbol: str) -> dict:
     bounds += [upper]
     title = f"Optimal engagement {symbol}(t) per {what}"
     drawn = {
-        "loss.png": lambda: fig.loss(results, pair),
+        "loss.png": lambda ax=None: fig.loss(results, pair, ax),
         f"{what}_losses.png": lines(
             parts, f"Loss per {what}, dashed: baseline", "loss"
         ),
         "engagement.png": lines(engagement, title, f"engagement {symbol}(t)", bounds),
-        "net_reward_difference.png": lambda: fig.net_reward_difference(results, symbol),
+        "net_reward_difference.png": lambda ax=None: fig.net_reward_difference(
+            results, symbol, ax
+        ),
     }
+    panels = ("engagement.png", f"{what}_losses.png", "loss.png")
+    panels += ("net_reward_difference.png",)
+    overview = [lambda ax, d=drawn[k]: d(ax=ax) for k in panels]
+    title = f"Optimal {what} engagement {symbol}(t) vs {symbol} = 1"
+    drawn = {"overview.png": fig.overview(overview, title)} | drawn
     # When learning ends early, zoom on it: up to twice the time the baseline
     # needs for 99% of its progress, if that is under half the run.
     base = results["baseline_loss"]
@@ -375,7 +383,8 @@ def experiment(
         drawn |= {k: lambda d=d: d(results, cfg) for k, d in more_figures.items()}
         return fig.save(drawn, out_dir)
 
-    names = ("loss.png", f"{what}_losses.png", "engagement.png", "sgd_replay.png?")
+    names = ("overview.png", "loss.png", f"{what}_losses.png", "engagement.png")
+    names += ("sgd_replay.png?",)
     names += ("net_reward_difference.png", f"{what}_losses_early.png?")
     names += ("engagement_early.png?", "optimisation.png?", *more_figures)
     return Experiment(
