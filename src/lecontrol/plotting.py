@@ -176,8 +176,9 @@ def time_axis(ax, scale: str = "auto", lines=None) -> str:
     linthresh = max((te - t0) / 5, dt)
     ax.set_xscale("symlog", linthresh=linthresh, linscale=1.0)
     ax.set_xlim(t0, t1)
-    decades = 10.0 ** np.arange(np.ceil(np.log10(linthresh)), np.log10(t1) + 1e-9)
-    ticks = [t for t in (0.0, *decades) if t0 <= t <= t1]  # none inside (0, τ)
+    first = np.ceil(np.log10(linthresh / 3))  # no tick crowding the one at 0
+    decades = 10.0 ** np.arange(first, np.log10(t1) + 1e-9)
+    ticks = [t for t in (0.0, *decades) if t0 <= t <= t1]
     ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
     return "symlog"
 
@@ -379,10 +380,9 @@ def plot_difference(
     fig, ax = _axes(title, xlabel, ylabel, ax)
     ax.axhline(0.0, color="0.4", linewidth=0.8)
     ax.plot(ts, d, label=label, **CONTROL_STYLE)
-    ax.fill_between(
-        ts, d, 0.0, where=d >= 0, color="tab:green", alpha=0.25, label="gain"
-    )
-    ax.fill_between(ts, d, 0.0, where=d < 0, color="tab:red", alpha=0.25, label="loss")
+    shade = dict(alpha=0.25, interpolate=True)  # up to the zero crossings
+    ax.fill_between(ts, d, 0.0, where=d >= 0, color="tab:green", label="gain", **shade)
+    ax.fill_between(ts, d, 0.0, where=d < 0, color="tab:red", label="loss", **shade)
     time_axis(ax, time_scale)
     ax.legend(loc="best")
     return fig
