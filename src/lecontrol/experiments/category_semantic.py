@@ -120,9 +120,11 @@ EXPERIMENT = eng.experiment(
         "level_engagement_centre_time",
         "level_engagement_mean",
     ),
-    paper_rank=lambda cfg: lc.tasks.SemanticHierarchy(
-        cfg.task.levels
-    ).level_of_output(),
+    ranks={
+        "paper_rank": lambda cfg: lc.tasks.SemanticHierarchy(
+            cfg.task.levels
+        ).level_of_output()
+    },
     checks=(
         MORE_ENGAGEMENT,
         eng.engaged_in_order(
