@@ -202,15 +202,29 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
 # -------------------------------------------------------------------------- PNG
 
 
-def save_figure(fig, path: str | os.PathLike, *, dpi: int = 120) -> Path:
+def save_figure(
+    fig, path: str | os.PathLike, *, dpi: int = 120, letters: bool = True
+) -> Path:
     """Save a matplotlib figure as PNG, atomically, and close it.
+
+    **Arguments:**
+
+    - `fig`: the figure.
+    - `path`: the PNG file written.
+    - `dpi`: its resolution.
+    - `letters`: letter the panels of a multi-panel figure a, b, c, …
+      (`lecontrol.plotting.letter_panels`); one-panel figures get none.
 
     **Returns:** the path written.
     """
     import matplotlib.pyplot as plt
 
+    from . import plotting
+
     path = Path(path)
     try:
+        if letters:
+            plotting.letter_panels(fig)
         with atomic_file(path, "wb") as f:
             fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
     finally:

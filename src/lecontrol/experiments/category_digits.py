@@ -4,7 +4,8 @@ r"""Category engagement on the ten digits (the paper's Sec. 5, Fig. 4h-k).
 error weighted by $\varphi_c(t)^2$, $\varphi \in [0, 2]$, at the fixed-total
 cost $\beta(\lVert\varphi\rVert^2 - 10)^2$, vs $\varphi = 1$, replayed on SGD.
 **Figures:** engagement and loss per class (and zoomed on the start), total
-loss, net-reward difference, SGD replay, optimisation, and the class-proportion
+loss, net-reward difference (these four lettered in `overview.png`), SGD
+replay (mean ± sd over seeds), optimisation, and the class-proportion
 curriculum (Fig. 4l,m; `shared.proportions`): a plain network trained by SGD on
 batches whose class proportions follow $\varphi(t)$, against uniform batches.
 **Findings:** checked: `easier_first`, easier digits are engaged first, in

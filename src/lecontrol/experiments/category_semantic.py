@@ -5,7 +5,8 @@ small weights (std 1e-4, App. J: levels learnt one after another), feature
 $c$'s error weighted by $\varphi_c(t)^2$, $\varphi \in [0, 2]$, at the cost
 $\beta(\lVert\varphi\rVert^2 - 15)^2$, vs $\varphi = 1$, replayed on SGD.
 **Figures:** engagement and loss per level, mean engagement per level
-(`engagement_levels.png`), total loss, net reward, SGD replay, optimisation.
+(`engagement_levels.png`), total loss, net reward (four of them lettered in
+`overview.png`), SGD replay (mean ± sd over seeds), optimisation.
 **Findings:** checked: higher levels (0 = root) get more engagement
 (`higher_levels_more_engagement`) and are engaged earlier
 (`higher_levels_earlier`); measured: `level_findings`,
@@ -99,7 +100,7 @@ def level_figure(results, cfg):
         level_means(results, cfg),
         title="Mean engagement φ(t) per level of the hierarchy (0 = root)",
         ylabel="mean engagement of the level's features",
-        hlines=[(1.0, "baseline")],
+        hlines=[(1.0, "baseline (φ = 1)", fig.plotting.BASELINE_STYLE)],
     )
 
 

@@ -4,7 +4,8 @@ r"""Attentive task engagement on three digit pairs (the paper's Sec. 5, Fig. 4a-
 weighted by $\psi_\tau(t) \in [0, 2]$ at the cost $\beta\lVert\psi - 1\rVert^2$,
 vs $\psi = 1$, replayed on SGD (`shared.engagement`).
 **Figures:** engagement and loss per task (and zoomed on the start), total
-loss, net-reward difference, SGD replay, optimisation.
+loss, net-reward difference (these four lettered in `overview.png`), SGD
+replay (mean ± sd over seeds), optimisation.
 **Findings:** easier tasks are let go first (`order_by_engagement_release` =
 `order_by_difficulty`); no task is fully disengaged (`engagement_min`).
 """

@@ -9,7 +9,8 @@ the paper's Algorithm 1, projected gradient ascent at the rate
 `optimiser.lr`, for a faithful replay), compared with the baseline $g = 0$.
 
 **Figures:** the optimal control, the expected loss and the weight of both
-runs, the net-reward difference, and the optimisation's progress (Fig. 2).
+runs, the net-reward difference (each alone and together, lettered, in
+`overview.png`), and the optimisation's progress (Fig. 2).
 
 **Findings** (checked, with the baseline and a time-reversed control as
 negative controls): `control_early` ($g$ is largest early and decays),
@@ -62,29 +63,49 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
 
 
 def plot(results, cfg, out_dir: Path) -> list[Path]:
-    """The paper's single-neuron panels (Fig. 2), from the saved arrays."""
+    """The paper's single-neuron panels (Fig. 2), each on its own and together
+    in `overview.png`, from the saved arrays."""
     ts = results["ts"]
     pair = fig.pair("baseline (g = 0)")
     base, ctrl = list(pair)
     c = cfg.control
-    figures = {
-        "control.png": lambda: fig.plotting.plot_lines(
+
+    def control(ax=None):
+        return fig.plotting.plot_lines(
             ts,
             {ctrl: results["control_g"]},
             title="Optimal gain control g(t)",
             ylabel="control g(t)",
             styles=pair,
-            hlines=[(c.lower, "lower bound"), (c.upper, "upper bound")],
-        ),
-        "loss.png": lambda: fig.loss(results, pair),
-        "net_reward_difference.png": lambda: fig.net_reward_difference(results, "g"),
-        "weights.png": lambda: fig.plotting.plot_lines(
+            hlines=fig.plotting.bounds(c.lower, c.upper),
+            ax=ax,
+        )
+
+    def weights(ax=None):
+        return fig.plotting.plot_lines(
             ts,
             {base: results["baseline_w"], ctrl: results["control_w"]},
             title="Weight w(t)",
             ylabel="weight w",
             styles=pair,
+            ax=ax,
+        )
+
+    def loss(ax=None):
+        return fig.loss(results, pair, ax)
+
+    def net_reward(ax=None):
+        return fig.net_reward_difference(results, "g", ax)
+
+    figures = {
+        "overview.png": fig.overview(
+            [net_reward, loss, control, weights],  # a, c: Fig. 2a, 2c
+            "Single neuron with gain control: optimal g(t) vs g = 0",
         ),
+        "control.png": control,
+        "loss.png": loss,
+        "net_reward_difference.png": net_reward,
+        "weights.png": weights,
     }
     return fig.save(figures | fig.optimisation(results), out_dir)
 
@@ -161,6 +182,7 @@ EXPERIMENT = Experiment(
     run=run,
     plot=plot,
     figures=(
+        "overview.png",
         "control.png",
         "loss.png",
         "net_reward_difference.png",

@@ -249,29 +249,40 @@ def figures(results, cfg, groups, what: str, symbol: str) -> dict:
             styles[f"{lab} {p}"] = styles[lab] | {"linestyle": dash}
     for i, p in enumerate(("baseline", "control") if "sgd_ts" in results else ()):
         runs, key = results[f"sgd_{p}_loss"], f"SGD, {p}"
-        loss[key] = runs.mean(axis=0)  # sgd_ts are ts
+        loss[key] = fig.plotting.SeedRuns(runs)  # sgd_ts are ts
         styles[key] = {"color": f"C{2 * i + 1}", "linestyle": ":"}
 
     def lines(series, title, ylabel, hlines=()):
-        def draw(t_max=None):  # t_max: zoom on [0, t_max]
+        def draw(t_max=None, ax=None):  # t_max: zoom on [0, t_max], linear time
             zoom = f", t ≤ {t_max:.3g}" if t_max else ""
-            kw = dict(ylabel=ylabel, styles=styles, hlines=hlines)
+            kw = dict(ylabel=ylabel, styles=styles, hlines=hlines, ax=ax)
+            kw["time_scale"] = "linear" if t_max else "auto"
             figure = fig.plotting.plot_lines(ts, series, title=title + zoom, **kw)
-            figure.axes[0].set_xlim(0.0, t_max)
+            if t_max:
+                (ax or figure.axes[0]).set_xlim(0.0, t_max)
             return figure
 
         return draw
 
-    bounds = [(c.lower, "lower bound"), (1.0, "baseline"), (c.upper, "upper bound")]
+    lower, upper = fig.plotting.bounds(c.lower, c.upper)
+    bounds = [lower, (1.0, f"baseline ({symbol} = 1)", fig.plotting.BASELINE_STYLE)]
+    bounds += [upper]
     title = f"Optimal engagement {symbol}(t) per {what}"
     drawn = {
-        "loss.png": lambda: fig.loss(results, pair),
+        "loss.png": lambda ax=None: fig.loss(results, pair, ax),
         f"{what}_losses.png": lines(
             parts, f"Loss per {what}, dashed: baseline", "loss"
         ),
         "engagement.png": lines(engagement, title, f"engagement {symbol}(t)", bounds),
-        "net_reward_difference.png": lambda: fig.net_reward_difference(results, symbol),
+        "net_reward_difference.png": lambda ax=None: fig.net_reward_difference(
+            results, symbol, ax
+        ),
     }
+    panels = ("engagement.png", f"{what}_losses.png", "loss.png")
+    panels += ("net_reward_difference.png",)
+    overview = [lambda ax, d=drawn[k]: d(ax=ax) for k in panels]
+    title = f"Optimal {what} engagement {symbol}(t) vs {symbol} = 1"
+    drawn = {"overview.png": fig.overview(overview, title)} | drawn
     # When learning ends early, zoom on it: up to twice the time the baseline
     # needs for 99% of its progress, if that is under half the run.
     base = results["baseline_loss"]
@@ -281,7 +292,9 @@ def figures(results, cfg, groups, what: str, symbol: str) -> dict:
             early = name.replace(".png", "_early.png")
             drawn[early] = lambda draw=drawn[name]: draw(2 * t99)
     if "sgd_ts" in results:
-        title = f"SGD replay (dotted, mean of {len(runs)} seeds) vs gradient flow"
+        title = (
+            f"SGD replay (dotted, mean ± sd over {len(runs)} seeds) vs gradient flow"
+        )
         drawn["sgd_replay.png"] = lines(loss, title, "expected loss ⟨L⟩")
     return drawn | fig.optimisation(results)
 
@@ -392,7 +405,8 @@ def experiment(
             drawn["engagement_seeds.png"] = lambda: spread.figure(*args)
         return fig.save(drawn, out_dir)
 
-    names = ("loss.png", f"{what}_losses.png", "engagement.png", "sgd_replay.png?")
+    names = ("overview.png", "loss.png", f"{what}_losses.png", "engagement.png")
+    names += ("sgd_replay.png?",)
     names += ("net_reward_difference.png", f"{what}_losses_early.png?")
     names += ("engagement_early.png?", "optimisation.png?", *more_figures)
     names += ("engagement_seeds.png?",)

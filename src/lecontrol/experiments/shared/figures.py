@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ __all__ = [
     "loss",
     "net_reward_difference",
     "optimisation",
+    "overview",
     "pair",
     "plotting",
     "save",
@@ -39,8 +40,9 @@ def pair(baseline_label: str) -> dict[str, dict]:
     }
 
 
-def loss(results: Mapping[str, np.ndarray], styles: Mapping[str, dict]):
-    """Expected loss $\\langle L\\rangle(t)$ of the baseline and of the control."""
+def loss(results: Mapping[str, np.ndarray], styles: Mapping[str, dict], ax=None):
+    """Expected loss $\\langle L\\rangle(t)$ of the baseline and of the control
+    (into `ax`, a panel, if given)."""
     base, ctrl = list(styles)
     return plotting.plot_lines(
         results["ts"],
@@ -48,18 +50,35 @@ def loss(results: Mapping[str, np.ndarray], styles: Mapping[str, dict]):
         title="Expected loss ⟨L⟩(t)",
         ylabel="expected loss ⟨L⟩",
         styles=styles,
+        ax=ax,
     )
 
 
-def net_reward_difference(results: Mapping[str, np.ndarray], symbol: str):
-    """$v_\\text{control}(t) - v_\\text{baseline}(t)$, the discounted net reward's gap."""
+def net_reward_difference(results: Mapping[str, np.ndarray], symbol: str, ax=None):
+    """$v_\\text{control}(t) - v_\\text{baseline}(t)$, the discounted net reward's
+    gap (into `ax`, a panel, if given)."""
     return plotting.plot_difference(
         results["ts"],
         results["control_v"] - results["baseline_v"],
         title="Net reward: control minus baseline",
         ylabel="v_control(t) − v_baseline(t)",
         label=f"γ^t [η P − C({symbol})] difference",
+        ax=ax,
     )
+
+
+def overview(panels: Sequence[Callable], title: str) -> Callable:
+    """A drawing function of one multi-panel figure (lettered a, b, c, … when
+    saved): `panels` draw into the axes they are given, in reading order, each
+    choosing its own time axis (`plotting.time_axis`)."""
+
+    def draw():
+        figure, axes = plotting.panel_grid(len(panels), title=title)
+        for panel, ax in zip(panels, axes):
+            panel(ax)
+        return figure
+
+    return draw
 
 
 def optimisation(results: Mapping[str, np.ndarray]) -> dict[str, Callable]:

@@ -273,13 +273,14 @@ def heatmap(results, cfg):
     c = cfg.control
     lim = max(abs(c.lower), abs(c.upper), float(np.abs(image).max()), 1e-12)
     figure, ax = plt.subplots(figsize=(7.2, 4.2), layout="constrained")
-    kw = dict(aspect="auto", origin="lower", interpolation="nearest", cmap="RdBu_r")
-    extent = (ts[0], ts[-1], 0, image.shape[0])
-    mesh = ax.imshow(image, vmin=-lim, vmax=lim, extent=extent, **kw)
+    rows_at = np.arange(image.shape[0] + 1)
+    kw = dict(vmin=-lim, vmax=lim, cmap="RdBu_r", shading="nearest")
+    mesh = ax.pcolormesh(ts, rows_at[:-1] + 0.5, image, **kw)
     ax.axhline(rows[0].shape[0], color="k", linewidth=0.8)
     ylabel = f"weight index (G1: 0–{rows[0].shape[0] - 1}, then G2)"
     title = "Optimal gains G(t), one row per weight"
     ax.set(title=title, xlabel=plotting.TIME_LABEL, ylabel=ylabel)
+    plotting.time_axis(ax, lines=[(ts, image.T)])
     figure.colorbar(mesh, ax=ax, label="gain G")
     return figure
 
@@ -288,12 +289,14 @@ def norms_figure(results):
     """$L_1$ and $L_2$ norms of the raw weights, baseline vs control."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
     titles = {"l1": "L1 norm Σ|W|", "l2": "L2 norm (Σ W²)^½"}
+    ylabels = {"l1": "Σ|W| over both layers", "l2": "(Σ W²)^½ over both layers"}
     for ax, (norm, title) in zip(axes, titles.items()):
         for (label, style), run in zip(PAIR.items(), RUNS):
             y = plotting.check_plottable(norm, results[f"{run}_{norm}"])
             ax.plot(results["ts"], y, label=label, **style)
-        ax.set(title=title, xlabel=plotting.TIME_LABEL)
+        ax.set(title=title, xlabel=plotting.TIME_LABEL, ylabel=ylabels[norm])
         ax.grid(True, alpha=0.3)
+        plotting.time_axis(ax)
         ax.legend(loc="best")
     return figure
 
