@@ -368,3 +368,22 @@ def test_curriculum_check_holds_only_when_the_curriculum_learns_faster():
     assert (
         proportions.CURRICULUM.check(_proportion_runs(1.0, 1.0, 1.0)).status == "fails"
     )
+
+
+def test_task_engagement_optimises_every_seed(quick_run):
+    """The paper's 5 trainings: the quick variant optimises 2 seeds of the
+    initial weights; the first is the run's own optimum, the second another
+    problem (different weights, so a different optimum)."""
+    if quick_run.name not in ENGAGEMENT:
+        pytest.skip("task engagement only")
+    s, r = quick_run.summary, quick_run.results
+    g = r["seeds_control_g"]
+    assert s["control_seeds"] == 2 and g.shape == (2, *r["control_g"].shape)
+    np.testing.assert_array_equal(g[0], r["control_g"])
+    assert np.max(np.abs(g[1] - g[0])) > 1e-6
+    assert r["seeds_baseline_loss"].shape == (2, len(r["ts"]))
+    assert not np.array_equal(r["seeds_baseline_loss"][0], r["seeds_baseline_loss"][1])
+    assert s["control_seeds_projected_grad_norm"] == pytest.approx(
+        np.max(r["seeds_projected_grad_norm"])
+    )
+    assert "engagement_seeds.png" in s["figures"]

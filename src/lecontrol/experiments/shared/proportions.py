@@ -102,34 +102,28 @@ def figure(results, cfg):
     loss per class of the curriculum (solid) and of uniform batches (dashed)."""
     import matplotlib.pyplot as plt
 
-    ts = results["proportions_ts"]
+    p, ts = fig.plotting, results["proportions_ts"]
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained")
     styles = {
-        "uniform": fig.plotting.BASELINE_STYLE,
-        "curriculum": fig.plotting.CONTROL_STYLE,
+        "uniform": p.BASELINE_STYLE,
+        "curriculum": p.CONTROL_STYLE,
         "reversed": {"color": "C3", "linestyle": ":", "linewidth": 1.6},
     }
     for run in RUNS:
-        loss = results[f"proportions_{run}_loss"]
-        mean, sd = loss.mean(0), loss.std(0)
-        left.plot(
-            ts, mean, label=f"{run} (mean ± sd, {len(loss)} seeds)", **styles[run]
+        p.seed_band(
+            left, ts, results[f"proportions_{run}_loss"], label=run, **styles[run]
         )
-        left.fill_between(
-            ts, mean - sd, mean + sd, color=styles[run]["color"], alpha=0.2
-        )
-    left.set(xlabel=fig.plotting.TIME_LABEL, ylabel="balanced loss ⟨L⟩")
+    left.set(xlabel=p.TIME_LABEL, ylabel="balanced loss ⟨L⟩")
     left.set_title("SGD with class proportions from φ(t)")
     parts_c = results["proportions_curriculum_parts"]
     parts_u = results["proportions_uniform_parts"]
-    labels = [str(x) for x in cfg.task.classes]
-    for i, lab in enumerate(labels):
+    for i, lab in enumerate(str(x) for x in cfg.task.classes):
         right.plot(ts, parts_c[:, i], color=f"C{i % 10}", label=lab)
         right.plot(ts, parts_u[:, i], color=f"C{i % 10}", linestyle="--")
-    right.set(xlabel=fig.plotting.TIME_LABEL, ylabel="loss of output c")
+    right.set(xlabel=p.TIME_LABEL, ylabel="loss of output c")
     right.set_title("Loss per class: curriculum (solid), uniform (dashed)")
     for ax in (left, right):
-        ax.set_xscale("symlog", linthresh=max(ts[-1] / 100, 1e-12))
+        p.time_axis(ax)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small", ncol=2 if ax is right else 1)
     return figure

@@ -77,33 +77,24 @@ def figure(results, labels, symbol: str, bounds):
     """The optimal control per part and the loss, mean ± sd over the seeds."""
     import matplotlib.pyplot as plt
 
+    p = fig.plotting
     ts, g = results["ts"], results["seeds_control_g"]
-    n = len(g)
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained")
     for j, lab in enumerate(labels):
-        mean, sd = g[:, :, j].mean(0), g[:, :, j].std(0)
-        left.plot(ts, mean, color=f"C{j % 10}", label=lab)
-        left.fill_between(ts, mean - sd, mean + sd, color=f"C{j % 10}", alpha=0.25)
+        p.seed_band(left, ts, g[:, :, j], label=lab, color=f"C{j % 10}")
     for value, text in bounds:
-        left.axhline(value, color="0.2", linestyle=":", linewidth=1.0)
-        left.annotate(
-            text, (ts[-1], value), fontsize="x-small", ha="right", va="bottom"
-        )
-    left.set(xlabel=fig.plotting.TIME_LABEL, ylabel=f"engagement {symbol}(t)")
-    left.set_title(f"Optimal {symbol}(t), mean ± sd over {n} seeds")
-    styles = {
-        "baseline": fig.plotting.BASELINE_STYLE,
-        "control": fig.plotting.CONTROL_STYLE,
-    }
+        left.axhline(value, **p.BOUND_STYLE)
+        kw = dict(fontsize="x-small", ha="right", va="bottom")
+        left.annotate(text, (ts[-1], value), **kw)
+    left.set(xlabel=p.TIME_LABEL, ylabel=f"engagement {symbol}(t)")
+    left.set_title(f"Optimal {symbol}(t) over {len(g)} trainings")
+    styles = {"baseline": p.BASELINE_STYLE, "control": p.CONTROL_STYLE}
     for key, style in styles.items():
-        loss = results[f"seeds_{key}_loss"]
-        mean, sd = loss.mean(0), loss.std(0)
-        right.plot(ts, mean, label=f"{key} (mean ± sd, {n} seeds)", **style)
-        right.fill_between(ts, mean - sd, mean + sd, color=style["color"], alpha=0.2)
-    right.set(xlabel=fig.plotting.TIME_LABEL, ylabel="expected loss ⟨L⟩")
-    right.set_title("Loss over the seeds")
+        p.seed_band(right, ts, results[f"seeds_{key}_loss"], label=key, **style)
+    right.set(xlabel=p.TIME_LABEL, ylabel="expected loss ⟨L⟩")
+    right.set_title("Loss over the trainings")
     for ax in (left, right):
-        ax.set_xscale("symlog", linthresh=max(ts[-1] / 100, 1e-12))
+        p.time_axis(ax)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
     return figure
