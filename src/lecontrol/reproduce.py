@@ -471,6 +471,12 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _optimiser(summary: dict, optimised: bool) -> str:
+    if not optimised:
+        return "–"
+    return f"`{_cell(summary.get('optimiser', 'not recorded'))}`"
+
+
 def tolerance(summary: dict) -> tuple[str, bool]:
     """The projected-gradient norm against `gtol`, in words, and whether it is
     above the tolerance (the optimum is not converged to it)."""
@@ -644,15 +650,18 @@ def write_report(
             continue
         s = run.summary
         pg, flagged = tolerance(s)
+        optimised = s.get("V_control") is not None  # None: nothing to optimise
         if flagged:
             above.append(job.name)
-        if s.get("gtol") is None:
+        if s.get("gtol") is None and optimised:
             untoleranced.append(job.name)
+        if not optimised:
+            pg = "– (nothing optimised)"
         L.append(
             f"| {label} | {'**quick**' if run.quick else 'full size'} | "
             f"{s.get('status')} ({s.get('iterations')} it.) | "
             f"{_cell(s.get('dataset', 'not recorded'))} | "
-            f"`{_cell(s.get('optimiser', 'not recorded'))}` | {pg} | "
+            f"{_optimiser(s, optimised)} | {pg} | "
             f"{_fmt(s.get('V_baseline'), 6)} | {_fmt(s.get('V_control'), 6)} |"
         )
     L += [""]
