@@ -480,21 +480,12 @@ def switch_loss_below(run: Run) -> Check:
 
 
 def switch_anticipation(run: Run) -> Check:
-    s = run.summary
-    per = s.get("anticipation") or []
-    f = s.get("fraction_switches_anticipated")
-    if f is None:
-        return verdict(None, "", "no switch inside the run to anticipate.")
-    rows = "; ".join(
-        f"t = {fmt(a['switch'], 3)}: {fmt(a['effort_before'], 3)} vs "
-        f"{fmt(a['effort_settled_min'], 3)}"
-        for a in per
-    )
+    v = (run.summary.get("verdicts") or {}).get("control_anticipates_switches")
+    if v is None:
+        return verdict(None, "", "no `control_anticipates_switches` verdict.")
     return verdict(
-        f == 1.0,
-        f"{sum(a['rises'] for a in per)} of {len(per)} switches: mean control effort "
-        f"in the last quarter period before the switch exceeds its minimum while the "
-        f"task is settled (switch: before vs settled minimum — {rows}).",
+        v["status"] == "holds",
+        f"{v['evidence']}. Criterion: {v['criterion']}; status `{v['status']}`.",
     )
 
 
