@@ -173,3 +173,14 @@ def test_weights_split_into_two_clusters_with_control():
     v = ts.WEIGHTS_CLUSTER.check(r)
     assert v.status == "holds", v.evidence
     assert v.negatives["baseline"] == 0.0
+
+
+def test_weights_larger_with_control_through_the_switches():
+    r = run(np.ones_like(TS))
+    r["control_w0"] = 1.2 * r["baseline_w0"]
+    r["control_w1"] = 1.2 * r["baseline_w1"]
+    v = ts.WEIGHTS_LARGER.check(r)
+    assert v.status == "holds" and v.effect == pytest.approx(0.2)
+    assert v.negatives["baseline"] == 0.0
+    r["control_w0"], r["control_w1"] = r["baseline_w0"], 1.04 * r["baseline_w1"]
+    assert ts.WEIGHTS_LARGER.check(r).status == "fails"

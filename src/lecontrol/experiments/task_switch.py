@@ -10,7 +10,7 @@ between correlated Gaussians `task.a` ($\mu = (3, 1), p = 0.8$) and `task.b`
 `control_tracks_loss_drops` (Fig. 15d; lags within half a switch period),
 `loss_below_baseline` (Fig. 5e), `control_anticipates_switches` (Fig. 5g),
 `switch_loss_falls` and `switch_cost_falls` (Fig. 5f), `weights_two_clusters`
-(App. K.3, Fig. 16); measured: `anticipation` (per switch),
+and `weights_larger` (App. K.3, Figs. 15c, 16); measured: `anticipation` (per switch),
 `switch_loss_*`, `switch_cost_control`.
 """
 
@@ -164,6 +164,20 @@ def two_clusters(r) -> tuple[float, str]:
     return eta["control"] - eta["baseline"], text
 
 
+def weights_larger(r) -> tuple[float, str]:
+    r"""The mean, over the saved times from the first switch on, of
+    $\lVert w_c(t)\rVert_2 / \lVert w_b(t)\rVert_2 - 1$ (all raw weights)."""
+    ts, first = np.asarray(r["ts"], dtype=float), float(r["switch_times"][0])
+    norm = {
+        run: np.sqrt(sum((w**2).sum(1) for w in gains.layers(r, run, "w", True)))
+        for run in gains.RUNS
+    }
+    after = ts >= first
+    ratio = norm["control"][after] / norm["baseline"][after]
+    text = f"‖w‖₂ with control / without, t ≥ {first:.3g}: mean {ratio.mean():.3f}, "
+    return float(ratio.mean() - 1), text + f"at T {ratio[-1]:.3f}"
+
+
 def below_baseline(r) -> tuple[float, str]:
     """Share of the saved times $t > 0$ at which the controlled loss is below
     the baseline's, minus 0.9."""
@@ -222,6 +236,15 @@ WEIGHTS_CLUSTER = Finding(
     margin=0.1,
     criterion="Otsu's two-group share of the variance of |w| at T over 0.1 above "
     "the baseline's",
+)
+WEIGHTS_LARGER = Finding(
+    "weights_larger",
+    "Through the switches the weights are larger with control: the cost of "
+    "switching moves into the weights (App. K.3, Fig. 15c).",
+    weights_larger,
+    margin=0.05,
+    criterion="‖w‖₂ with control over 5% above the baseline's, on average from "
+    "the first switch on",
 )
 TRACKS = gains.tracks_loss_drops_check(delayed=_delayed_by(0.5), reversed_=False)
 
@@ -332,6 +355,7 @@ EXPERIMENT = gains.experiment(
         SWITCH_LOSS_FALLS,
         SWITCH_COST_FALLS,
         WEIGHTS_CLUSTER,
+        WEIGHTS_LARGER,
         TRACKS,
     ),
     checks=("learns_faster",),
