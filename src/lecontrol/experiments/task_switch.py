@@ -296,17 +296,14 @@ def switches_figure(results):
     c = np.expm1(float(results["cost_beta"]) * gains.control_norm(results) ** 2)
     c = c / c.max() if c.max() > 0 else c
     g2 = g.twinx()
+    last = len(k) - 1
     for j, s in enumerate(results["switch_times"]):
-        near = _between(ts, s - 0.5 * p, s + 0.5 * p)
-        colour = plt.get_cmap("viridis")(j / max(len(k) - 1, 1))
-        g.plot(
-            ts[near] - s,
-            results["control_loss"][near],
-            color=colour,
-            lw=1.6,
-            label=f"switch {j + 1}",
-        )
-        g2.plot(ts[near] - s, c[near], color=colour, lw=1.0, linestyle="--")
+        near = _between(ts, s - 0.25 * p, s + 0.25 * p)
+        colour = plt.get_cmap("viridis")(j / max(last, 1))
+        label = f"switch {j + 1}" if j in (0, last) else None
+        x = ts[near] - s
+        g.plot(x, results["control_loss"][near], color=colour, lw=1.6, label=label)
+        g2.plot(x, c[near], color=colour, lw=1.0, linestyle="--")
     g.axvline(0.0, color="tab:purple", alpha=0.4)
     g.set(
         title="(g) Controlled loss (solid) and cost C ÷ max (dashed)",
