@@ -10,12 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "best_lag",
     "crossing_time",
+    "delayed_control",
     "levels_sooner",
     "fraction_in_first_quarter",
     "integral",
     "rank_correlation",
     "steepest_drop_time",
+    "two_cluster_separation",
 ]
 
 
@@ -84,3 +87,63 @@ def levels_sooner(results) -> tuple[float, str]:
     text = ", ".join(f"{b:.3g} → {c:.3g}" for b, c in pairs)
     gain = float(np.min(1 - times["control"] / times["baseline"]))
     return gain, f"time to halve each level's loss, baseline → control: {text}"
+
+
+def best_lag(ts, a, b, max_lag: float) -> tuple[float, float]:
+    r"""The lag $\tau^*$ at which `b` follows `a` best: the $\tau$, $|\tau| \le$
+    `max_lag`, of the largest cross-correlation
+    $c(\tau) = \sum_t \hat a(t)\,\hat b(t + \tau) / (N\sigma_a\sigma_b)$ on the
+    $N$ saved times `ts` (evenly spaced; $\hat a$, $\hat b$: `a`, `b` less their
+    means, zero outside the run, so that a lag which pushes a peak out of the
+    run loses it; $c(0)$ is Pearson's $r$; $\tau^* > 0$: `b` comes after `a`).
+
+    **Returns:** $\tau^*$ and $c(\tau^*)$; nan and nan for a constant signal.
+    """
+    ts = np.asarray(ts, dtype=float)
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if not (np.ptp(a) > 0 and np.ptp(b) > 0):
+        return float("nan"), float("nan")
+    dt, n = (ts[-1] - ts[0]) / (len(ts) - 1), len(ts)
+    a, b = (a - a.mean()) / a.std(), (b - b.mean()) / b.std()
+    c = np.correlate(b, a, mode="full") / n  # c[n - 1 + k] = Σ a(t) b(t + k)
+    k = np.arange(-(n - 1), n)
+    keep = np.abs(k) <= int(max_lag / dt + 1e-9)
+    best = int(np.argmax(np.where(keep, c, -np.inf)))
+    return float(k[best] * dt), float(c[best])
+
+
+def delayed_control(results, lag: float) -> dict:
+    r"""The run with its optimised control delayed by `lag` $\ell$ (a negative
+    control for claims about *when* the control acts): every `control_g*`
+    array $g(t)$ becomes $g(t - \ell)$ on the saved times `ts` (the nearest
+    earlier sample), and 0 for $t < t_0 + \ell$; the other arrays are
+    unchanged."""
+    out, ts = dict(results), np.asarray(results["ts"], dtype=float)
+    late = ts - lag >= ts[0] - 1e-12 * (1 + abs(lag))
+    source = np.searchsorted(ts, ts - lag + 1e-12 * (1 + abs(lag)), side="right") - 1
+    source = np.clip(source, 0, len(ts) - 1)
+    for key in results:
+        if key.startswith("control_g"):
+            g = np.asarray(results[key])[source]
+            out[key] = np.where(late.reshape((-1,) + (1,) * (g.ndim - 1)), g, 0 * g)
+    return out
+
+
+def two_cluster_separation(x) -> tuple[float, int]:
+    r"""How well the values `x` split into two groups: Otsu's criterion, the
+    largest share of the variance of `x` between the two groups of a split at
+    a threshold, $\eta = \max_\theta \sigma^2_\text{between} / \sigma^2$, in
+    $[0, 1]$ (1: two tight clusters; about 0.67 for a half-normal sample).
+
+    **Returns:** $\eta$ (nan for constant `x`) and the size of the upper group.
+    """
+    x = np.sort(np.asarray(x, dtype=float).ravel())
+    n, total = x.size, float(np.var(x))
+    if n < 2 or not total > 0:
+        return float("nan"), 0
+    k = np.arange(1, n)  # the lower group is x[:k]
+    mean_low = np.cumsum(x)[:-1] / k
+    mean_high = (x.sum() - np.cumsum(x)[:-1]) / (n - k)
+    between = (k / n) * (1 - k / n) * (mean_high - mean_low) ** 2
+    best = int(np.argmax(between))
+    return float(between[best] / total), int(n - k[best])

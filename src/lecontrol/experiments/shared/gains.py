@@ -18,6 +18,10 @@ an experiment adds (`plot`).
 the steepest loss drops (`t_steepest_drop_*`), the loss falls faster
 (`t_threshold_*`, `cumulative_loss_*`) and the weights end sparser
 (`final_l1_*`, `final_l1_over_l2_*`). The SGD replay (`sgd_*`) checks the ODE.
+Checked (`CHECKS`): `control_early`, `learns_faster`, `sparser_weights`, and
+`control_tracks_loss_drops` (the lag at which $|d\langle L\rangle/dt|$ best
+follows $\lVert G(t)\rVert$ is within 5% of $T$; it fails on the control
+reversed or delayed by $T/4$); `loss_rate.png` draws both, normalised.
 """
 
 import jax
@@ -43,6 +47,7 @@ FAMILY = dict(
     | dict(replay_batch=32, replay_seeds=4),
 )
 FIGURES = ("loss.png", "control.png", "control_heatmap.png", "weight_norms.png")
+FIGURES += ("loss_rate.png",)
 FIGURES += ("net_reward_difference.png", "sgd_replay.png?", "optimisation.png?")
 _PER_RUN = ("t_steepest_drop", "t_threshold", "cumulative_loss", "final_l1")
 FINDINGS = ("V_gain", "control_fraction_first_quarter", "t_peak_control") + tuple(
@@ -87,6 +92,81 @@ def sparser(r) -> tuple[float, str]:
     ], f"L1/L2 at T {rho[1]:.4g} with control, {rho[0]:.4g} without"
 
 
+def control_norm(r, run: str = "control"):
+    r"""The control's size $\lVert G(t) - G_\text{base}\rVert =
+    (\sum_i\lVert G_i(t)\rVert_F^2)^{1/2}$ over time ($G_\text{base} = 0$)."""
+    return np.sqrt(sum((g**2).sum(1) for g in layers(r, run, "g", flat=True)))
+
+
+def loss_rate(r, run: str = "control"):
+    r"""$|d\langle L\rangle/dt|$ of a run over the saved times (central
+    differences), within each stretch between the task switches `switch_times`
+    where saved: the jump of the loss at a switch is a change of task, not a
+    drop."""
+    ts, loss = np.asarray(r["ts"], dtype=float), np.asarray(r[f"{run}_loss"], float)
+    cuts = np.searchsorted(ts, np.asarray(r.get("switch_times", ()), dtype=float))
+    rate = np.zeros_like(loss)
+    for i, j in zip([0, *cuts], [*cuts, len(ts)]):
+        if j - i > 1:
+            rate[i:j] = np.gradient(loss[i:j], ts[i:j])
+    return np.abs(rate)
+
+
+NEAR, MIN_CORRELATION = 0.05, 0.5
+"""`tracks_loss_drops`: the largest lag that counts as "near" (a share of
+the horizon), and the correlation the best lag needs."""
+
+
+def tracks_loss_drops(r) -> tuple[float, str]:
+    r"""$\text{NEAR} - |\tau^*| / T$, $\tau^*$ the lag at which the controlled
+    loss's rate $|d\langle L\rangle/dt|$ best follows the control's size
+    $\lVert G(t)\rVert$ (`findings.best_lag`, over lags within $\pm T/2$, or
+    half the `switch_period` where saved: a whole period would line up the next
+    switch); $-\infty$ when the cross-correlation at $\tau^*$ is not above
+    `MIN_CORRELATION` (nothing lines up).
+
+    A lag rather than a correlation at lag 0 over $t > t_0$: a control and a
+    loss rate that are both large early and small late correlate at lag 0 even
+    when their peaks are apart (on the quick `effort-gaussians` run, with the
+    first 5% of $T$ left out, $r = 0.95$, and 0.81 for the control delayed by
+    $T/4$: that check could not tell them apart)."""
+    ts = np.asarray(r["ts"], dtype=float)
+    span = ts[-1] - ts[0]
+    most = 0.5 * float(r["switch_period"]) if "switch_period" in r else span / 2
+    lag, c = findings.best_lag(ts, control_norm(r), loss_rate(r), most)
+    text = f"|dL/dt| follows ‖G(t)‖ best at lag {lag:.3g} (r = {c:.3f}, lags "
+    text += f"up to ±{most:.3g} searched), T = {span:.4g}"
+    if not c > MIN_CORRELATION:
+        return -float("inf") if np.isfinite(c) else float("nan"), text
+    return NEAR - abs(lag) / span, text
+
+
+def _delayed(share: float):
+    """The negative control "the control delayed by `share` of the horizon"."""
+
+    def delayed(r):
+        return findings.delayed_control(r, share * (r["ts"][-1] - r["ts"][0]))
+
+    return (f"delayed by {share:g} T", delayed)
+
+
+def tracks_loss_drops_check(delayed=_delayed(0.25), reversed_=True) -> Finding:
+    """The finding "control near the steepest loss drops", failing on the
+    baseline, on the control `delayed` (a `(name, transform)` negative
+    control) and, with `reversed_`, on the control reversed in time."""
+    controls = ("baseline",) + ("reversed",) * reversed_ + (delayed,)
+    return Finding(
+        "control_tracks_loss_drops",
+        "Control is concentrated near the steepest loss drops (Figs. 5d, 10d, "
+        "11d, 15d).",
+        tracks_loss_drops,
+        margin=0.0,
+        criterion=f"|dL/dt| of the controlled run follows ‖G(t)‖ best (cross-"
+        f"correlation > {MIN_CORRELATION}) at a lag within ±{NEAR:g} T",
+        negative_controls=controls,
+    )
+
+
 CHECKS = {
     "control_early": Finding(
         "control_early",
@@ -104,6 +184,7 @@ CHECKS = {
         criterion="the controlled run reaches the baseline's final-loss threshold "
         "more than 5% sooner",
     ),
+    "control_tracks_loss_drops": tracks_loss_drops_check(),
     "sparser_weights": Finding(
         "sparser_weights",
         "The weights end sparser with control (Figs. 5b, 10c).",
@@ -130,10 +211,19 @@ def check(cfg) -> None:
 
 
 def experiment(
-    *, system, quick, run=None, figures=(), findings=(), checks=tuple(CHECKS), **fields
+    *,
+    system,
+    quick,
+    run=None,
+    figures=(),
+    findings=(),
+    checks=tuple(CHECKS),
+    plot_more=None,
+    **fields,
 ):
     """An `Experiment` of the family on `system(cfg)` (`run` defaults to
-    `run_on` it), drawn by `plot`, checking the `CHECKS` named in `checks`; the
+    `run_on` it), drawn by `plot` and `plot_more` (the experiment's own
+    `figures`, same signature), checking the `CHECKS` named in `checks`; the
     quick variant replays two SGD runs."""
 
     def default_run(cfg, out_dir, progress, checkpoints=None):
@@ -143,7 +233,12 @@ def experiment(
     checked = tuple(CHECKS[k] for k in checks)
     fields |= dict(figures=FIGURES + figures, findings=FINDINGS + findings + checked)
     quick = {"outputs.replay_seeds": 2} | quick
-    return Experiment(quick=quick, plot=plot, check=check, **fields)
+
+    def drawn(results, cfg, out_dir):
+        more = plot_more(results, cfg, out_dir) if plot_more else []
+        return plot(results, cfg, out_dir) + more
+
+    return Experiment(quick=quick, plot=drawn, check=check, **fields)
 
 
 def network(cls, cfg, task, **extra):
@@ -339,6 +434,31 @@ def real_figure(results):
     return figure
 
 
+def loss_rate_figure(results, early: float = 0.2):
+    r"""Normalised $|d\langle L\rangle/dt|$ of the controlled run and
+    normalised $\lVert G_1(t)\rVert_F$, $\lVert G_2(t)\rVert_F$ (Figs. 5d, 10d,
+    11d, 15d): over the whole horizon, and over its first `early` share."""
+    ts = plotting.check_plottable("ts", results["ts"])
+    rate = loss_rate(results)
+    norms = [np.sqrt((g**2).sum(1)) for g in layers(results, "control", "g", True)]
+    series = {"|dL/dt| (control)": (rate, dict(color="k", linewidth=2.0))}
+    for i, (n, c) in enumerate(zip(norms, ("C1", "C0")), start=1):
+        series[f"‖G{i}(t)‖ (Frobenius)"] = (n, dict(color=c, linewidth=1.6))
+    figure, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    for ax, end in zip(axes, (ts[-1], ts[0] + early * (ts[-1] - ts[0]))):
+        for label, (y, style) in series.items():
+            y = plotting.check_plottable(label, y)
+            top = float(np.max(np.abs(y)))
+            ax.plot(ts, y / top if top > 0 else y, label=label, **style)
+        ax.set_xlim(ts[0], end)
+        ax.set(xlabel=plotting.TIME_LABEL, ylabel="normalised (÷ max over t)")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_title("Control vs the loss's rate of change")
+    axes[1].set_title(f"The first {100 * early:.0f}% of the horizon")
+    axes[1].legend(loc="best", fontsize="small")
+    return figure
+
+
 def _mark(figure, vlines):
     """Mark the times `vlines` (task switches) on every panel over time."""
     for ax in figure.axes if len(vlines) else ():
@@ -369,6 +489,7 @@ def plot(results, cfg, out_dir) -> list:
         "control_heatmap.png": lambda: heatmap(r, cfg),
         "net_reward_difference.png": lambda: fig.net_reward_difference(r, "G"),
         "weight_norms.png": lambda: norms_figure(r),
+        "loss_rate.png": lambda: loss_rate_figure(r),
     }
     if "sgd_ts" in r:
         tag = "real_" if "sgd_baseline_real_loss_mean" in r else ""
