@@ -148,7 +148,9 @@ PAPER_FINDINGS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
      (("effort-gaussians", "control_early"), ("effort-semantic", "control_early"),
       ("effort-digits", "control_early"))),
     ("Gain modulation", "control peaks where the loss drops fastest (Figs. 5d, 10d)",
-     ()),
+     tuple((e, "control_tracks_loss_drops") for e in (
+         "effort-gaussians", "effort-semantic", "effort-digits", "nonlinear",
+         "task-switch"))),
     ("Gain modulation", "the loss falls faster than without control (Fig. 5c)",
      (("effort-gaussians", "learns_faster"), ("effort-semantic", "learns_faster"),
       ("effort-digits", "learns_faster"))),
@@ -190,11 +192,14 @@ PAPER_FINDINGS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
      "loss keeps falling (Figs. 3a, 6)", (("maml", "one_step_ahead_rises"),)),
     ("Task switch", "the controlled loss is below the baseline's almost everywhere "
      "(Fig. 5e)", (("task-switch", "loss_below_baseline"),)),
-    ("Task switch", "control starts acting before each switch (Fig. 5f)", ()),
+    ("Task switch", "control starts acting before each switch (Fig. 5f)",
+     (("task-switch", "control_anticipates_switches"),)),
     ("Task switch", "switches become less costly over time: the loss peak and the "
-     "control cost at each switch fall (Figs. 5e,f, 15)", ()),
+     "control cost at each switch fall (Figs. 5e,f, 15)",
+     (("task-switch", "switch_loss_falls"), ("task-switch", "switch_cost_falls"))),
     ("Task switch", "the controlled weights grow larger and split into a few large "
-     "ones and the rest near zero (Figs. 5g, 16)", ()),
+     "ones and the rest near zero (Figs. 5g, 15c, 16)",
+     (("task-switch", "weights_larger"), ("task-switch", "weights_two_clusters"))),
 )  # fmt: skip
 """The paper's qualitative findings (Carrasco-Davis, Masís & Saxe, with the
 figure that shows each), each with the `(experiment, verdict)` pairs of

@@ -32,7 +32,7 @@ import lecontrol as lc
 
 from ...findings import Finding
 from ...runner import Experiment, RunOutput, config, require
-from . import comparison as cmp, figures as fig, findings
+from . import comparison as cmp, figures as fig, findings, weights
 
 RUNS = ("baseline", "control")
 GAUSSIANS = dict(mu=(3.0, 1.0), sigma=(1.0, 1.0), p=0.8)
@@ -47,7 +47,7 @@ FAMILY = dict(
     | dict(replay_batch=32, replay_seeds=4),
 )
 FIGURES = ("loss.png", "control.png", "control_heatmap.png", "weight_norms.png")
-FIGURES += ("loss_rate.png",)
+FIGURES += ("loss_rate.png", "weights.png")
 FIGURES += ("net_reward_difference.png", "sgd_replay.png?", "optimisation.png?")
 _PER_RUN = ("t_steepest_drop", "t_threshold", "cumulative_loss", "final_l1")
 FINDINGS = ("V_gain", "control_fraction_first_quarter", "t_peak_control") + tuple(
@@ -490,6 +490,7 @@ def plot(results, cfg, out_dir) -> list:
         "net_reward_difference.png": lambda: fig.net_reward_difference(r, "G"),
         "weight_norms.png": lambda: norms_figure(r),
         "loss_rate.png": lambda: loss_rate_figure(r),
+        "weights.png": lambda: weights.figure(r),
     }
     if "sgd_ts" in r:
         tag = "real_" if "sgd_baseline_real_loss_mean" in r else ""
