@@ -18,7 +18,8 @@ __all__ = ["ConfigError", "Experiment", "execute", "get", "names"]
 # The CLI name of each experiment is its module's name with "-" for "_".
 _NAMES = """single-neuron effort-gaussians effort-semantic effort-digits task-switch
 nonlinear engagement-attentive engagement-active engagement-vector category-digits
-category-semantic learning-rate maml single-neuron-sweep learning-rate-sweep"""
+category-semantic learning-rate maml single-neuron-sweep learning-rate-sweep
+knot-convergence"""
 _MODULES = {n: f"{__name__}.{n.replace('-', '_')}" for n in _NAMES.split()}
 
 
