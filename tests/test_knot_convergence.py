@@ -41,7 +41,7 @@ def test_quick_run_end_to_end(tmp_path):
 
 def _synthetic(order: float = 2.0, counts=(5, 9, 17, 33, 65), base=17) -> dict:
     """Results of a converging ladder: $g_K$ the interpolant of a smooth $g$
-    on $K$ knots, $V_K = V^* - h_K^\\text{order}$."""
+    on $K$ knots, $V_K = V^* - 10^{-4} h_K^\\text{order}$, $V$ of the start -0.11."""
     ts = np.linspace(0.0, 1.0, 257)
     smooth = lambda t: 0.5 * np.exp(-5 * t) + 0.1 * np.sin(7 * t)  # noqa: E731
     g = [
@@ -54,7 +54,8 @@ def _synthetic(order: float = 2.0, counts=(5, 9, 17, 33, 65), base=17) -> dict:
         "base_knots": np.asarray(base),
         "ts": ts,
         "control_g": np.stack(g)[:, :, None],
-        "V": -0.1 - 1e-3 * h**order,
+        "V": -0.1 - 1e-4 * h**order,
+        "V_start": np.asarray(-0.11),
         "projected_grad_norm": np.zeros(len(counts)),
         "iterations": np.ones(len(counts), int),
     }
