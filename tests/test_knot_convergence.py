@@ -15,6 +15,7 @@ def _config(**changes):
     return experiment.default_config(quick=True).replace(changes, source="test")
 
 
+@pytest.mark.slow  # three compiled optimisations: ~50 s of CPU
 def test_quick_run_end_to_end(tmp_path):
     """Single-neuron (quick variant, 7 knots of its own) at 4, 7 and 13 knots:
     nested knots, so V can only rise; g converges; the files are written."""

@@ -464,6 +464,8 @@ def convergence_figure(r, cfg):
     figure.suptitle(f"Knot convergence of {cfg.task.experiment}")
     a.plot(counts, V, "o-", color="C0", label="V_K")
     a.set(xscale="log", xlabel="knots K", ylabel="V (value, net reward)")
+    a.set_xticks(counts, [str(k) for k in counts], minor=False)
+    a.xaxis.set_minor_locator(plt.NullLocator())
     a.axvline(own, color="0.5", linestyle=":", label=f"base ({own} knots)")
     a2 = a.twinx()
     gap = np.abs(V[:-1] - V[-1])
@@ -472,17 +474,17 @@ def convergence_figure(r, cfg):
     a2.yaxis.label.set_color("C3")
     a.legend(loc="center right")
     colours = plt.cm.viridis(np.linspace(0, 0.9, len(counts)))
+    many = g.shape[2] > 1  # several components: their root mean square
     for k, gk, col in zip(counts, g, colours):
         lw = 2.2 if k == counts[-1] else 1.2
-        b.plot(ts, gk[:, 0], color=col, linewidth=lw, label=f"K = {k}")
-        if gk.shape[1] > 1:
-            b.plot(ts, gk[:, 1:], color=col, linewidth=0.6, alpha=0.5)
+        y = np.sqrt((gk**2).mean(1)) if many else gk[:, 0]
+        b.plot(ts, y, color=col, linewidth=lw, label=f"K = {k}")
     lo, hi = np.asarray(r["bounds"], float)
-    for y in (lo, hi):
+    for y in () if many else (lo, hi):
         b.axhline(y, color="0.6", linestyle=":", linewidth=1.0)
     b.set_xscale("symlog", linthresh=ts[-1] / 100)
     b.set(xlim=(0, ts[-1]), xlabel=fig.plotting.TIME_LABEL + " (symlog)")
-    b.set(ylabel="control g(t)" + (" (first component bold)" if g.shape[2] > 1 else ""))
+    b.set(ylabel=f"RMS of the {g.shape[2]} gains of g(t)" if many else "control g(t)")
     b.legend(loc="best", fontsize="small")
     h = d["h"][:-1]
     c.loglog(h, d["l2"][:-1], "o-", label=f"L2 (order {d['order_l2']:.2f})")
