@@ -71,8 +71,8 @@ DEFAULT = config(
 LADDERS = {  # experiment: (full ladder, quick ladder); nested (each spacing divides)
     "single-neuron": ((4, 7, 13, 61, 301, 601), (4, 7, 31, 61)),
     "effort-gaussians": ((6, 11, 51, 101, 201, 401, 801), (6, 11, 21, 41, 81)),
-    "engagement-attentive": ((6, 14, 66, 131, 651, 1301), (6, 11, 21, 41)),
-    "engagement-active": ((6, 14, 66, 131, 651, 1301), (6, 11, 21, 41)),
+    "engagement-attentive": ((14, 66, 131, 651, 1301), (11, 21, 41, 81)),
+    "engagement-active": ((14, 66, 131, 651, 1301), (11, 21, 41, 81)),
 }
 """Default knot counts per experiment: nested, so each coarser control is one
 of the finer ones and the optimal $V$ can only rise with the count. Full:
@@ -474,17 +474,20 @@ def convergence_figure(r, cfg):
     a2.yaxis.label.set_color("C3")
     a.legend(loc="center right")
     colours = plt.cm.viridis(np.linspace(0, 0.9, len(counts)))
-    many = g.shape[2] > 1  # several components: their root mean square
+    many = g.shape[2] > 4  # many components: their root mean square
     for k, gk, col in zip(counts, g, colours):
         lw = 2.2 if k == counts[-1] else 1.2
-        y = np.sqrt((gk**2).mean(1)) if many else gk[:, 0]
-        b.plot(ts, y, color=col, linewidth=lw, label=f"K = {k}")
+        y = np.sqrt((gk**2).mean(1)) if many else gk
+        lines = b.plot(ts, y, color=col, linewidth=lw)
+        lines[0].set_label(f"K = {k}")
     lo, hi = np.asarray(r["bounds"], float)
     for y in () if many else (lo, hi):
         b.axhline(y, color="0.6", linestyle=":", linewidth=1.0)
     b.set_xscale("symlog", linthresh=ts[-1] / 100)
     b.set(xlim=(0, ts[-1]), xlabel=fig.plotting.TIME_LABEL + " (symlog)")
-    b.set(ylabel=f"RMS of the {g.shape[2]} gains of g(t)" if many else "control g(t)")
+    several = f" (all {g.shape[2]} components)" if g.shape[2] > 1 else ""
+    b.set(ylabel=f"RMS of the {g.shape[2]} components of g(t)" if many else "")
+    b.set(ylabel=b.get_ylabel() or f"control g(t){several}")
     b.legend(loc="best", fontsize="small")
     h = d["h"][:-1]
     c.loglog(h, d["l2"][:-1], "o-", label=f"L2 (order {d['order_l2']:.2f})")
