@@ -7,20 +7,27 @@ piecewise-linear optimum converges to the per-step control as the knots are
 refined (docs/experiments.md, "Knot convergence").
 
 **Builds:** the experiment `task.experiment` (its default configuration, or
-its quick variant with `task.quick`, changed by `task.overrides`:
-`"key=value; key=value"` in that experiment's keys), once per knot count of
-`control.knots` (empty: the experiment's ladder, `LADDERS`; the base experiment's
-own count is added if missing), each optimised by its configured optimiser
-(`configured_optimizer`: L-BFGS-B by default) until the projected-gradient
-norm is at most `optimiser.gtol` scaled by $\sqrt{h_K / h_\text{base}}$ ($h$:
-knot spacing), the same tolerance on $\delta V/\delta g$ in $L^2$ at every
-count. Each refinement starts from the previous optimum interpolated onto its
-knots (which saves iterations; on nested knots it starts at the coarser
-optimum's $V$). Affordable ladders (measured on 2 CPU cores):
-single-neuron reaches one knot per SGD step (601 knots for $N = 600$);
-effort-gaussians and engagement-attentive stop well short of it (one knot per
-20 SGD steps: see `LADDERS`), since every gradient is a solve over all
-$N$ steps and finer knots need more solver steps and iterations.
+its quick variant with `task.quick`, changed by `task.overrides`: `"key=value;
+key=value"` in that experiment's keys), once per knot count of
+`control.knots` (empty: the experiment's ladder, `LADDERS`; the base
+experiment's own count is added if missing). Each count is optimised by the
+base's configured optimiser (`configured_optimizer`: L-BFGS-B by default)
+until the projected-gradient norm is at most the base's `optimiser.gtol`
+scaled by $\sqrt{h_K / h_\text{base}}$ ($h$: knot spacing), the same
+tolerance on $\delta V/\delta g$ in $L^2$ at every count, in at most this
+study's `optimiser.iterations` (not the base's: quick variants stop short of
+their tolerance). Each refinement starts from the previous optimum
+interpolated onto its knots (which saves iterations; on nested knots it
+starts at the coarser optimum's $V$).
+
+Affordable (measured on 2 CPU cores shared with other jobs, docs): the
+single-neuron ladder reaches one knot per SGD step (601 knots for $N = 600$,
+6 minutes); quick effort-gaussians (to 81 knots, one per 50 SGD steps) and
+quick engagement-attentive (to 81 knots, one per 25 steps) take 3-5 minutes.
+The full gain and engagement ladders (`LADDERS`: to one knot per 20 and per
+10 SGD steps) stop well short of one knot per step, since every gradient is
+a solve over all $N$ steps and finer knots need more solver steps; they take
+longer than a few minutes here (see docs/experiments.md).
 
 **Figures:** `convergence.png`: (a) $V$ against the knot count and
 $|V_K - V_\text{finest}|$ on log axes, (b) the optimal $g(t)$ of every count
@@ -65,6 +72,7 @@ from .shared import comparison as cmp, digits as dg, figures as fig
 DEFAULT = config(
     task=dict(experiment="single-neuron", quick=False, overrides=""),
     control=dict(knots=()),
+    optimiser=dict(iterations=1000),
     outputs=dict(min_times=2001),
 )
 
@@ -212,7 +220,7 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
             s.problem,
             theta0,
             optimizer=optimizer,
-            steps=base_cfg.optimiser.iterations,
+            steps=cfg.optimiser.iterations,
             gtol=k_gtol,
             progress=progress,
             checkpoint=cmp.next_checkpoint(checkpoints),
