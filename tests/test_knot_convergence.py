@@ -25,6 +25,8 @@ def test_quick_run_end_to_end(tmp_path):
     assert list(r["knot_counts"]) == [4, 7, 13] and int(r["base_knots"]) == 7
     assert r["control_g"].shape == (3, r["ts"].size, 1)
     assert np.all(np.diff(r["V"]) > -1e-12), r["V"]  # nested spaces: V rises
+    # the same L2 tolerance on dV/dg: gtol scaled by sqrt(h_K / h_base)
+    np.testing.assert_allclose(r["gtol"], 1e-9 * np.sqrt(6 / (r["knot_counts"] - 1)))
     assert np.all(r["projected_grad_norm"] <= r["gtol"])
     assert summary["status"] == "converged"
     assert summary["V_baseline"] == r["V"][1] and summary["V_control"] == r["V"][2]

@@ -203,13 +203,12 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
     counts = ladder(cfg, base_cfg)
     T, own = cmp.horizon(base_cfg), base_cfg.control.knots
     ts = fine_times(T, counts, cfg.outputs.min_times)
-    optimizer, opts = cmp.configured_optimizer(base_cfg), cmp.options(base_cfg)
-    gtol, kw = base_cfg.optimiser.gtol, _adjoint(base_cfg)
+    opts, gtol, kw = cmp.options(base_cfg), base_cfg.optimiser.gtol, _adjoint(base_cfg)
     rows, g, theta, knots = [], [], None, None
     start = time.perf_counter()
     for K in counts:
         k_cfg = base_cfg.replace({"control.knots": K}, source="knot ladder")
-        s = experiment.build(k_cfg)
+        s, optimizer = experiment.build(k_cfg), cmp.configured_optimizer(k_cfg)
         control = _knot_control(s.control)
         theta0 = (
             s.theta0
@@ -267,10 +266,11 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
 def summary(cfg, base_cfg, optimizer, rows, results, start) -> dict:
     """The study's `summary.json` entries: `V_baseline` is $V$ at the base
     experiment's own knot count, `V_control` at the finest; per count: $V$,
-    the projected-gradient norm, its tolerance, iterations and status; the distances of $g$ to the finest and their observed orders."""
+    the projected-gradient norm, its tolerance, iterations and status; the
+    observed orders of the distances of $g$ to the finest (`distances`)."""
     counts, finest = list(results["knot_counts"]), len(rows) - 1
     own = counts.index(base_cfg.control.knots)
-    bad = [r for r in rows if r["status"] not in ("converged",)]
+    bad = [r for r in rows if r["status"] != "converged"]
     dist = distances(results)
     out = {
         "base_experiment": cfg.task.experiment,
@@ -286,7 +286,7 @@ def summary(cfg, base_cfg, optimizer, rows, results, start) -> dict:
         "message": "; ".join(
             f"{k} knots: {r['message']}" for k, r in zip(counts, rows)
         ),
-        "optimiser": repr(optimizer),
+        "optimiser": repr(optimizer),  # the finest count's
         "projected_grad_norm": max(r["projected_grad_norm"] for r in rows),
         "gtol": base_cfg.optimiser.gtol,
         "per_count": {
