@@ -98,15 +98,30 @@ _ORDER = (
     "effort-digits",
     "category-digits",
     "maml",
+    "knot-convergence",
+    "knot-convergence-gains",
+    "knot-convergence-engagement",
 )
 
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "learning-rate-sweep-costly": ("learning-rate-sweep", ("cost.offset=-1",)),
+    "knot-convergence-gains": (
+        "knot-convergence",
+        ("task.experiment=effort-gaussians", "task.quick=true"),
+    ),
+    "knot-convergence-engagement": (
+        "knot-convergence",
+        ("task.experiment=engagement-attentive", "task.quick=true"),
+    ),
 }
 """Runs of an experiment with other settings: name -> (experiment, `--set`
 assignments). `cost.offset = -1` makes every bit of learning cost effort (cost
 $\beta(\rho + 1)^2$), the setting of the paper's finding that with costly
-control only the first levels of the hierarchy are worth learning (Fig. 3d)."""
+control only the first levels of the hierarchy are worth learning (Fig. 3d).
+`knot-convergence` refines the single neuron's knots up to one per SGD step;
+its `-gains` and `-engagement` runs refine the quick variants of
+effort-gaussians and engagement-attentive (the full-size ladders take longer
+than the whole reproduction's budget on two cores)."""
 
 FIGURES: dict[str, tuple[str, ...]] = {
     "single-neuron": ("control.png", "net_reward_difference.png"),
