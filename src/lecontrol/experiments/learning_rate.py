@@ -34,6 +34,7 @@ DEFAULT = sw.learning_rate_config(outputs=dict(record_every=20))
 
 
 def check(cfg) -> None:
+    cmp.check_optimiser(cfg, cmp.ADAM_METHODS)
     every, steps = cfg.outputs.record_every, cfg.objective.steps
     what = f"must divide objective.steps = {steps}"
     require(every > 0 and steps % every == 0, "outputs.record_every", what, every)
@@ -47,11 +48,12 @@ def build(cfg) -> Setup:
 
 
 def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
-    """Solve the base rate, optimise $\\rho(t)$ with Adam, solve the optimum."""
-    s, adam = build(cfg), lc.optimizers.Adam(lr=cfg.optimiser.lr)
+    """Solve the base rate, optimise $\\rho(t)$ (`optimiser.method`), solve the
+    optimum."""
+    s, opt = build(cfg), cmp.configured_optimizer(cfg, cmp.ADAM_METHODS)
     ts = cmp.record_times(cfg, cfg.outputs.record_every)
     c = cmp.compare(
-        s, cfg, ts=ts, progress=progress, checkpoints=checkpoints, optimizer=adam
+        s, cfg, ts=ts, progress=progress, checkpoints=checkpoints, optimizer=opt
     )
     results = cmp.comparison_arrays(c)
     summary = cmp.comparison_summary(c)

@@ -26,7 +26,7 @@ import numpy as np
 import lecontrol as lc
 
 from ..runner import Experiment, RunOutput, Setup
-from .shared import figures as fig, sweeps as sw
+from .shared import comparison as cmp, figures as fig, sweeps as sw
 
 DEFAULT = sw.learning_rate_config(
     objective=dict(gammas=sw.grid(np.linspace(0.6, 1.0, 10))),
@@ -57,8 +57,8 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
     """Optimise every point of both sweeps at once; solve baseline and optimum;
     measure the levels' losses of each optimum and of the default baseline."""
     batch, make = points(cfg), sw.learning_rate_problem(cfg)
-    adam = lc.optimizers.Adam(lr=cfg.optimiser.lr)
-    results, summary, traj = sw.run_sweep(cfg, make, batch, adam, progress, checkpoints)
+    opt = cmp.configured_optimizer(cfg, cmp.ADAM_METHODS)
+    results, summary, traj = sw.run_sweep(cfg, make, batch, opt, progress, checkpoints)
     task, (W1, W2) = lc.tasks.SemanticHierarchy(cfg.task.levels), traj.w
     n = len(W1) // 2  # rows n: are the optima
     levels = task.level_losses(np.asarray(W2[n:]) @ np.asarray(W1[n:]))
@@ -119,4 +119,5 @@ EXPERIMENT = Experiment(
             "Less control when it costs more, larger β (Figs. 3d, 8e-h).",
         ),
     ),
+    check=lambda cfg: cmp.check_optimiser(cfg, cmp.ADAM_METHODS),
 )

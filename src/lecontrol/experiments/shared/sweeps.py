@@ -251,7 +251,7 @@ def learning_rate_config(**extra) -> Config:
         control=dict(knots=91, lower=-1.0, upper=1.0, init=0.0),
         cost=dict(beta=1.0, offset=0.0),
         objective=dict(alpha=5e-3, steps=18000, gamma=1.0, eta=1.0),
-        optimiser=dict(lr=5e-3, iterations=800),
+        optimiser=dict(method="lbfgsb", gtol=1e-5, iterations=800, lr=5e-3),
         solver=dict(rtol=1e-7, atol=1e-9, max_steps=4096),
     )
     names = {**sections, **extra}
