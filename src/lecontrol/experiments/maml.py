@@ -5,10 +5,15 @@ paper's Sec. 4, App. F.1).
 bias) sharing one initialisation $(W_1(0), W_2(0))$ of a two-layer linear
 network ($H = 40$), from which each task learns by gradient flow
 (`lc.systems.MAML`, `lc.controls.Constant`); $V = -\int_0^T \frac1K\sum_k
-L_k\,dt$ over $T = n\alpha$, $n$ inner steps (one-step MAML: $n = 1$). Adam
-(Table 2) optimises the initialisation for every $n$ in `objective.horizons`
-in one vmapped, sharded computation from the same random initialisation (the
-baseline); each is then evaluated on one window of `outputs.eval_steps`.
+L_k\,dt$ over $T = n\alpha$, $n$ inner steps (one-step MAML: $n = 1$). The
+initialisation is optimised for every $n$ in `objective.horizons` in one
+vmapped, sharded computation from the same random initialisation (the
+baseline), each horizon until its projected-gradient norm (the gradient's: the
+initial weights are unbounded) is at most `optimiser.gtol`, by L-BFGS-B
+(`lc.optimizers.LBFGSB`, which takes infinite bounds); `optimiser.method =
+"adam"` replays the paper's Adam (Table 2: lr $5\cdot10^{-3}$,
+`optimiser.iterations` = 2000). Each optimum is then evaluated on one window
+of `outputs.eval_steps`.
 
 **Figures:** the window's cumulative loss and the one-step-ahead loss
 $\langle L\rangle(\alpha)$ against $n$, the inner loops' losses, and the
@@ -173,7 +178,7 @@ loss rising while the cumulative loss keeps falling (Fig. 3a, 6-7)."""
 
 
 def one_step_worse(r) -> tuple[float, str]:
-    """$(c_1 - \min_{n > 1} c_n) / c_1$, $c_n$ the cumulative loss of the
+    r"""$(c_1 - \min_{n > 1} c_n) / c_1$, $c_n$ the cumulative loss of the
     initialisation optimised over $n$ inner steps."""
     h, cum = r["horizons"], r["cumulative_loss"][1:]
     if not (h == 1).any() or not (h > 1).any():
@@ -185,7 +190,7 @@ def one_step_worse(r) -> tuple[float, str]:
 
 
 def one_step_ahead_rises(r) -> tuple[float, str]:
-    """$\min(\rho_1, -\rho_c)$: Spearman's $\rho$ of the horizon with the
+    r"""$\min(\rho_1, -\rho_c)$: Spearman's $\rho$ of the horizon with the
     one-step-ahead loss and with the cumulative loss, over horizons $\ge$
     `RISES_FROM`."""
     late = r["horizons"] >= RISES_FROM
