@@ -20,7 +20,8 @@ runs `not applicable`), `first_levels_only`: as $\beta$ grows fewer levels
 of the hierarchy are learned, always the first ones, and some $\beta$ learns
 some but not all (App. F.2); measured: `trends`, `gamma_levels_learned`,
 `beta_levels_learned` (with the saved per-level losses `beta_level_loss`):
-how many levels are learned (final loss at most half the initial).
+how many levels are learned (final loss at most `LEARNED` = 0.1 of the
+initial).
 """
 
 from __future__ import annotations
@@ -78,11 +79,20 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
     return RunOutput(results, summary)
 
 
+LEARNED = 0.1
+"""A level is learned if its final loss is at most this fraction of its
+initial one. (With costly control a level the optimum gives up stalls part
+way: at quick size, `cost.offset = -1`, $\beta = 0.5$, the last level's loss
+stays at 0.49 of its start from $t \approx 45$ on, while the learned ones end
+below 0.002; a learned level's loss is gone.)"""
+
+
 def levels_learned(level_loss) -> np.ndarray:
     """Which levels each run learns (`level_loss`: runs × times × levels): those
-    whose final loss is at most half the initial (runs × levels, bool)."""
+    whose final loss is at most `LEARNED` times the initial (runs × levels,
+    bool)."""
     level_loss = np.asarray(level_loss)
-    return level_loss[:, -1] <= 0.5 * level_loss[:, 0]
+    return level_loss[:, -1] <= LEARNED * level_loss[:, 0]
 
 
 def costly(r) -> bool:
