@@ -11,8 +11,11 @@ import sys
 import numpy as np
 import pytest
 
+import lecontrol as lc
 from lecontrol import cli, io
-from lecontrol.experiments import get
+from lecontrol.experiments import get, learning_rate_sweep
+from lecontrol.experiments.shared import comparison as cmp
+from lecontrol.runner import ConfigError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = {
@@ -81,6 +84,13 @@ def test_quick_run_files_and_value(quick_run):
         assert key in summary, key
     assert summary["status"] in ("completed", "converged"), summary["message"]
     assert 0 < summary["iterations"] <= quick.optimiser.iterations
+    assert summary["optimiser"] == "LBFGSB()"
+    assert summary["gtol"] == quick.optimiser.gtol > 0
+    assert np.isfinite(summary["projected_grad_norm"])
+    if name != "maml":  # MAML's quick convergence is not measured yet
+        # Every optimum converged to the stated tolerance (a batch: all).
+        assert summary["status"] == "converged", summary["message"]
+        assert summary["projected_grad_norm"] <= summary["gtol"]
     assert summary["solver_steps"]["baseline"] > 0
     assert summary["solver_steps"]["control"] > 0
     assert np.isfinite(summary["V_baseline"]) and np.isfinite(summary["V_control"])
@@ -218,6 +228,17 @@ def _trends_hold_and_fail_on_negative_controls(summary, count, holding):
 
 def _learning_rate_sweep_findings(summary, results, proc):
     cfg = get("learning-rate-sweep").default_config(quick=True)
+    # The quick run's base rate is free (offset 0): every level is learned at
+    # every β, so the costly-control finding is not about it, and on its
+    # arrays (as if costly) it fails: the free-cost negative control.
+    assert cfg.cost.offset == 0.0 and float(results["cost_offset"]) == 0.0
+    assert summary["beta_levels_learned"] == [4] * len(cfg.cost.betas)
+    verdicts = dict(summary["verdicts"])
+    assert verdicts.pop("first_levels_only")["status"] == "not applicable"
+    summary = summary | {"verdicts": verdicts}
+    costly = dict(results) | {"cost_offset": np.asarray(-1.0)}
+    v = learning_rate_sweep.FIRST_LEVELS_ONLY.check(costly)
+    assert v.status == "fails" and v.effect == 0.0, v.evidence
     gammas, betas = cfg.objective.gammas, cfg.cost.betas
     assert summary["problems"] == 1 + len(gammas) + len(betas)
     # The paper (Fig. 3c,d; Fig. 8): more control for larger gamma and smaller beta.
@@ -232,3 +253,69 @@ def _learning_rate_sweep_findings(summary, results, proc):
     single = get("learning-rate").default_config(quick=True)
     for section in ("task", "system", "control", "cost", "objective", "solver"):
         assert {k: cfg[section][k] for k in single[section]} == dict(single[section])
+
+
+# ---------------------------------------------------------- optimiser choice
+
+ADAM_EXPERIMENTS = ("learning-rate", "learning-rate-sweep", "maml")
+
+
+@pytest.mark.parametrize("name", ADAM_EXPERIMENTS)
+def test_the_papers_adam_stays_selectable(name):
+    """L-BFGS-B by default; `optimiser.method = "adam"` is the paper's Adam
+    (Table 2-3) at `optimiser.lr`; other methods are refused by the check."""
+    exp = get(name)
+    cfg = exp.default_config()
+    assert cfg.optimiser.method == "lbfgsb" and cfg.optimiser.gtol > 0
+    adam = cfg.replace({"optimiser.method": "adam"}, source="test")
+    exp.check(adam)
+    opt = cmp.configured_optimizer(adam, cmp.ADAM_METHODS)
+    assert opt == lc.optimizers.Adam(lr=5e-3)
+    assert adam.optimiser.iterations == (2000 if name == "maml" else 800)
+    for method in ("pga", "sgd"):
+        bad = cfg.replace({"optimiser.method": method}, source="test")
+        with pytest.raises(ConfigError, match="optimiser.method"):
+            exp.check(bad)
+    with pytest.raises(ConfigError, match="optimiser.gtol"):
+        exp.check(cfg.replace({"optimiser.gtol": -1.0}, source="test"))
+
+
+# ------------------------------------------- costly control: the first levels
+
+
+def _levels_run(learned, betas=(0.01, 0.5, 2.0), offset=-1.0, levels=4):
+    """Arrays of a costly sweep whose β runs learn the levels `learned`
+    (a bool per level): each level's loss falls to 0.1 of its start if
+    learned, else to 0.9."""
+    losses = np.ones((len(betas), 5, levels))
+    losses[:, -1] = np.where(np.asarray(learned), 0.1, 0.9)
+    return {
+        "beta_values": np.asarray(betas, dtype=float),
+        "beta_level_loss": losses,
+        "cost_offset": np.asarray(offset),
+    }
+
+
+def _first(n, levels=4):
+    return np.arange(levels) < n
+
+
+def test_first_levels_only_holds_and_fails_on_its_negative_controls():
+    finding = learning_rate_sweep.FIRST_LEVELS_ONLY
+    v = finding.check(_levels_run([_first(4), _first(2), _first(1)]))
+    assert v.status == "holds" and v.effect == 3.0, v.evidence
+    assert v.negatives == {"values reversed": 0.0, "every level learned": 0.0}
+    # The claim's shape absent: every level learned everywhere, none anywhere,
+    # more levels for costlier control, or a later level learned first.
+    for learned in (
+        [_first(4)] * 3,
+        [_first(0)] * 3,
+        [_first(1), _first(2), _first(4)],
+        [_first(4), [True, False, True, False], _first(1)],
+    ):
+        v = finding.check(_levels_run(learned))
+        assert v.status == "fails" and v.effect <= 0, v.evidence
+    # With the base rate free (offset 0) the claim is not about the run.
+    v = finding.check(_levels_run([_first(4), _first(2), _first(1)], offset=0.0))
+    assert v.status == "not applicable" and v.negatives == {}
+    assert v.to_dict()["effect"] is None

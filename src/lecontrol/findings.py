@@ -7,7 +7,9 @@ check: every finding names *negative controls*, versions of the same arrays in
 which the claim is false (the baseline in place of the optimised control, or
 the control reversed in time), and `Finding.check` evaluates the finding on
 each of them too. A verdict whose negative control also passes is reported as
-`uninformative`, not as evidence.
+`uninformative`, not as evidence. A finding about one variant of an
+experiment (e.g. with costly control) names the variant in `applies`; on other
+runs its verdict is `not applicable`.
 
 `lecontrol.runner.execute` checks an experiment's findings after its run and
 writes the verdicts into `summary.json` under `verdicts`.
@@ -73,8 +75,9 @@ class Verdict:
     - `holds`: the effect exceeds the margin (False for a non-finite effect).
     - `negatives`: the effect under each negative control.
     - `informative`: every negative control fails the same criterion.
-    - `status`: `"holds"`, `"fails"`, or `"uninformative"` (the claim holds,
-      but so does a negative control: the check cannot tell them apart).
+    - `status`: `"holds"`, `"fails"`, `"uninformative"` (the claim holds,
+      but so does a negative control: the check cannot tell them apart), or
+      `"not applicable"` (the run is not the variant the claim is about).
     """
 
     name: str
@@ -85,6 +88,7 @@ class Verdict:
     evidence: str
     holds: bool
     negatives: dict[str, float]
+    applicable: bool = True
 
     @property
     def informative(self) -> bool:
@@ -92,6 +96,8 @@ class Verdict:
 
     @property
     def status(self) -> str:
+        if not self.applicable:
+            return "not applicable"
         if not self.holds:
             return "fails"
         return "holds" if self.informative else "uninformative"
@@ -138,6 +144,9 @@ class Finding:
     - `negative_controls`: the versions of the arrays on which the claim must
       fail (at least one): names in `NEGATIVE_CONTROLS`, or `(name, transform)`
       pairs for a control of the finding's own (`results -> results`).
+    - `applies`: `results -> bool`, whether the run is the variant the claim is
+      about (None: every run); where it is not, the verdict is `not
+      applicable` and nothing is measured.
     """
 
     name: str
@@ -146,6 +155,7 @@ class Finding:
     margin: float
     criterion: str
     negative_controls: tuple[str | tuple[str, Callable], ...] = ("baseline",)
+    applies: Callable[[Results], bool] | None = None
 
     def __post_init__(self):
         names = [c for c in self.negative_controls if isinstance(c, str)]
@@ -165,6 +175,18 @@ class Finding:
 
     def check(self, results: Results) -> Verdict:
         """The verdict on `results` and on each of its negative controls."""
+        if self.applies is not None and not self.applies(results):
+            return Verdict(
+                self.name,
+                self.claim,
+                math.nan,
+                self.margin,
+                self.criterion,
+                "not measured: the run is not the variant the claim is about",
+                False,
+                {},
+                applicable=False,
+            )
         effect, evidence = self.effect(results)
         negatives = {}
         for control in self.negative_controls:

@@ -94,7 +94,7 @@ def optimizer(cfg):
     def for_point(p):
         spacing = p["horizon"] * cfg.objective.alpha / (cfg.control.knots - 1)
         lr = cmp.paper_lr(cfg.optimiser.lr, cfg.objective.alpha, spacing)
-        return lc.optimizers.ProjectedGradientAscent(lr=lr)
+        return lc.optimizers.ProjectedGradientAscent(lr=lr, metric="lumped")
 
     return for_point
 

@@ -5,8 +5,9 @@ The sections `objective` (`alpha`, `steps`, `gamma`, `eta`; the horizon is
 $T = N\alpha$, `steps` $N$ SGD steps of size `alpha`), `control` (`knots`,
 `lower`, `upper`, `init`), `optimiser` (`iterations`; where an experiment
 offers the choice, `method`: `"lbfgsb"`, `lc.optimizers.LBFGSB` run until the
-projected-gradient norm is at most `gtol`, or `"pga"`, the paper's Algorithm 1
-with the control learning rate `lr`) and `solver`
+projected-gradient norm is at most `gtol`, `"pga"`, the paper's Algorithm 1
+with the control learning rate `lr`, or, where the paper used it, `"adam"`,
+Adam with the learning rate `lr`) and `solver`
 (`rtol`, `atol`, `max_steps`) mean the same in every experiment; the
 builders below turn them into library objects.
 
@@ -102,27 +103,41 @@ def control_lr(cfg: Config) -> float:
 
 
 def projected_ascent(cfg: Config) -> lc.optimizers.ProjectedGradientAscent:
-    """Projected gradient ascent (the paper's Algorithm 1) with `control_lr`."""
-    return lc.optimizers.ProjectedGradientAscent(lr=control_lr(cfg))
+    """Projected gradient ascent (the paper's Algorithm 1) with `control_lr`, in
+    the lumped metric (the paper's per-SGD-step gradient at every knot, the
+    end knots included)."""
+    return lc.optimizers.ProjectedGradientAscent(lr=control_lr(cfg), metric="lumped")
 
 
 METHODS = ("lbfgsb", "pga")
+"""The methods `configured_optimizer` offers by default; `"adam"` is offered
+by the experiments the paper ran with Adam (`ADAM_METHODS`)."""
+
+ADAM_METHODS = ("lbfgsb", "adam")
 
 
-def configured_optimizer(cfg: Config) -> lc.optimizers.AbstractOptimizer:
-    """The optimiser `optimiser.method` names (`METHODS`)."""
+def configured_optimizer(
+    cfg: Config, methods: tuple[str, ...] = METHODS
+) -> lc.optimizers.AbstractOptimizer:
+    """The optimiser `optimiser.method` names, one of `methods`: `"lbfgsb"`
+    (`lc.optimizers.LBFGSB`), `"pga"` (`projected_ascent`) or `"adam"`
+    (`lc.optimizers.Adam` with the learning rate `optimiser.lr`)."""
     method = cfg.optimiser.method
-    if method not in METHODS:
+    if method not in methods:
         raise ConfigError(
-            f"`optimiser.method` must be one of {list(METHODS)}; got {method!r}."
+            f"`optimiser.method` must be one of {list(methods)}; got {method!r}."
         )
-    return lc.optimizers.LBFGSB() if method == "lbfgsb" else projected_ascent(cfg)
+    if method == "lbfgsb":
+        return lc.optimizers.LBFGSB()
+    if method == "adam":
+        return lc.optimizers.Adam(lr=cfg.optimiser.lr)
+    return projected_ascent(cfg)
 
 
-def check_optimiser(cfg: Config) -> None:
-    """`optimiser.method` is known and `optimiser.gtol` is >= 0 (an
+def check_optimiser(cfg: Config, methods: tuple[str, ...] = METHODS) -> None:
+    """`optimiser.method` is one of `methods` and `optimiser.gtol` is >= 0 (an
     `Experiment.check` for experiments that offer the choice)."""
-    configured_optimizer(cfg)
+    configured_optimizer(cfg, methods)
     gtol = cfg.optimiser.gtol
     require(gtol >= 0, "optimiser.gtol", "must be >= 0", gtol)
 
