@@ -35,6 +35,7 @@ COMMON_FIGURES = {
     "net_reward_difference.png",
     "weight_norms.png",
     "loss_rate.png",
+    "weights.png",
     "sgd_replay.png",
     "optimisation.png",
 }

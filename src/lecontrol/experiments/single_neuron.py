@@ -140,7 +140,7 @@ def net_reward_trade(r) -> tuple[float, str]:
 
 
 def value_gain(r) -> tuple[float, str]:
-    """$(V_\text{control} - V_\text{baseline}) / |V_\text{baseline}|$."""
+    r"""$(V_\text{control} - V_\text{baseline}) / |V_\text{baseline}|$."""
     vb, vc = float(r["baseline_V"][-1]), float(r["control_V"][-1])
     return (vc - vb) / abs(vb), f"V_baseline = {vb:.6g}, V_control = {vc:.6g}"
 
