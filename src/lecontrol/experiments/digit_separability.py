@@ -28,6 +28,7 @@ floors, and the floors of the engagement pairs.
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +74,6 @@ def build(cfg):
 
 
 def run(cfg, out_dir, progress, checkpoints=None) -> RunOutput:
-    import time
-
     start = time.perf_counter()
     pair = floors(cfg)
     digit = pair.sum(1) / 9

@@ -20,6 +20,7 @@ that the curriculum beats uniform batches.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -37,8 +38,6 @@ def replay(s, c, cfg, data, parts, every: int) -> dict[str, np.ndarray]:
     comparison, `parts`: output losses of a weight pytree, vmapped over records);
     arrays `proportions_ts`, `proportions_{run}_loss` (seeds × records) and
     `proportions_{run}_parts` (records × classes, mean over seeds)."""
-    import jax
-
     o, steps = cfg.outputs, cfg.objective.steps
     seeds = range(cfg.seed, cfg.seed + max(o.sgd_seeds, 2))
     kw = dict(alpha=cfg.objective.alpha, steps=steps, batch_size=o.batch_size)

@@ -27,7 +27,7 @@ def spread(c, cfg, make, ts, *, adjoint, progress, checkpoints) -> dict:
     `outputs.control_seeds` seeds; `make(seed, init)` builds the `Setup` whose
     initial weights are `init` (drawn from `seed` when `init` is None)."""
     n = cfg.outputs.get("control_seeds", 1)
-    first = cmp.options(cfg)
+    opts = cmp.options(cfg)
     out = {
         "seeds_control_g": [np.asarray(c.controlled.g)],
         "seeds_control_loss": [np.asarray(c.controlled.loss)],
@@ -45,7 +45,7 @@ def spread(c, cfg, make, ts, *, adjoint, progress, checkpoints) -> dict:
             steps=cfg.optimiser.iterations,
             gtol=cfg.optimiser.get("gtol"),
             adjoint=adjoint,
-            options=first,
+            options=opts,
             checkpoint=cmp.next_checkpoint(checkpoints),
             progress=progress,
         )
@@ -54,7 +54,7 @@ def spread(c, cfg, make, ts, *, adjoint, progress, checkpoints) -> dict:
             theta = jax.tree.map(lambda a, i=i: jnp.asarray(a[i]), res.theta)
             base = s.control.init(1.0)
             for key, th in (("control", theta), ("baseline", base)):
-                tr = lc.solve(s.problem, th, ts=ts, options=first)
+                tr = lc.solve(s.problem, th, ts=ts, options=opts)
                 out[f"seeds_{key}_loss"].append(np.asarray(tr.loss))
                 if key == "control":
                     out["seeds_control_g"].append(np.asarray(tr.g))
