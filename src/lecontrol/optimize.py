@@ -34,8 +34,6 @@ from .objective import Problem, _options, _posed
 from .optimizers import AbstractOptimizer, ProjectedGradientAscent
 
 DEFAULT_CHUNK = 25
-# Relative differences of V below this are round-off (see `_iterate`).
-_ROUNDOFF = 1e-12
 
 
 class RESULTS(eqx.Enumeration):
@@ -82,9 +80,10 @@ def result_name(result: RESULTS):
 class OptimizeResult(eqx.Module):
     """What `optimize` found.
 
-    - `theta`: the best coefficients seen (highest finite $V$; on convergence,
-      the converged ones unless $V$ was higher elsewhere by more than
-      round-off, $10^{-12}\\lvert V\\rvert$).
+    - `theta`: the best coefficients seen (highest finite $V$), or on
+      convergence the converged ones, which meet `gtol` (an earlier iterate's
+      $V$ may be higher by the adaptive solver's noise, or for a non-monotone
+      optimiser such as Adam: `values` shows it).
     - `values`: $V$ at each iteration's starting point.
     - `grad_norms`: $\\lVert\\nabla_\\theta V\\rVert_2$ at each iteration.
     - `projected_grad_norms`: the projected-gradient norm
@@ -238,11 +237,11 @@ def _iterate(c: _Carry, s: _Setup, static, *, same_state: bool = True) -> _Carry
     pgnorm = _pg_norm(control, theta, grad)
     finite = jnp.isfinite(V) & jnp.isfinite(gnorm)
     converged = finite & (pgnorm <= s.gtol)
-    # On convergence, the converged coefficients become the best unless an
-    # earlier iterate's V is higher by more than round-off: the theta returned
-    # then meets `gtol`.
-    tie = converged & (V >= c.best_value - _ROUNDOFF * jnp.abs(c.best_value))
-    better = finite & ((V > c.best_value) | tie)
+    # On convergence the converged coefficients become the best, even where an
+    # earlier iterate's V was higher (by the adaptive solver's noise, or by a
+    # non-monotone optimiser such as Adam): a result `converged` returns a
+    # theta that meets `gtol`.
+    better = finite & ((V > c.best_value) | converged)
     i = c.iteration
     move = finite & ~converged
 
