@@ -37,6 +37,7 @@ COMMON_FIGURES = {
     "loss_rate.png",
     "weights.png",
     "sgd_replay.png",
+    "ode_vs_sgd.png",
     "optimisation.png",
 }
 EXTRA_FIGURES = {

@@ -4,10 +4,14 @@ r"""Gain modulation of a tanh network (App. I; Table 5, column "Non-linear").
 correlated Gaussians, $T = 10$. Gains are optimised on the Taylor expansion of
 the hidden layer around $\langle x\rangle$ (`lc.systems.TanhTaylor`), then
 applied to minibatch SGD of the actual tanh network.
-**Figures:** the family's (`shared.gains`) and the real loss along the ODE.
+**Figures:** the family's (`shared.gains`), the real loss along the ODE, and
+the weights and their norms along the ODE against SGD (`ode_vs_sgd.png`, Fig.
+19c–h).
 **Findings:** the family's, and whether the control helps the real network:
 its loss (on `outputs.eval_samples` fresh samples) along the ODE
-(`final_real_loss_ode_*`, `max_taylor_error_*`) and along SGD (`sgd_real_*`).
+(`final_real_loss_ode_*`, `max_taylor_error_*`) and along SGD (`sgd_real_*`);
+checked: the family's, and `taylor_tracks_sgd_early` (the SGD weights within
+20% of the ODE's over the first quarter).
 """
 
 import jax
@@ -15,6 +19,7 @@ import numpy as np
 
 import lecontrol as lc
 
+from ..findings import Finding
 from .shared import gains
 
 
@@ -41,6 +46,47 @@ def run(cfg, out_dir, progress, checkpoints=None):
     return out
 
 
+def _gap(r, run: str) -> np.ndarray:
+    r"""$\lVert W_\text{SGD}(t) - W_\text{ODE}(t)\rVert / \lVert
+    W_\text{ODE}(t)\rVert$ over both layers (the first SGD seed)."""
+    n = len(r["ts"])
+    ode = np.concatenate([r[f"{run}_w{i}"].reshape(n, -1) for i in (0, 1)], 1)
+    sgd = np.concatenate([r[f"sgd_{run}_w{i}"].reshape(n, -1) for i in (0, 1)], 1)
+    return np.linalg.norm(sgd - ode, axis=1) / np.linalg.norm(ode, axis=1)
+
+
+def tracks_early(r) -> tuple[float, str]:
+    """1 − the larger (baseline, control) mean relative gap over $t \le T/4$."""
+    ts = r["ts"]
+    early = ts <= ts[-1] / 4
+    gaps = {run: float(np.mean(_gap(r, run)[early])) for run in gains.RUNS}
+    late = {run: float(np.mean(_gap(r, run)[~early])) for run in gains.RUNS}
+    words = ", ".join(
+        f"{run} {gaps[run]:.1%} (later {late[run]:.1%})" for run in gains.RUNS
+    )
+    return 1 - max(gaps.values()), f"mean ‖W_SGD − W_ODE‖/‖W_ODE‖ over t ≤ T/4: {words}"
+
+
+def sgd_reversed(r):
+    """The SGD weights in reverse time order (a negative control)."""
+    flip = {k: r[k][::-1] for k in r if k.startswith("sgd_") and "_w" in k}
+    return r | flip
+
+
+TRACKS_EARLY = Finding(
+    "taylor_tracks_sgd_early",
+    "Early in training (small weights) the Taylor-approximated dynamics follow "
+    "the weights of the real tanh network trained by SGD (Fig. 19c,d,g,h), "
+    "where most of the control is exerted.",
+    tracks_early,
+    margin=0.8,
+    criterion="the SGD weights (first seed) within 20% of the ODE's, relative "
+    "norm of the difference averaged over t ≤ T/4, for the baseline and the control",
+    negative_controls=(("SGD weights time-reversed", sgd_reversed),),
+    applies=lambda r: "sgd_baseline_w0" in r,
+)
+
+
 EXPERIMENT = gains.experiment(
     name="nonlinear",
     description="Gain modulation of a tanh network (Taylor approximation), replayed on real SGD.",
@@ -61,5 +107,6 @@ EXPERIMENT = gains.experiment(
         f"{k}_{r}"
         for k in ("final_real_loss_ode", "max_taylor_error")
         for r in gains.RUNS
-    ),
+    )
+    + (TRACKS_EARLY,),
 )

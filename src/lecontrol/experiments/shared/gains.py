@@ -49,6 +49,7 @@ FAMILY = dict(
 FIGURES = ("loss.png", "control.png", "control_heatmap.png", "weight_norms.png")
 FIGURES += ("loss_rate.png", "weights.png")
 FIGURES += ("net_reward_difference.png", "sgd_replay.png?", "optimisation.png?")
+FIGURES += ("ode_vs_sgd.png?",)
 _PER_RUN = ("t_steepest_drop", "t_threshold", "cumulative_loss", "final_l1")
 FINDINGS = ("V_gain", "control_fraction_first_quarter", "t_peak_control") + tuple(
     f"{k}_{run}" for k in (*_PER_RUN, "final_l1_over_l2") for run in RUNS
@@ -316,6 +317,13 @@ def replay(cfg, s, c, *, data=None, loss=None) -> tuple[dict, dict]:
         sim = lc.simulate(s.problem, theta, **kw)
         per_seed = sim.loss if loss is None else jax.vmap(loss, (0, None))(sim.w, sim.g)
         per_seed, ts = np.asarray(per_seed), np.asarray(sim.ts)
+        # The first seed's weights, and the seed-mean weight norms (as `measure`).
+        leaves = jax.tree.leaves(sim.w)
+        for i, w in enumerate(leaves):
+            arrays[f"sgd_{run}_w{i}"] = np.asarray(w[0])
+        flat = [np.asarray(w).reshape(w.shape[0], w.shape[1], -1) for w in leaves]
+        arrays[f"sgd_{run}_l1"] = sum(np.abs(w).sum(2) for w in flat).mean(0)
+        arrays[f"sgd_{run}_l2"] = np.sqrt(sum((w**2).sum(2) for w in flat)).mean(0)
         mean, n = per_seed.mean(0), per_seed.shape[0]
         err = per_seed.std(0, ddof=1) / np.sqrt(n) if n > 1 else 0 * mean
         arrays |= {"sgd_ts": ts, f"sgd_{run}_{tag}loss_mean": mean}
@@ -497,6 +505,8 @@ def plot(results, cfg, out_dir) -> list:
         title = "Control found on the Taylor ODE, replayed on SGD of the tanh net"
         title = title if tag else "SGD replay of the optimised control"
         figures["sgd_replay.png"] = lambda: replay_figure(r, tag, title)
+    if "sgd_baseline_w0" in r:
+        figures["ode_vs_sgd.png"] = lambda: weights.ode_vs_sgd(r)
     extra = {
         "level_loss": lambda: level_figure(r),
         "test_loss": lambda: pair_lines(r, "test_loss", **test),

@@ -44,3 +44,41 @@ def figure(results):
             p.time_axis(ax)
             ax.grid(True, alpha=0.3)
     return figure
+
+
+def ode_vs_sgd(results):
+    """3 × 2 panels (the paper's Fig. 19c–h): $W_1$ and $W_2$ along the ODE
+    (solid) and along SGD (dashed, the first seed) for the baseline and for the
+    control, then the weight norms $L_1$ and $L_2$ along the ODE and along SGD
+    (dotted, mean over seeds). The SGD records must be at the ODE's times."""
+    p, ts = fig.plotting, results["ts"]
+    figure, axes = p.panel_grid(6, title="Learning dynamics (ODE) against SGD")
+    runs = (("baseline", "baseline (G = 0)"), ("control", "with control"))
+    for row, (run, label) in enumerate(runs):
+        for layer in (0, 1):
+            ode = results[f"{run}_w{layer}"].reshape(len(ts), -1)
+            sgd = results[f"sgd_{run}_w{layer}"].reshape(len(ts), -1)
+            pick = _chosen(ode)
+            ax = axes[2 * row + layer]
+            for j, k in enumerate(pick):
+                c = f"C{j % 10}"
+                ax.plot(ts, ode[:, k], color=c, linewidth=1.2)
+                ax.plot(ts, sgd[:, k], color=c, linewidth=0.9, linestyle="--")
+            shown = (
+                f"{len(pick)} of {ode.shape[1]}" if len(pick) < ode.shape[1] else "all"
+            )
+            ax.set_title(f"W{layer + 1}(t), {label}: {shown} entries (dashed: SGD)")
+            ax.set(xlabel=p.TIME_LABEL, ylabel=f"weight W{layer + 1}[i, j]")
+    norms = {"l1": "L1 norm Σ|W|", "l2": "L2 norm (Σ W²)^½"}
+    for ax, (norm, title) in zip(axes[4:], norms.items()):
+        for (label, style), run in zip(fig.pair("baseline (G = 0)").items(), runs):
+            ax.plot(ts, results[f"{run[0]}_{norm}"], label=f"ODE, {label}", **style)
+            sgd = dict(style, linestyle=":", linewidth=1.4)
+            ax.plot(ts, results[f"sgd_{run[0]}_{norm}"], label=f"SGD, {label}", **sgd)
+        ax.set(title=f"{title} (SGD: mean over seeds)", xlabel=p.TIME_LABEL)
+        ax.set_ylabel(f"{title.split()[0]} over both layers")
+        ax.legend(loc="best")
+    for ax in axes:
+        p.time_axis(ax)
+        ax.grid(True, alpha=0.3)
+    return figure
