@@ -29,6 +29,7 @@ EXPERIMENTS = [
     "nonlinear",
 ]
 COMMON_FIGURES = {
+    "overview.png",
     "loss.png",
     "control.png",
     "control_heatmap.png",

