@@ -190,7 +190,8 @@ def test_paper_findings_name_existing_verdicts():
     from lecontrol.findings import Finding
 
     for _, _, checks in reproduce.PAPER_FINDINGS:
-        for exp, key in checks:
+        for run, key in checks:  # a run: an experiment, or a variant of one
+            exp = reproduce.VARIANTS.get(run, (run,))[0]
             found = experiments.get(exp).findings
             assert key in [f.name for f in found if isinstance(f, Finding)], (exp, key)
 

@@ -214,11 +214,15 @@ PAPER_FINDINGS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
     ("Learning rate", "more control for a cheaper control, smaller β "
      "(Figs. 3d, 8e-h)", (("learning-rate-sweep", "less_control_for_larger_beta"),)),
     ("Learning rate", "with costly control only the first levels of the hierarchy "
-     "are worth learning (Fig. 3d)", ()),
+     "are worth learning (Fig. 3d)",
+     (("learning-rate-sweep-costly", "first_levels_only"),)),
     ("MAML", "one-step MAML under-performs multi-step MAML (Figs. 3a, 7a)",
      (("maml", "one_step_worse"),)),
     ("MAML", "beyond ~180 steps the one-step-ahead loss rises while the cumulative "
      "loss keeps falling (Figs. 3a, 6)", (("maml", "one_step_ahead_rises"),)),
+    ("Non-linear network", "the linearised (Taylor) dynamics follow the real tanh "
+     "network trained by SGD early in training, where the control acts "
+     "(Fig. 19c,d,g,h)", (("nonlinear", "taylor_tracks_sgd_early"),)),
     ("Task switch", "the controlled loss is below the baseline's almost everywhere "
      "(Fig. 5e)", (("task-switch", "loss_below_baseline"),)),
     ("Task switch", "control starts acting before each switch (Fig. 5f)",
@@ -231,8 +235,9 @@ PAPER_FINDINGS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
      (("task-switch", "weights_larger"), ("task-switch", "weights_two_clusters"))),
 )  # fmt: skip
 """The paper's qualitative findings (Carrasco-Davis, Masís & Saxe, with the
-figure that shows each), each with the `(experiment, verdict)` pairs of
-`summary.json` that check it; `()`: no check in the library yet."""
+figure that shows each), each with the `(run, verdict)` pairs of
+`summary.json` that check it (a run: an experiment or a `VARIANTS` name);
+`()`: no check in the library yet."""
 
 _LABELS = {"holds": "reproduced", "fails": "NOT reproduced"}
 
