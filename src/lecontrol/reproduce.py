@@ -223,6 +223,9 @@ PAPER_FINDINGS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
     ("Non-linear network", "the linearised (Taylor) dynamics follow the real tanh "
      "network trained by SGD early in training, where the control acts "
      "(Fig. 19c,d,g,h)", (("nonlinear", "taylor_tracks_sgd_early"),)),
+    ("Non-linear network", "the control found on the linearised dynamics helps "
+     "the real tanh network trained by SGD (Fig. 19a,b)",
+     (("nonlinear", "control_helps_real_network"),)),
     ("Task switch", "the controlled loss is below the baseline's almost everywhere "
      "(Fig. 5e)", (("task-switch", "loss_below_baseline"),)),
     ("Task switch", "control starts acting before each switch (Fig. 5f)",
