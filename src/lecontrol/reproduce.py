@@ -97,6 +97,8 @@ _ORDER = (
     "learning-rate-sweep",
     "learning-rate-sweep-costly",
     "effort-digits",
+    "category-gains",
+    "category-gains-semantic",
     "category-digits",
     "maml",
     "knot-convergence",
@@ -105,6 +107,10 @@ _ORDER = (
 )
 
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "category-gains-semantic": (
+        "category-gains",
+        ("task.data=semantic", "system.hidden=30", "system.init_scale=0.0001"),
+    ),
     "learning-rate-sweep-costly": ("learning-rate-sweep", ("cost.offset=-1",)),
     "knot-convergence-gains": (
         "knot-convergence",
@@ -119,6 +125,9 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
 assignments). `cost.offset = -1` makes every bit of learning cost effort (cost
 $\beta(\rho + 1)^2$), the setting of the paper's finding that with costly
 control only the first levels of the hierarchy are worth learning (Fig. 3d).
+`category-gains-semantic` runs the neuron-basis gains on the semantic
+hierarchy (Fig. 18b,d) with effort-semantic's network (30 hidden units, initial
+weights of std $10^{-4}$).
 `knot-convergence` refines the single neuron's knots up to one per SGD step;
 its `-gains` and `-engagement` runs refine the quick variants of
 effort-gaussians and engagement-attentive (the full-size ladders take longer

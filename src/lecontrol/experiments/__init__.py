@@ -19,7 +19,7 @@ __all__ = ["ConfigError", "Experiment", "execute", "get", "names"]
 _NAMES = """single-neuron effort-gaussians effort-semantic effort-digits task-switch
 nonlinear engagement-attentive engagement-active engagement-vector category-digits
 category-semantic learning-rate maml single-neuron-sweep learning-rate-sweep
-digit-separability knot-convergence"""
+digit-separability knot-convergence category-gains"""
 _MODULES = {n: f"{__name__}.{n.replace('-', '_')}" for n in _NAMES.split()}
 
 
