@@ -208,3 +208,15 @@ def test_prepare_out_dir_not_writable(tmp_path):
             io.prepare_out_dir(locked / "run")
     finally:
         locked.chmod(0o700)
+
+
+def test_source_commit_names_the_checkout(tmp_path, monkeypatch):
+    """In a git checkout: the short commit (the test suite runs from one, and
+    CI from a clean clone); outside one, or without git: None."""
+    commit = io.source_commit()
+    if commit is not None:
+        assert commit.split("+")[0].isalnum() and len(commit.split("+")[0]) >= 7
+        assert io.package_versions()["lecontrol_commit"] == commit
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git on the path
+    assert io.source_commit() is None
+    assert "lecontrol_commit" not in io.package_versions()

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -236,14 +237,44 @@ def save_figure(
 
 
 def package_versions() -> dict[str, str | None]:
-    """Versions of Python and the packages a result depends on (`None`: absent)."""
+    """Versions of Python and the packages a result depends on (`None`: absent),
+    and `lecontrol_commit`, the git commit of the lecontrol source when it runs
+    from a git checkout (`+dirty` with uncommitted changes; omitted otherwise)."""
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in VERSIONED_PACKAGES:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = None
+    commit = source_commit()
+    if commit is not None:
+        out["lecontrol_commit"] = commit
     return out
+
+
+def source_commit() -> str | None:
+    """The short git commit of the checkout this package is imported from
+    (`+dirty` if its tracked files have changes), or None (no git, or not a
+    checkout)."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(here), *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return None
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", str(here))
+    return commit + ("+dirty" if dirty else "")
 
 
 def prepare_out_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
