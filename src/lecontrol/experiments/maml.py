@@ -13,20 +13,24 @@ baseline), by the paper's Adam (Table 2: lr $5\cdot10^{-3}$,
 projected-gradient norm (the gradient's: the initial weights are unbounded)
 reaches `optimiser.gtol`; the summary reports the norm reached. MAML is the one
 experiment not yet converged by default: with `optimiser.method = "lbfgsb"`
-(`lc.optimizers.LBFGSB`, which takes infinite bounds) the quick run took 25
-iterations in 16 s and then did not finish its 40 in 8 minutes (measured
-2026-12-02; presumably trial steps that make the inner loops stiff). Each
-optimum is then evaluated on one window of `outputs.eval_steps`.
+(`lc.optimizers.LBFGSB`, which takes infinite bounds) the initial weights
+grow without bound and the inner loops grow stiff (docs/experiments.md,
+"Converged optima"). The horizons are the paper's 18 (1, 20, 40, …, 340).
+Each optimum is then evaluated over `outputs.eval_steps` inner steps (the
+paper's 8000) on the tasks' training images and on their held-out images
+(the 20% that `lc.tasks.Digits.load` holds out).
 
 **Figures:** the window's cumulative loss and the one-step-ahead loss
-$\langle L\rangle(\alpha)$ against $n$, the inner loops' losses, and the
-largest horizon's optimisation (Figs. 3a,b, 6-7).
+$\langle L\rangle(\alpha)$ against $n$, on training and held-out images, the
+inner loops' losses, and the largest horizon's optimisation (Figs. 3a,b, 6,
+7a,b).
 
 **Findings:** checked: `one_step_worse` (one-step MAML's cumulative loss is
 over 5% above the best multi-step one's) and `one_step_ahead_rises` (from
 `RISES_FROM` = 180 inner steps on, the one-step-ahead loss rises with the
-horizon while the cumulative loss falls); measured: `cumulative_loss` and
-`one_step_loss` per horizon, `one_step_underperforms_multi_step`,
+horizon while the cumulative loss falls), on the training images; measured:
+`cumulative_loss` and `one_step_loss` per horizon (and `_test_` on the
+held-out images), `one_step_underperforms_multi_step`,
 `one_step_ahead_rises_after`.
 """
 
@@ -48,12 +52,10 @@ DEFAULT = config(
     system=dict(hidden=40, lam=0.0, tau=1.0, init_scale=0.01),
     control=dict(quadrature_intervals=16),
     cost=dict(beta=0.0),
-    objective=dict(
-        alpha=5e-3, gamma=1.0, eta=1.0, horizons=(1, 20, 60, 120, 180, 260, 340)
-    ),
+    objective=dict(alpha=5e-3, gamma=1.0, eta=1.0, horizons=(1, *range(20, 341, 20))),
     optimiser=dict(method="adam", gtol=1e-6, iterations=2000, lr=5e-3),
     solver=dict(rtol=1e-7, atol=1e-9, max_steps=4096),
-    outputs=dict(eval_steps=0),
+    outputs=dict(eval_steps=8000),
 )
 
 
@@ -66,10 +68,13 @@ def check(cfg) -> None:
     require(len(h) > 0 and min(h) > 0, "objective.horizons", "must be >= 1", h)
 
 
-def system(cfg) -> lc.systems.MAML:
-    """The network on the digit tasks of `task.pairs` (nothing is downloaded)."""
+def system(cfg, *, test: bool = False) -> lc.systems.MAML:
+    """The network on the digit tasks of `task.pairs` (nothing is downloaded):
+    their training images, or with `test` their held-out ones (the same
+    split)."""
     t, s = cfg.task, cfg.system
     tasks = [digits.load(cfg, pair) for pair in zip(t.pairs[::2], t.pairs[1::2])]
+    tasks = [task.test_task() for task in tasks] if test else tasks
     return lc.systems.MAML(tasks, hidden=s.hidden, lam=s.lam, tau=s.tau)
 
 
@@ -116,13 +121,17 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
         np.concatenate([np.asarray(a)[None], b]) for a, b in zip(theta0, res.theta)
     ]
     window = cfg.outputs.eval_steps or int(horizons.max())
-    evaluation = lc.sweep.solve_batch(
-        problem(cfg, net, evaluation=True),
-        np.full(len(horizons) + 1, window * alpha),
-        tuple(inits),
-        num_times=window + 1,  # one sample per inner step
-        options=cmp.options(cfg),
-    )
+
+    def evaluate(network):
+        return lc.sweep.solve_batch(
+            problem(cfg, network, evaluation=True),
+            np.full(len(horizons) + 1, window * alpha),
+            tuple(inits),
+            num_times=window + 1,  # one sample per inner step
+            options=cmp.options(cfg),
+        )
+
+    evaluation, held_out = evaluate(net), evaluate(system(cfg, test=True))
     cumulative, one_step = -evaluation.V[:, -1], evaluation.loss[:, 1]
     results = dict(
         horizons=horizons.astype(float),
@@ -130,6 +139,9 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
         eval_loss=evaluation.loss,
         cumulative_loss=cumulative,
         one_step_loss=one_step,
+        eval_test_loss=held_out.loss,
+        cumulative_test_loss=-held_out.V[:, -1],
+        one_step_test_loss=held_out.loss[:, 1],
         values=res.values,
         best_value=res.best_value,
         init_W1=inits[0],
@@ -144,7 +156,11 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
         "baseline": int(steps[0]),
         "control": int(steps[main + 1]),
     }
-    for name, y in (("cumulative_loss", cumulative), ("one_step_loss", one_step)):
+    test = ("cumulative_test_loss", "one_step_test_loss")
+    for name, y in (
+        ("cumulative_loss", cumulative),
+        ("one_step_loss", one_step),
+    ) + tuple((k, results[k]) for k in test):
         summary[f"{name}_baseline"] = float(y[0])
         summary[name] = {int(h): float(c) for h, c in zip(horizons, y[1:])}
     summary["eval_steps"] = window
@@ -251,14 +267,29 @@ def plot(results, cfg, out_dir: Path) -> list[Path]:
 
     def vs_horizon(field, title, ylabel):
         y = fig.plotting.check_plottable(field, results[field])
+        series, styles = {f"{label}, training images": y[1:]}, {}
+        styles[f"{label}, training images"] = style
+        held_out = field.replace("_loss", "_test_loss")
+        base = [(float(y[0]), "random initialisation (baseline), training")]
+        if held_out in results:
+            t = fig.plotting.check_plottable(held_out, results[held_out])
+            series[f"{label}, held-out images"] = t[1:]
+            styles[f"{label}, held-out images"] = {
+                **style,
+                "linestyle": "--",
+                "marker": "s",
+                "color": "C1",
+            }
+            held = {**fig.plotting.REFERENCE_STYLE, "color": "C1"}
+            base.append((float(t[0]), "random initialisation, held-out", held))
         return fig.plotting.plot_lines(
             h,
-            {label: y[1:]},
+            series,
             title=title,
             ylabel=ylabel,
             xlabel="inner steps considered when optimising (horizon n)",
-            styles={label: style},
-            hlines=[(float(y[0]), "random initialisation (baseline)")],
+            styles=styles,
+            hlines=base,
         )
 
     figures = {
@@ -300,6 +331,7 @@ EXPERIMENT = digits.on_digits(
             "optimiser.lr": 0.02,
             "objective.horizons": (1, 10, 40),
             "system.hidden": 20,
+            "outputs.eval_steps": 400,
         },
         build=build,
         run=run,
@@ -315,6 +347,8 @@ EXPERIMENT = digits.on_digits(
             "one_step_ahead_rises_after",
             "cumulative_loss",
             "one_step_loss",
+            "cumulative_test_loss",
+            "one_step_test_loss",
             *FINDINGS,
         ),
         check=check,
