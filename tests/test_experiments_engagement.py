@@ -248,13 +248,19 @@ def test_quick_run_sgd_replay_follows_gradient_flow(quick_run):
 
 
 def test_quick_run_no_part_fully_disengaged(quick_run):
+    """The least engagement per part is measured on the saved control, and the
+    finding reads it. It holds on the attentive quick run (its cost pulls ψ to
+    1); the others may disengage a part (engagement-active's converged quick
+    optimum drops to 2e-4, as its full-size one drops to 0)."""
     s = quick_run.summary
     mins = s["engagement_min"]
-    assert min(mins.values()) > DISENGAGED
-    assert s["findings"]["no_part_fully_disengaged"] is True
     np.testing.assert_allclose(
         sorted(mins.values()), np.sort(quick_run.results["control_g"].min(axis=0))
     )
+    engaged = min(mins.values()) > DISENGAGED
+    assert s["findings"]["no_part_fully_disengaged"] is engaged
+    if quick_run.name == "engagement-attentive":
+        assert engaged
 
 
 def test_quick_run_easier_tasks_released_first(quick_run):
