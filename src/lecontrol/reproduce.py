@@ -153,7 +153,6 @@ FIGURES: dict[str, tuple[str, ...]] = {
     "effort-semantic": ("level_loss.png", "control.png"),
     "effort-digits": ("loss.png", "weight_norms.png"),
     "task-switch": ("loss.png", "control.png"),
-    "nonlinear": ("real_loss.png", "control.png"),
     "engagement-attentive": ("engagement.png",),
     "engagement-active": ("engagement.png",),
     "engagement-vector": ("engagement.png",),
@@ -164,6 +163,9 @@ FIGURES: dict[str, tuple[str, ...]] = {
     "learning-rate-sweep": ("total_control.png",),
     "learning-rate-sweep-costly": ("loss_beta.png",),
     "maml": ("cumulative_loss.png", "one_step_loss.png"),
+    "category-gains": ("category_gains.png", "overview.png"),
+    "category-gains-semantic": ("category_gains.png",),
+    "nonlinear": ("ode_vs_sgd.png", "real_loss.png"),
 }
 """The figures copied into the report, per run (at most two). A run not listed
 gets the first two figures its summary names."""
@@ -215,6 +217,11 @@ PAPER_FINDINGS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
      "engagement (Fig. 4k)", (("category-semantic", "higher_levels_more_engagement"),)),
     ("Category engagement", "in Semantic, higher levels are engaged earlier "
      "(Fig. 4k)", (("category-semantic", "higher_levels_earlier"),)),
+    ("Category engagement", "through output-neuron gains (neuron basis, G1 = 0) the "
+     "categories are engaged in a similar order: easier digits first, higher "
+     "levels of the hierarchy first (Fig. 18c,d)",
+     (("category-gains", "easier_first"), ("category-gains", "papers_order"),
+      ("category-gains-semantic", "higher_levels_earlier"))),
     ("Category engagement", "class proportions read from the engagement, used as "
      "batch composition for SGD, beat uniform batches (Fig. 4l,m)",
      (("category-digits", "curriculum_beats_uniform"),)),
