@@ -29,6 +29,11 @@ def test_quick_run_end_to_end(tmp_path):
     np.testing.assert_allclose(r["gtol"], 1e-9 * np.sqrt(6 / (r["knot_counts"] - 1)))
     assert np.all(r["projected_grad_norm"] <= r["gtol"])
     assert summary["status"] == "converged"
+    # the summary's norm and tolerance: the count farthest from its own
+    worst = int(np.argmax(r["projected_grad_norm"] / r["gtol"]))
+    assert summary["projected_grad_norm"] == r["projected_grad_norm"][worst]
+    assert summary["gtol"] == r["gtol"][worst]
+    assert summary["projected_grad_norm"] <= summary["gtol"]
     assert summary["V_baseline"] == r["V"][1] and summary["V_control"] == r["V"][2]
     for name in ("value_converges", "control_converges"):
         assert summary["verdicts"][name]["status"] == "holds", summary["verdicts"]
