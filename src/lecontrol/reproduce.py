@@ -134,8 +134,8 @@ effort-gaussians and engagement-attentive (the full-size ladders take longer
 than the whole reproduction's budget on two cores)."""
 
 BUDGETS: dict[str, tuple[str, ...]] = {
-    "engagement-vector": ("optimiser.iterations=80",),
-    "maml": ("optimiser.iterations=100",),
+    "engagement-vector": ("optimiser.iterations=30",),
+    "maml": ("optimiser.iterations=40",),
 }
 """Iteration budgets of the full-size reproduction, below the experiments'
 defaults (`--set` assignments added to the full-size runs only): the runs
