@@ -266,6 +266,13 @@ def layers(results, run: str, field: str, flat: bool = False) -> list:
     return [a.reshape(a.shape[0], -1) for a in x] if flat else x
 
 
+def weight_norms(layers: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    r"""$\sum_i\lVert W_i\rVert_1$ and $(\sum_i\lVert W_i\rVert_F^2)^{1/2}$
+    over the layers, each flattened along its last axis (leading axes kept)."""
+    l1 = sum(np.abs(w).sum(-1) for w in layers)
+    return l1, np.sqrt(sum((w**2).sum(-1) for w in layers))
+
+
 def measure(results, cfg) -> tuple[dict, dict]:
     r"""Derived arrays (weight norms $\sum_i\lVert W_i\rVert_1$ and
     $(\sum_i\lVert W_i\rVert_F^2)^{1/2}$, mean $|G|$ per layer, effort
@@ -273,8 +280,7 @@ def measure(results, cfg) -> tuple[dict, dict]:
     arrays, summary, ts = {}, {}, results["ts"]
     for run in RUNS:
         W = layers(results, run, "w", flat=True)
-        arrays[f"{run}_l1"] = sum(np.abs(w).sum(1) for w in W)
-        arrays[f"{run}_l2"] = np.sqrt(sum((w**2).sum(1) for w in W))
+        arrays[f"{run}_l1"], arrays[f"{run}_l2"] = weight_norms(W)
     G = layers(results, "control", "g", flat=True)
     for i, g in enumerate(G):
         arrays[f"control_mean_abs_g{i}"] = np.abs(g).mean(1)
@@ -318,13 +324,13 @@ def replay(cfg, s, c, *, data=None, loss=None) -> tuple[dict, dict]:
         sim = lc.simulate(s.problem, theta, **kw)
         per_seed = sim.loss if loss is None else jax.vmap(loss, (0, None))(sim.w, sim.g)
         per_seed, ts = np.asarray(per_seed), np.asarray(sim.ts)
-        # The first seed's weights, and the seed-mean weight norms (as `measure`).
+        # The first seed's weights, and the seed-mean weight norms.
         leaves = jax.tree.leaves(sim.w)
         for i, w in enumerate(leaves):
             arrays[f"sgd_{run}_w{i}"] = np.asarray(w[0])
         flat = [np.asarray(w).reshape(w.shape[0], w.shape[1], -1) for w in leaves]
-        arrays[f"sgd_{run}_l1"] = sum(np.abs(w).sum(2) for w in flat).mean(0)
-        arrays[f"sgd_{run}_l2"] = np.sqrt(sum((w**2).sum(2) for w in flat)).mean(0)
+        l1, l2 = weight_norms(flat)
+        arrays[f"sgd_{run}_l1"], arrays[f"sgd_{run}_l2"] = l1.mean(0), l2.mean(0)
         mean, n = per_seed.mean(0), per_seed.shape[0]
         err = per_seed.std(0, ddof=1) / np.sqrt(n) if n > 1 else 0 * mean
         arrays |= {"sgd_ts": ts, f"sgd_{run}_{tag}loss_mean": mean}
