@@ -31,6 +31,7 @@ FIGURES = {
         "one_step_loss.png",
         "loss_curves.png",
         "optimisation.png",
+        "per_task.png",
     },
     "single-neuron-sweep": {
         "total_control.png",
@@ -178,6 +179,20 @@ def _maml_findings(summary, results, proc):
     held_out = results["cumulative_test_loss"]
     assert np.all(held_out[1:] < held_out[0])  # optimised beats random there too
     assert not np.allclose(held_out, cumulative)  # other images, other losses
+    # Fig. 6a-e: each task's own inner loop, solved separately; the tasks are
+    # independent given the initialisation, so their mean is the average loss.
+    per_task = results["eval_task_loss"]
+    assert per_task.shape == (len(cfg.task.pairs) // 2, len(h) + 1, window + 1)
+    np.testing.assert_allclose(per_task.mean(axis=0), results["eval_loss"], rtol=1e-5)
+    assert np.ptp(per_task[:, :, -1], axis=0).min() > 1e-3  # the tasks differ
+    np.testing.assert_array_equal(results["one_step_task_loss"], per_task[:, :, 1])
+    assert set(summary["one_step_task_loss"]) == {
+        "0 vs 1",
+        "7 vs 1",
+        "8 vs 9",
+        "3 vs 8",
+        "5 vs 3",
+    }
     # The window's cumulative loss is the integral of its loss curve.
     steps, alpha = results["steps"], cfg.objective.alpha
     np.testing.assert_allclose(

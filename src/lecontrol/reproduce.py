@@ -162,7 +162,7 @@ FIGURES: dict[str, tuple[str, ...]] = {
     "learning-rate": ("level_loss.png",),
     "learning-rate-sweep": ("total_control.png",),
     "learning-rate-sweep-costly": ("loss_beta.png",),
-    "maml": ("cumulative_loss.png", "one_step_loss.png"),
+    "maml": ("cumulative_loss.png", "per_task.png"),
     "category-gains": ("category_gains.png", "overview.png"),
     "category-gains-semantic": ("category_gains.png",),
     "nonlinear": ("ode_vs_sgd.png", "real_loss.png"),

@@ -22,8 +22,9 @@ paper's 8000) on the tasks' training images and on their held-out images
 
 **Figures:** the window's cumulative loss and the one-step-ahead loss
 $\langle L\rangle(\alpha)$ against $n$, on training and held-out images, the
-inner loops' losses, and the largest horizon's optimisation (Figs. 3a,b, 6,
-7a,b).
+inner loops' losses, and the largest horizon's optimisation (Figs. 3a,b, 6f,
+7a,b); per task (`per_task.png`, Fig. 6a-l), each task's inner loop from
+every initialisation and its one-step-ahead loss against $n$.
 
 **Findings:** checked: `one_step_worse` (one-step MAML's cumulative loss is
 over 5% above the best multi-step one's) and `one_step_ahead_rises` (from
@@ -70,8 +71,17 @@ def check(cfg) -> None:
 
 def tasks(cfg) -> list[lc.tasks.Digits]:
     """The digit tasks of `task.pairs` (nothing is downloaded)."""
-    t = cfg.task
-    return [digits.load(cfg, pair) for pair in zip(t.pairs[::2], t.pairs[1::2])]
+    return [digits.load(cfg, pair) for pair in pairs(cfg)]
+
+
+def pairs(cfg) -> list[tuple[int, int]]:
+    """The digit pairs of the binary tasks, in `task.pairs` order."""
+    p = cfg.task.pairs
+    return list(zip(p[::2], p[1::2]))
+
+
+def task_name(pair) -> str:
+    return f"{pair[0]} vs {pair[1]}"
 
 
 def system(cfg, loaded=None, *, test: bool = False) -> lc.systems.MAML:
@@ -138,6 +148,9 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
 
     evaluation = evaluate(net)
     held_out = evaluate(system(cfg, loaded, test=True))
+    # Each task's own inner loop (Fig. 6a-e): the tasks learn independently
+    # from the shared initialisation, so one task's network is MAML on it alone.
+    per_task = np.stack([evaluate(system(cfg, [task])).loss for task in loaded])
     cumulative, one_step = -evaluation.V[:, -1], evaluation.loss[:, 1]
     results = dict(
         horizons=horizons.astype(float),
@@ -146,6 +159,8 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
         cumulative_loss=cumulative,
         one_step_loss=one_step,
         eval_test_loss=held_out.loss,
+        eval_task_loss=per_task,
+        one_step_task_loss=per_task[:, :, 1],
         cumulative_test_loss=-held_out.V[:, -1],
         one_step_test_loss=held_out.loss[:, 1],
         values=res.values,
@@ -166,6 +181,10 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
         name, y = f"{name}_loss", results[f"{name}_loss"]
         summary[f"{name}_baseline"] = float(y[0])
         summary[name] = {int(h): float(c) for h, c in zip(horizons, y[1:])}
+    summary["one_step_task_loss"] = {
+        task_name(pair): {int(h): float(c) for h, c in zip(horizons, y[1:])}
+        for pair, y in zip(pairs(cfg), per_task[:, :, 1])
+    }
     summary["eval_steps"] = window
     summary |= findings(horizons, cumulative[1:], one_step[1:])
     return RunOutput(results, summary)
@@ -262,6 +281,58 @@ FINDINGS = (
 )
 
 
+def per_task_figure(results, cfg):
+    """Fig. 6: each task's inner-loop loss from every initialisation, coloured
+    by the horizon it was optimised for (top row; the last panel is the
+    average over tasks), and the one-step-ahead loss against the horizon
+    (bottom row)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
+
+    h, steps = results["horizons"], results["steps"]
+    curves = fig.plotting.check_plottable("eval_task_loss", results["eval_task_loss"])
+    average = fig.plotting.check_plottable("eval_loss", results["eval_loss"])
+    names = [f"task {task_name(p)}" for p in pairs(cfg)] + ["average over tasks"]
+    losses = [*curves, average]
+    figure, axes = fig.plotting.panel_grid(
+        2 * len(losses),
+        columns=len(losses),
+        title="Inner loops from the MAML initialisations, per task (training images)",
+    )
+    norm, cmap = Normalize(float(h.min()), float(h.max())), plt.get_cmap("viridis")
+    for ax, name, loss in zip(axes, names, losses):
+        for n, curve in zip(h, loss[1:]):
+            ax.plot(steps, curve, color=cmap(norm(n)), linewidth=1.0)
+        ax.plot(
+            steps, loss[0], label="random initialisation", **fig.plotting.BASELINE_STYLE
+        )
+        ax.set(title=name, xlabel="inner SGD steps", ylabel="loss ⟨L⟩")
+        ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+        fig.plotting.time_axis(ax, "symlog")
+    axes[0].legend(fontsize="small")
+    figure.colorbar(
+        plt.cm.ScalarMappable(norm=norm, cmap=cmap),
+        ax=axes[: len(losses)],
+        label="steps considered n",
+    )
+    for ax, name, loss in zip(axes[len(losses) :], names, losses):
+        ax.plot(h, loss[1:, 1], **{**fig.plotting.CONTROL_STYLE, "marker": "o"})
+        ax.axhline(
+            float(loss[0, 1]),
+            label="random initialisation",
+            **fig.plotting.BASELINE_STYLE,
+        )
+        ax.set(
+            title=f"{name}: one step ahead",
+            xlabel="steps considered n",
+            ylabel="⟨L⟩ after one inner step",
+        )
+        ax.grid(True, alpha=0.3)
+    axes[len(losses)].legend(fontsize="small")
+    return figure
+
+
 def plot(results, cfg, out_dir: Path) -> list[Path]:
     """Cumulative and one-step-ahead loss vs steps considered; loss curves."""
     h, main = results["horizons"], int(np.argmax(results["horizons"]))
@@ -319,6 +390,7 @@ def plot(results, cfg, out_dir: Path) -> list[Path]:
         "optimisation.png": lambda: fig.plotting.plot_optimisation(
             results["values"][main], baseline=float(results["values"][main, 0])
         ),
+        "per_task.png": lambda: per_task_figure(results, cfg),
     }
     return fig.save(figures, out_dir)
 
@@ -344,6 +416,7 @@ EXPERIMENT = digits.on_digits(
             "one_step_loss.png",
             "loss_curves.png",
             "optimisation.png",
+            "per_task.png",
         ),
         findings=(
             "one_step_underperforms_multi_step",
@@ -352,6 +425,7 @@ EXPERIMENT = digits.on_digits(
             "one_step_loss",
             "cumulative_test_loss",
             "one_step_test_loss",
+            "one_step_task_loss",
             *FINDINGS,
         ),
         check=check,
