@@ -203,15 +203,28 @@ def test_a_failing_experiment_is_recorded_and_the_others_run(tmp_path):
         Job("unknown", "no-such-experiment"),
     ]
     lines = []
-    records = reproduce.run_all(selected, runs, quick=True, echo=lines.append)
-    assert [r["name"] for r in records] == ["broken", "unknown"]
+    records = reproduce.run_all(
+        selected, runs, quick=True, echo=lines.append, parallel=2
+    )
+    assert [r["name"] for r in records] == ["broken", "unknown"]  # in order
+    # Two at a time: each started before the other ended (each takes seconds).
+    assert max(r["started_utc"] for r in records) <= min(
+        r["finished_utc"] for r in records
+    )
+    assert all(r["parallel"] == 2 for r in records)
+    every = json.loads((runs / reproduce.ALL_RECORD).read_text())
+    assert every["runs"] == ["broken", "unknown"] and every["parallel"] == 2
+    assert 0 < every["wall_time_s"] < every["sum_of_run_wall_times_s"]
     assert all(r["outcome"] == "failed" and r["exit_status"] == 2 for r in records)
     assert "optimiser.iterations" in records[0]["error"]
     assert "no-such-experiment" in records[1]["error"]
     saved = json.loads((runs / "broken-quick" / "reproduce.json").read_text())
     assert saved["outcome"] == "failed" and saved["wall_time_s"] > 0
-    assert lines[-1].startswith("total") and "2 not completed" in lines[-1]
+    assert (
+        lines[-1].startswith("total") and "2 at a time, 2 not completed" in (lines[-1])
+    )
     text = reproduce.write_report(selected, runs, tmp_path / "r.md").read_text()
+    assert "ran 2 runs in" in text and "2 at a time" in text
     assert "| `broken` (`single-neuron --set optimiser.iterations=-1`) | none |" in (
         text
     )
@@ -235,6 +248,13 @@ def test_usage_errors(capsys, tmp_path):
     assert status == 2 and "Did you mean" in capsys.readouterr().err
     status = cli.main([*reuse[:2], "--runs", str(tmp_path / "none")])
     assert status == 2 and "not a folder of runs" in capsys.readouterr().err
+    status = cli.main(["reproduce", "--jobs", "0", "--runs", str(tmp_path)])
+    assert status == 2 and "--jobs must be >= 1" in capsys.readouterr().err
+    status = cli.main([*reuse, "--jobs", "2"])
+    assert status == 2 and "--jobs does not apply" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="`parallel`"):
+        reproduce.run_all([], tmp_path, quick=True, parallel=0)
+    assert 1 <= reproduce.default_parallel() <= reproduce.MAX_PARALLEL
 
 
 @pytest.mark.slow
@@ -245,6 +265,7 @@ def test_quick_single_neuron_end_to_end(capsys, tmp_path):
     out = capsys.readouterr().out
     assert status == 0, out
     assert re.search(r"^total +\d+\.\d s", out, re.M)
+    assert "(1 run, 1 at a time" in out or "(1 run, 2 at a time" in out
     folder = runs / "single-neuron-quick"
     record = json.loads((folder / "reproduce.json").read_text())
     assert record["outcome"] == "completed" and record["wall_time_s"] > 0

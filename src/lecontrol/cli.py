@@ -150,6 +150,13 @@ def _parser() -> argparse.ArgumentParser:
         "time budget)",
     )
     rep.add_argument("--no-report", action="store_true", help="run only; no report")
+    rep.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="runs at a time, each its own process (default: one per CPU core, "
+        "at most 4)",
+    )
     return p
 
 
@@ -469,11 +476,16 @@ def _reproduce(args) -> int:
         raise UsageError(f"--reuse: --runs {args.runs} is not a folder of runs.")
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError(f"--timeout must be > 0; got {args.timeout}.")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1; got {args.jobs}.")
+    if args.reuse and args.jobs is not None:
+        raise UsageError("--reuse runs nothing: --jobs does not apply.")
+    parallel = reproduce.default_parallel() if args.jobs is None else args.jobs
     jobs = reproduce.jobs(args.only, quick=args.quick)
     records = []
     if not args.reuse:
         records = reproduce.run_all(
-            jobs, args.runs, quick=args.quick, timeout=args.timeout
+            jobs, args.runs, quick=args.quick, timeout=args.timeout, parallel=parallel
         )
     if not args.no_report:
         again = ["--reuse", "--runs", str(args.runs), "--report", str(args.report)]

@@ -6,7 +6,8 @@ r"""`lecontrol reproduce`: run the paper's experiments and write the report.
     lecontrol reproduce --reuse                 # rebuild the report only
 
 `run_all` runs every registered experiment (`lecontrol.experiments`) and the
-`VARIANTS`, one after the other, each into its own run folder
+`VARIANTS`, `parallel` at a time (the command line's `--jobs`; by default one
+per CPU core, `default_parallel`), each into its own run folder
 `RUNS/NAME` (full size) or `RUNS/NAME-quick`. A failing experiment is
 recorded and the others still run. `write_report` then builds the report from
 those folders.
@@ -73,6 +74,7 @@ __all__ = [
     "jobs",
     "load_run",
     "run_all",
+    "default_parallel",
     "run_folder",
     "run_job",
     "tolerance",
@@ -343,6 +345,7 @@ def run_job(
     quick: bool,
     timeout: float | None = None,
     echo: Callable[[str], object] = print,
+    parallel: int = 1,
 ) -> dict[str, Any]:
     """Run `job` as `lecontrol run` in a new process, into its run folder.
 
@@ -356,6 +359,9 @@ def run_job(
     - `timeout`: seconds after which the run is stopped (SIGTERM, then SIGKILL
       a minute later); None: no limit.
     - `echo`: receives a line when the run starts and when it ends.
+    - `parallel`: how many runs share the machine with this one, itself
+      included (recorded; with more than one, the run does not preallocate
+      GPU memory, which the others need too).
 
     **Returns:** the record written to `reproduce.json`: the `command`, its
     `exit_status`, the `outcome` (`completed`, `stopped early`: a summary with
@@ -376,11 +382,14 @@ def run_job(
         "quick": quick,
         "command": "lecontrol run " + " ".join(args),
         "started_utc": _now().isoformat(timespec="seconds"),
+        "parallel": parallel,
     }
     # The child imports this very lecontrol, wherever it was imported from.
     env = dict(os.environ)
     here = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
+    if parallel > 1:
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     cmd = [sys.executable, "-m", "lecontrol.cli", "run", *args]
     echo(f"[{_now():%H:%M:%S}] {record['command']}")
     stopped = False
@@ -441,6 +450,23 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def default_parallel() -> int:
+    """Runs at a time by default: one per CPU core, at most `MAX_PARALLEL`.
+    Each run's ODE solves keep about one core busy (XLA runs these small,
+    sequential programs on one thread), so a 2-core machine does two at once
+    in about half the time."""
+    return max(1, min(os.cpu_count() or 1, MAX_PARALLEL))
+
+
+MAX_PARALLEL = 4
+"""The most runs `default_parallel` starts at a time (memory: each run holds
+its own data, compiled programs and trajectories)."""
+
+ALL_RECORD = "reproduce-all.json"
+"""The record of the last `run_all` in a runs folder: its runs, how many ran
+at a time, and its wall time end to end."""
+
+
 def run_all(
     selected: Sequence[Job],
     runs_dir: Path,
@@ -448,26 +474,61 @@ def run_all(
     quick: bool,
     timeout: float | None = None,
     echo: Callable[[str], object] = print,
+    parallel: int = 1,
 ) -> list[dict[str, Any]]:
-    """`run_job` for each job in turn (a failure does not stop the others);
-    prints each run's wall time and the total at the end.
+    """`run_job` for each job (a failure does not stop the others), `parallel`
+    at a time, in the order of `selected`; prints each run's wall time and the
+    total at the end, and writes `ALL_RECORD` into `runs_dir`.
 
-    **Returns:** the records of the runs, in order.
+    Runs that share the machine take longer each than alone: with
+    `parallel` > 1 a run's wall time includes its share of the contention, and
+    only the total end to end measures the reproduction.
+
+    **Returns:** the records of the runs, in the order of `selected`.
     """
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+        raise ValueError(f"`parallel` must be an integer >= 1; got {parallel!r}.")
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    started = _now()
     start = time.perf_counter()
-    records = [
-        run_job(job, runs_dir, quick=quick, timeout=timeout, echo=echo)
-        for job in selected
-    ]
+
+    def one(job):
+        return run_job(
+            job, runs_dir, quick=quick, timeout=timeout, echo=echo, parallel=parallel
+        )
+
+    if parallel == 1:
+        records = [one(job) for job in selected]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Threads only wait on the runs' processes; each run is its own process.
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            records = list(pool.map(one, selected))
     total = time.perf_counter() - start
+    _write_json(
+        runs_dir / ALL_RECORD,
+        {
+            "runs": [r["name"] for r in records],
+            "quick": quick,
+            "parallel": parallel,
+            "cpu_count": os.cpu_count(),
+            "started_utc": started.isoformat(timespec="seconds"),
+            "finished_utc": _now().isoformat(timespec="seconds"),
+            "wall_time_s": total,
+            "sum_of_run_wall_times_s": sum(r["wall_time_s"] for r in records),
+        },
+    )
     width = max((len(r["name"]) for r in records), default=0)
     echo("")
     for r in records:
         echo(f"{r['name']:<{width}}  {r['wall_time_s']:8.1f} s  {r['outcome']}")
     failed = sum(r["outcome"] != "completed" for r in records)
     echo(
-        f"{'total':<{width}}  {total:8.1f} s  ({len(records)} runs, "
-        f"{failed} not completed)"
+        f"{'total':<{width}}  {total:8.1f} s  ({len(records)} "
+        f"run{'s' * (len(records) != 1)}, "
+        f"{parallel} at a time, {failed} not completed)"
     )
     return records
 
@@ -568,6 +629,35 @@ def _wall_times(run: Run) -> dict[str, float | None]:
         "figures": figs,
         "rest": rest,
     }
+
+
+def _end_to_end(runs_dir: Path, runs: dict[str, Run]) -> list[str]:
+    """The report's lines on the last `run_all` in `runs_dir` (`ALL_RECORD`):
+    its wall time end to end and how many runs shared the machine."""
+    try:
+        rec = _read_json(runs_dir / ALL_RECORD)
+    except (OSError, ValueError):
+        return []
+    if not rec.get("wall_time_s"):
+        return []
+    names = rec.get("runs", [])
+    reused = sorted(set(runs) - set(names))
+    text = (
+        f"**End to end:** the last `lecontrol reproduce` in these folders ran "
+        f"{len(names)} runs in **{rec['wall_time_s']:.0f} s** "
+        f"({rec['wall_time_s'] / 60:.1f} min), {rec.get('parallel', 1)} at a time "
+        f"on {rec.get('cpu_count', '?')} CPU cores, from "
+        f"{rec.get('started_utc', '?')} to {rec.get('finished_utc', '?')} UTC."
+    )
+    if rec.get("parallel", 1) > 1:
+        text += (
+            " Runs that share the cores take longer each than alone, so the "
+            "seconds per run below include their share of the contention, and "
+            "their sum exceeds the time end to end."
+        )
+    if reused:
+        text += " Runs from earlier invocations: " + ", ".join(reused) + "."
+    return [text, ""]
 
 
 def _machine() -> str:
@@ -749,6 +839,7 @@ def write_report(
     L += [
         "### Wall time",
         "",
+        *_end_to_end(runs_dir, runs),
         "Seconds per run on the machine above: the whole `lecontrol run` process, "
         "its start-up (imports, configuration, data), the optimisation "
         "(compilation included), the figures, and the rest (trajectories, "
@@ -764,7 +855,7 @@ def write_report(
         L.append(
             f"| `{name}` | {run.kind} | " + " | ".join(_fmt(t[k], 3) for k in t) + " |"
         )
-    L += [f"| **total** | | **{_fmt(total, 4)}** | | | | |", ""]
+    L += [f"| **sum** | | **{_fmt(total, 4)}** | | | | |", ""]
 
     counts: dict[tuple[str, bool], int] = {}
     for run in runs.values():

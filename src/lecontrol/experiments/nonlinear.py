@@ -57,7 +57,7 @@ def _gap(r, run: str) -> np.ndarray:
 
 
 def tracks_early(r) -> tuple[float, str]:
-    """1 − the larger (baseline, control) mean relative gap over $t \le T/4$."""
+    r"""1 − the larger (baseline, control) mean relative gap over $t \le T/4$."""
     ts = r["ts"]
     early = ts <= ts[-1] / 4
     gaps = {run: float(np.mean(_gap(r, run)[early])) for run in gains.RUNS}
