@@ -491,6 +491,15 @@ def run_all(
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     started = _now()
+    if parallel > 1:  # one line at a time from the runs' threads
+        import threading
+
+        lock, say = threading.Lock(), echo
+
+        def echo(line: str) -> None:
+            with lock:
+                say(line)
+
     start = time.perf_counter()
 
     def one(job):
