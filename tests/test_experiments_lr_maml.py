@@ -24,6 +24,7 @@ FIGURES = {
         "loss.png",
         "net_reward_difference.png",
         "level_loss.png",
+        "hamiltonian.png",
         "optimisation.png",
     },
     "maml": {
@@ -148,6 +149,17 @@ def _learning_rate_findings(summary, results, proc):
     # The levels' losses add up to the loss (lambda = 0: no regulariser).
     np.testing.assert_allclose(
         results["control_level_loss"].sum(1), results["control_loss"], atol=1e-10
+    )
+    # gamma = 1: H is nearly constant along the optimum (quick run: 0.011 on a
+    # net reward that spans 2.6), not along the optimum reversed in time (0.54);
+    # along the constant base rate it is constant whatever the optimality.
+    spread = summary["hamiltonian_spread"]
+    assert spread["control"] < 0.02 * np.ptp(results["control_v"])
+    assert summary["hamiltonian_relative_spread"] < 0.02
+    assert spread["reversed"] > 20 * spread["control"]
+    assert spread["baseline"] < 1e-4
+    np.testing.assert_allclose(
+        np.ptp(results["control_hamiltonian"]), spread["control"], rtol=1e-12
     )
 
 

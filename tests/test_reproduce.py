@@ -212,7 +212,7 @@ def test_a_failing_experiment_is_recorded_and_the_others_run(tmp_path):
         r["finished_utc"] for r in records
     )
     assert all(r["parallel"] == 2 for r in records)
-    every = json.loads((runs / reproduce.ALL_RECORD).read_text())
+    (every,) = json.loads((runs / reproduce.ALL_RECORD).read_text())["invocations"]
     assert every["runs"] == ["broken", "unknown"] and every["parallel"] == 2
     assert 0 < every["wall_time_s"] < every["sum_of_run_wall_times_s"]
     assert all(r["outcome"] == "failed" and r["exit_status"] == 2 for r in records)
@@ -224,7 +224,14 @@ def test_a_failing_experiment_is_recorded_and_the_others_run(tmp_path):
         lines[-1].startswith("total") and "2 at a time, 2 not completed" in (lines[-1])
     )
     text = reproduce.write_report(selected, runs, tmp_path / "r.md").read_text()
-    assert "ran 2 runs in" in text and "2 at a time" in text
+    assert "UTC: 2 runs, in" in text and "2 at a time" in text
+    # A later call that reruns one of them is recorded too, and named.
+    reproduce.run_all(selected[:1], runs, quick=True, echo=print)
+    history = json.loads((runs / reproduce.ALL_RECORD).read_text())["invocations"]
+    assert [h["runs"] for h in history] == [["broken", "unknown"], ["broken"]]
+    text = reproduce.write_report(selected, runs, tmp_path / "r.md").read_text()
+    assert "2 runs, of which this report uses unknown" in text
+    assert "UTC: 1 run, in" in text
     assert "| `broken` (`single-neuron --set optimiser.iterations=-1`) | none |" in (
         text
     )

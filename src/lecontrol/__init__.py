@@ -32,6 +32,7 @@ from .objective import (
     Trajectory as Trajectory,
     costate as costate,
     functional_gradient as functional_gradient,
+    hamiltonian as hamiltonian,
     solve as solve,
     value as value,
 )

@@ -338,3 +338,44 @@ def functional_gradient(
         return jax.grad(H)(g)
 
     return jax.vmap(at)(ts)
+
+
+def hamiltonian(
+    problem: Problem,
+    theta: PyTree[Array],
+    *,
+    ts: Real[Array, " times"],
+    adjoint: ContinuousAdjoint = ContinuousAdjoint(),
+    options: SolverOptions = SolverOptions(),
+) -> Float[Array, " times"]:
+    r"""The Hamiltonian along the solution, at `ts`:
+
+    $$H(t) = \gamma^t\big[\eta P(w(t), g(t)) - C(g(t))\big] + \lambda(t)^\top h(w(t), g(t)),$$
+
+    with $\lambda$ the costate (`lc.costate`). Pontryagin's principle: at an
+    optimal control, $g(t)$ maximises $H$ over the box at every $t$ (so
+    $\delta V/\delta g = \partial H/\partial g$ vanishes where $g$ is
+    interior), and when the problem is autonomous ($\gamma = 1$ and a system
+    and task that do not change in time) $H$ is constant in $t$ along the
+    optimum. Its spread over $[0, T]$ is then an optimality diagnostic for a
+    control from any optimiser: it falls towards zero as the control's knots
+    are refined. With $\gamma < 1$, $dH/dt = \ln\gamma\,\gamma^t[\eta P - C]$
+    along the optimum instead.
+
+    **Arguments:** as `lc.costate`.
+
+    **Returns:** $H$ at `ts`.
+    """
+    posed = _posed(problem, theta)
+    options = _options(options)
+    ts = jnp.asarray(ts, dtype=float)
+    _check_ts(ts, problem.objective.T)
+    fwd, bwd = _adjoint_solutions(posed, options, adjoint)
+
+    def at(t):
+        w, lam = fwd.evaluate(t)[0], bwd.evaluate(t)
+        g = posed.control_at(t)
+        flow = problem.system.vector_field(t, w, g)
+        return _tree_vdot(lam, flow) + posed.reward(t, w, g)
+
+    return jax.vmap(at)(ts)

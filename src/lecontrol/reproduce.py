@@ -463,8 +463,9 @@ MAX_PARALLEL = 4
 its own data, compiled programs and trajectories)."""
 
 ALL_RECORD = "reproduce-all.json"
-"""The record of the last `run_all` in a runs folder: its runs, how many ran
-at a time, and its wall time end to end."""
+"""The records of the `run_all` calls into a runs folder, oldest first
+(`{"invocations": [...]}`): each one's runs, how many ran at a time, and its
+wall time end to end."""
 
 
 def run_all(
@@ -516,8 +517,11 @@ def run_all(
         with ThreadPoolExecutor(max_workers=parallel) as pool:
             records = list(pool.map(one, selected))
     total = time.perf_counter() - start
-    _write_json(
-        runs_dir / ALL_RECORD,
+    try:
+        history = _read_json(runs_dir / ALL_RECORD).get("invocations", [])
+    except (OSError, ValueError, AttributeError):
+        history = []
+    history.append(
         {
             "runs": [r["name"] for r in records],
             "quick": quick,
@@ -527,8 +531,9 @@ def run_all(
             "finished_utc": _now().isoformat(timespec="seconds"),
             "wall_time_s": total,
             "sum_of_run_wall_times_s": sum(r["wall_time_s"] for r in records),
-        },
+        }
     )
+    _write_json(runs_dir / ALL_RECORD, {"invocations": history})
     width = max((len(r["name"]) for r in records), default=0)
     echo("")
     for r in records:
@@ -640,33 +645,46 @@ def _wall_times(run: Run) -> dict[str, float | None]:
     }
 
 
-def _end_to_end(runs_dir: Path, runs: dict[str, Run]) -> list[str]:
-    """The report's lines on the last `run_all` in `runs_dir` (`ALL_RECORD`):
-    its wall time end to end and how many runs shared the machine."""
+def _end_to_end(runs_dir: Path, runs: Sequence[str]) -> list[str]:
+    """The report's lines on the `run_all` calls that ran the reported `runs`
+    (`ALL_RECORD`): each one's wall time end to end and how many runs shared
+    the machine."""
     try:
-        rec = _read_json(runs_dir / ALL_RECORD)
-    except (OSError, ValueError):
+        history = _read_json(runs_dir / ALL_RECORD).get("invocations", [])
+    except (OSError, ValueError, AttributeError):
         return []
-    if not rec.get("wall_time_s"):
+    last: dict[str, int] = {}  # the call that last ran each run
+    for i, rec in enumerate(history):
+        for name in rec.get("runs", []):
+            last[name] = i
+    used = sorted({last[name] for name in runs if name in last})
+    if not used:
         return []
-    names = rec.get("runs", [])
-    reused = sorted(set(runs) - set(names))
-    text = (
-        f"**End to end:** the last `lecontrol reproduce` in these folders ran "
-        f"{len(names)} runs in **{rec['wall_time_s']:.0f} s** "
-        f"({rec['wall_time_s'] / 60:.1f} min), {rec.get('parallel', 1)} at a time "
-        f"on {rec.get('cpu_count', '?')} CPU cores, from "
-        f"{rec.get('started_utc', '?')} to {rec.get('finished_utc', '?')} UTC."
-    )
-    if rec.get("parallel", 1) > 1:
-        text += (
-            " Runs that share the cores take longer each than alone, so the "
-            "seconds per run below include their share of the contention, and "
-            "their sum exceeds the time end to end."
+    lines = ["**End to end** (`lecontrol reproduce` calls that ran these runs):", ""]
+    shared = False
+    for i in used:
+        rec = history[i]
+        names = [n for n in rec.get("runs", []) if last.get(n) == i and n in runs]
+        parallel = rec.get("parallel", 1)
+        shared |= parallel > 1
+        n = len(rec["runs"])
+        what = f"{n} run{'s' * (n != 1)}"
+        if len(names) < n:
+            what += ", of which this report uses " + ", ".join(names)
+        lines.append(
+            f"- {rec.get('started_utc', '?')} to {rec.get('finished_utc', '?')} "
+            f"UTC: {what}, in **{rec['wall_time_s']:.0f} s** "
+            f"({rec['wall_time_s'] / 60:.1f} min), {parallel} at a time on "
+            f"{rec.get('cpu_count', '?')} CPU cores."
         )
-    if reused:
-        text += " Runs from earlier invocations: " + ", ".join(reused) + "."
-    return [text, ""]
+    if shared:
+        lines += [
+            "",
+            "Runs that share the cores take longer each than alone, so the "
+            "seconds per run below include their share of the contention, and "
+            "their sum exceeds the time end to end.",
+        ]
+    return lines + [""]
 
 
 def _machine() -> str:
@@ -848,7 +866,7 @@ def write_report(
     L += [
         "### Wall time",
         "",
-        *_end_to_end(runs_dir, runs),
+        *_end_to_end(runs_dir, [job.name for job in selected]),
         "Seconds per run on the machine above: the whole `lecontrol run` process, "
         "its start-up (imports, configuration, data), the optimisation "
         "(compilation included), the figures, and the rest (trajectories, "

@@ -62,6 +62,9 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
     )
     results = cmp.comparison_arrays(c)
     summary = cmp.comparison_summary(c)
+    arrays, spread = cmp.hamiltonian_results(c, cfg)  # gamma = 1: H is constant
+    results |= arrays
+    summary |= spread
     for run in ("baseline", "control"):
         W = results[f"{run}_w1"] @ results[f"{run}_w0"]
         losses = s.system.task.level_losses(W)
@@ -109,7 +112,39 @@ def plot(results, cfg, out_dir: Path) -> list[Path]:
             styles=styles,
         ),
     }
+    if "control_hamiltonian" in results:
+        figures["hamiltonian.png"] = lambda: hamiltonian_figure(results, cfg)
     return fig.save(figures | fig.optimisation(results), out_dir)
+
+
+def hamiltonian_figure(results, cfg):
+    """$H(t) - H(0)$ along the optimum, the base rate and the optimum reversed
+    in time (`cmp.hamiltonian_results`)."""
+    series, styles = {}, {}
+    for key, label, style in (
+        ("control", fig.CONTROL_LABEL, fig.plotting.CONTROL_STYLE),
+        (
+            "baseline",
+            "base rate (ρ = 0): constant, so H is too",
+            fig.plotting.BASELINE_STYLE,
+        ),
+        (
+            "reversed",
+            "optimum reversed in time (not optimal)",
+            fig.plotting.REFERENCE_STYLE,
+        ),
+    ):
+        H = results[f"{key}_hamiltonian"]
+        series[label], styles[label] = H - H[0], style
+    gamma = cfg.objective.gamma
+    return fig.plotting.plot_lines(
+        results["ts"],
+        series,
+        title=f"Hamiltonian along the solution (γ = {gamma:g}): constant at an "
+        "optimum when γ = 1",
+        ylabel="H(t) − H(0)",
+        styles=styles,
+    )
 
 
 EXPERIMENT = Experiment(
@@ -126,12 +161,15 @@ EXPERIMENT = Experiment(
         "loss.png",
         "net_reward_difference.png",
         "level_loss.png",
+        "hamiltonian.png",
         "optimisation.png?",
     ),
     findings=(
         "total_control",
         "level_times_baseline",
         "level_times_control",
+        "hamiltonian_spread",
+        "hamiltonian_relative_spread",
         Finding(
             "every_level_sooner",
             "The optimal learning rate speeds up the learning of every level of "

@@ -255,3 +255,42 @@ def comparison_summary(c: Comparison, **extra) -> dict:
         "message": c.result.message,
     }
     return summary | extra
+
+
+def hamiltonian_results(c: Comparison, cfg: Config) -> tuple[dict, dict]:
+    r"""The Hamiltonian $H(t)$ (`lc.hamiltonian`) along the optimum, along the
+    baseline, and along the optimum reversed in time, at the comparison's
+    times: arrays `control_hamiltonian`, `baseline_hamiltonian`,
+    `reversed_hamiltonian`, and the summary's `hamiltonian_spread` (each
+    one's $\max_t H - \min_t H$) and `hamiltonian_relative_spread` (the
+    optimum's spread over that of its net reward $v(t) = \gamma^t[\eta P -
+    C]$, one of the terms of $H$: the scale on which $H$ would vary).
+
+    For an autonomous problem ($\gamma = 1$, nothing changing in time) $H$ is
+    constant along an optimal control, and its spread falls as the knots are
+    refined. It is constant along *any* constant control too ($dH/dt =
+    \partial H/\partial g\,\dot g$ there), so a constant baseline is no
+    reference; the optimum reversed in time, a control of the same values in
+    the wrong order, is."""
+    s, ts, opts = c.setup, c.baseline.ts, options(cfg)
+    theta = c.result.theta
+    backwards = jax.tree.map(lambda x: jnp.flip(x, axis=0), theta)
+    arrays = {
+        f"{name}_hamiltonian": np.asarray(
+            lc.hamiltonian(s.problem, th, ts=ts, options=opts)
+        )
+        for name, th in (
+            ("control", theta),
+            ("baseline", c.theta_baseline),
+            ("reversed", backwards),
+        )
+    }
+    spread = {
+        k.removesuffix("_hamiltonian"): float(np.ptp(v)) for k, v in arrays.items()
+    }
+    v = float(np.ptp(np.asarray(c.controlled.v)))
+    relative = spread["control"] / max(v, np.finfo(float).tiny)
+    return arrays, {
+        "hamiltonian_spread": spread,
+        "hamiltonian_relative_spread": relative,
+    }
