@@ -10,6 +10,7 @@ weights follow gradient flow $\\dot w = h(w, g(t))$.
 # `jax.config.update("jax_enable_x64", True)` (the command line does this).
 
 from . import (
+    controllers as controllers,
     controls as controls,
     costs as costs,
     optimizers as optimizers,

@@ -29,8 +29,26 @@ class Posed(eqx.Module):
     control: AbstractControl
     cost: AbstractCost
     objective: eqx.Module
+    controller: eqx.Module | None = None  # closed loop: g = controller(t, w, self)
+
+    @property
+    def closed_loop(self) -> bool:
+        return self.controller is not None
 
     def control_at(self, t):
+        """The open-loop control $g(t;\theta)$."""
+        if self.closed_loop:
+            raise TypeError(
+                "This computation needs an open-loop control g(t; theta) and was "
+                "given a closed-loop controller: pass coefficients theta instead."
+            )
+        return self.control(self.theta, t)
+
+    def control_for(self, t, w):
+        """The control at time `t` for weights `w`: the controller's feedback
+        in closed loop, else $g(t;\theta)$."""
+        if self.closed_loop:
+            return self.controller(t, w, self)
         return self.control(self.theta, t)
 
     def reward(self, t, w, g):
@@ -40,7 +58,7 @@ class Posed(eqx.Module):
 
     def augmented_field(self, t, y, args=None):
         w, _ = y
-        g = self.control_at(t)
+        g = self.control_for(t, w)
         return self.system.vector_field(t, w, g), self.reward(t, w, g)
 
     def jump_times(self):

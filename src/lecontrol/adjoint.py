@@ -307,6 +307,13 @@ class ContinuousAdjoint(AbstractGradientStrategy):
                 )
 
     def value(self, problem, numerics):
+        if problem.closed_loop:
+            raise TypeError(
+                "ContinuousAdjoint differentiates open-loop controls g(t; theta): "
+                "its costate equation leaves out how a closed-loop controller's "
+                "control depends on the weights. Use adjoint=lc.CheckpointAdjoint() "
+                "(the default for a controller) or lc.EulerUnrolled(dt)."
+            )
         # A custom_vjp: reverse mode only. Nested reverse mode differentiates
         # the backward pass below by ordinary autodiff, which is exact.
         problem = forward_mode_guard(problem, _CONTINUOUS_FORWARD)
@@ -550,7 +557,7 @@ class EulerUnrolled(AbstractGradientStrategy):
         def step(carry, i):
             w, V = carry
             t = i * dt
-            g = problem.control_at(t)
+            g = problem.control_for(t, w)
             dw = problem.system.vector_field(t, w, g)
             V = V + dt * problem.reward(t, w, g)
             w = jax.tree.map(lambda a, b: a + dt * b, w, dw)

@@ -15,6 +15,7 @@ from ._checks import as_real, check_finite_tree, concrete
 from ._dynamics import Posed, SolverOptions, check_result, forward_solve
 from .adjoint import (
     AbstractGradientStrategy,
+    CheckpointAdjoint,
     ContinuousAdjoint,
     _tree_vdot,
     costate_solve,
@@ -120,12 +121,35 @@ class Problem(eqx.Module):
 # ------------------------------------------------------------------ public verbs
 
 
-def _posed(problem: Problem, theta: PyTree[Array]) -> Posed:
+def _posed(
+    problem: Problem, theta: PyTree[Array], *, closed_loop: bool = False
+) -> Posed:
+    """`problem` with its coefficients `theta`, or (where `closed_loop` is
+    allowed) with a controller (`lc.controllers.AbstractController`) in their
+    place."""
     if not isinstance(problem, Problem):
         raise TypeError(
             "`problem` must be an lc.Problem(system, control, cost, objective); got "
             f"{type(problem).__name__}. Every verb takes the problem first and the "
             "coefficients theta second."
+        )
+    from .controllers import AbstractController
+
+    if isinstance(theta, AbstractController):
+        if not closed_loop:
+            raise TypeError(
+                "This verb needs open-loop coefficients theta; it was given a "
+                f"controller ({type(theta).__name__}). lc.solve and lc.value take "
+                "a controller in place of theta."
+            )
+        check_finite_tree("controller", theta)
+        return Posed(
+            None,
+            problem.system,
+            problem.control,
+            problem.cost,
+            problem.objective,
+            controller=theta,
         )
     problem.control.check_theta(theta)
     check_finite_tree(
@@ -167,7 +191,7 @@ def value(
     problem: Problem,
     theta: PyTree[Array],
     *,
-    adjoint: AbstractGradientStrategy = ContinuousAdjoint(),
+    adjoint: AbstractGradientStrategy | None = None,
     options: SolverOptions = SolverOptions(),
 ) -> Float[Array, ""]:
     r"""The value $V[\theta] = \int_0^T\gamma^t[\eta P(t) - C(g(t))]\,dt$.
@@ -180,14 +204,19 @@ def value(
     **Arguments:**
 
     - `problem`: an `lc.Problem`.
-    - `theta`: the control coefficients (e.g. `problem.control.init(0.0)`).
-    - `adjoint`: gradient strategy (`ContinuousAdjoint()`, `CheckpointAdjoint()`,
+    - `theta`: the control coefficients (e.g. `problem.control.init(0.0)`), or
+      a closed-loop controller (`lc.controllers`), whose fields are then what
+      `jax.grad` differentiates.
+    - `adjoint`: gradient strategy (`ContinuousAdjoint()`, the default for
+      coefficients; `CheckpointAdjoint()`, the default for a controller;
       `EulerUnrolled(dt)`).
     - `options`: how the ODE is solved (`lc.SolverOptions`).
 
     **Returns:** the scalar $V$.
     """
-    posed = _posed(problem, theta)
+    posed = _posed(problem, theta, closed_loop=True)
+    if adjoint is None:
+        adjoint = CheckpointAdjoint() if posed.closed_loop else ContinuousAdjoint()
     return _value(posed, adjoint.bind(posed), _options(options))
 
 
@@ -242,18 +271,19 @@ def solve(
 
     **Arguments:**
 
-    - `problem`, `theta`, `options`: as `lc.value`.
+    - `problem`, `theta`, `options`: as `lc.value` (`theta` may be a
+      closed-loop controller; `g` is then its feedback along the solution).
     - `ts`: the times in $[0, T]$ to report, non-decreasing.
 
     **Returns:** a `Trajectory`.
     """
-    posed = _posed(problem, theta)
+    posed = _posed(problem, theta, closed_loop=True)
     options = _options(options)
     ts = jnp.asarray(ts, dtype=float)
     _check_ts(ts, problem.objective.T)
     sol = forward_solve(posed, options, diffrax.SaveAt(ts=ts))
     w, V = check_result(sol.ys, sol, options)
-    g = jax.vmap(posed.control_at)(ts)
+    g = jax.vmap(posed.control_for)(ts, w)
     loss = jax.vmap(problem.system.loss)(ts, w, g)
     v = jax.vmap(posed.reward)(ts, w, g)
     return Trajectory(ts, w, loss, g, v, V, sol.stats["num_accepted_steps"])
