@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 
@@ -293,3 +294,22 @@ def test_quick_single_neuron_end_to_end(capsys, tmp_path):
     assert (folder / "run.log").stat().st_mtime_ns == log
     again = (tmp_path / "again.md").read_text()
     assert section(again, "Findings") == section(text, "Findings")
+
+
+def test_parallel_runs_start_longest_first_and_report_in_order(tmp_path, monkeypatch):
+    jobs = [Job(name, "single-neuron") for name in ("a", "b", "c", "d")]
+    for name, seconds in (("b", 50.0), ("d", 90.0)):  # earlier runs' wall times
+        folder = reproduce.run_folder(tmp_path, name, True)
+        folder.mkdir(parents=True)
+        (folder / "reproduce.json").write_text(json.dumps({"wall_time_s": seconds}))
+    started = []
+
+    def fake(job, runs_dir, *, quick, timeout, echo, parallel):
+        started.append(job.name)
+        time.sleep(0.2)
+        return {"name": job.name, "wall_time_s": 0.2, "outcome": "completed"}
+
+    monkeypatch.setattr(reproduce, "run_job", fake)
+    records = reproduce.run_all(jobs, tmp_path, quick=True, echo=print, parallel=2)
+    assert set(started[:2]) == {"d", "b"} and set(started[2:]) == {"a", "c"}
+    assert [r["name"] for r in records] == ["a", "b", "c", "d"]

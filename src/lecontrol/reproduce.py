@@ -468,6 +468,15 @@ ALL_RECORD = "reproduce-all.json"
 wall time end to end."""
 
 
+def _last_wall_time(runs_dir: Path, job: Job, quick: bool) -> float:
+    """The wall time of `job`'s last run in `runs_dir` (0: none recorded)."""
+    try:
+        record = _read_json(run_folder(runs_dir, job.name, quick) / "reproduce.json")
+        return float(record.get("wall_time_s") or 0.0)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0.0
+
+
 def run_all(
     selected: Sequence[Job],
     runs_dir: Path,
@@ -478,8 +487,10 @@ def run_all(
     parallel: int = 1,
 ) -> list[dict[str, Any]]:
     """`run_job` for each job (a failure does not stop the others), `parallel`
-    at a time, in the order of `selected`; prints each run's wall time and the
-    total at the end, and writes `ALL_RECORD` into `runs_dir`.
+    at a time: in the order of `selected` one at a time, longest first (by the
+    wall times recorded in `runs_dir`, if any) with `parallel` > 1; prints each
+    run's wall time and the total at the end, and writes `ALL_RECORD` into
+    `runs_dir`.
 
     Runs that share the machine take longer each than alone: with
     `parallel` > 1 a run's wall time includes its share of the contention, and
@@ -513,9 +524,16 @@ def run_all(
     else:
         from concurrent.futures import ThreadPoolExecutor
 
+        # Longest first (by each run's last wall time in this folder, where
+        # there is one), so that no long run starts last and runs alone.
+        order = sorted(
+            range(len(selected)),
+            key=lambda i: -_last_wall_time(runs_dir, selected[i], quick),
+        )
         # Threads only wait on the runs' processes; each run is its own process.
         with ThreadPoolExecutor(max_workers=parallel) as pool:
-            records = list(pool.map(one, selected))
+            done = dict(zip(order, pool.map(one, [selected[i] for i in order])))
+        records = [done[i] for i in range(len(selected))]
     total = time.perf_counter() - start
     try:
         history = _read_json(runs_dir / ALL_RECORD).get("invocations", [])
