@@ -487,3 +487,34 @@ def test_discounted_metric_removes_the_discount_scaling():
             np.testing.assert_allclose(res.theta, np.linspace(-0.3, 0.3, 40), atol=1e-6)
     assert iterations["discounted"] <= 5, iterations
     assert iterations["euclidean"] >= 4 * iterations["discounted"], iterations
+
+
+class _NoisyQuadratic(_Quadratic):
+    """The quadratic plus an error of 1e-7 that the gradient does not see and
+    that changes abruptly with theta: like the error of an adaptive solve."""
+
+    def value(self, problem, numerics):
+        noise = jax.lax.stop_gradient(jnp.sin(1e9 * jnp.sum(problem.theta)))
+        return super().value(problem, numerics) + 1e-7 * noise
+
+
+@pytest.mark.parametrize("noisy", [True, False])
+def test_lbfgsb_stalls_on_the_error_of_v_and_the_loop_says_so(noisy):
+    problem, theta0 = _quadratic_problem()
+    strategy = _NoisyQuadratic() if noisy else _Quadratic()
+    res = lc.optimize(
+        problem,
+        theta0,
+        optimizer=lc.optimizers.LBFGSB(),
+        steps=300,
+        gtol=1e-13 if noisy else 1e-10,
+        adjoint=strategy,
+    )
+    if noisy:
+        # It stops as soon as the line search fails twice, not after 300
+        # iterations of standing still, and says why.
+        assert res.result == lc.RESULTS.stalled and res.status == "stalled"
+        assert res.iterations < 100 and "rtol" in res.message
+        assert res.projected_grad_norm > 1e-13
+    else:  # the negative control: the same quadratic without the error
+        assert res.result == lc.RESULTS.converged, res.message

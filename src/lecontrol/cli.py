@@ -36,7 +36,7 @@ from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # `summary.json` statuses (names of `lc.RESULTS`) of a run that did not fail.
-SUCCESSFUL = ("completed", "converged")
+SUCCESSFUL = ("completed", "converged", "stalled")
 
 
 class UsageError(Exception):

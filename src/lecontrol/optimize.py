@@ -44,6 +44,12 @@ class RESULTS(eqx.Enumeration):
 
     completed = "ran every iteration asked for."
     converged = "the projected-gradient norm fell below `gtol`."
+    stalled = (
+        "the optimiser found no ascent even along the gradient (its line search "
+        "failed twice in a row): the error of V at the solver's tolerances, or "
+        "solves that fail at the trial points, hide any further progress. "
+        "Tighten `SolverOptions.rtol`/`atol`, or raise `max_steps`."
+    )
     stopped = "stopped by the callback."
     nonfinite = (
         "V or its gradient is not finite (nan or inf): the learning dynamics "
@@ -65,7 +71,7 @@ class RESULTS(eqx.Enumeration):
 _NAMES = sorted(
     RESULTS._name_to_item, key=lambda k: int(RESULTS._name_to_item[k]._value)
 )
-_OK = ("completed", "converged", "stopped")
+_OK = ("completed", "converged", "stopped", "stalled")
 
 
 def result_name(result: RESULTS):
@@ -237,6 +243,7 @@ def _iterate(c: _Carry, s: _Setup, static, *, same_state: bool = True) -> _Carry
     pgnorm = _pg_norm(control, theta, grad)
     finite = jnp.isfinite(V) & jnp.isfinite(gnorm)
     converged = finite & (pgnorm <= s.gtol)
+    stalled = finite & ~converged & s.optimizer.stalled(new_state)
     # On convergence the converged coefficients become the best, even where an
     # earlier iterate's V was higher (by the adaptive solver's noise, or by a
     # non-monotone optimiser such as Adam): a result `converged` returns a
@@ -254,7 +261,11 @@ def _iterate(c: _Carry, s: _Setup, static, *, same_state: bool = True) -> _Carry
     new_dynamic = eqx.filter(new_state, eqx.is_array)
     result = RESULTS.where(
         finite,
-        RESULTS.where(converged, RESULTS.converged, c.result),
+        RESULTS.where(
+            converged,
+            RESULTS.converged,
+            RESULTS.where(stalled, RESULTS.stalled, c.result),
+        ),
         RESULTS.nonfinite,
     )
     return _Carry(
@@ -269,7 +280,7 @@ def _iterate(c: _Carry, s: _Setup, static, *, same_state: bool = True) -> _Carry
         grad_norms=record(c.grad_norms, gnorm),
         pg_norms=record(c.pg_norms, pgnorm),
         result=result,
-        done=~finite | converged,
+        done=~finite | converged | stalled,
     )
 
 

@@ -54,6 +54,13 @@ class AbstractOptimizer(eqx.Module):
         `grad` were evaluated at the coefficients the step started from (for
         `LBFGS`, at the point it evaluated)."""
 
+    def stalled(self, state: PyTree) -> Bool[Array, ""]:
+        """Whether the optimiser, with `state` after a step, can make no more
+        progress (`lc.optimize` then stops with `RESULTS.stalled`): never,
+        unless the optimiser says so (`LBFGSB`: two failed line searches in a
+        row)."""
+        return jnp.asarray(False)
+
     def bind(self, problem) -> AbstractOptimizer:
         """The optimiser for `problem` (`lc.optimize` calls this once per
         problem, inside `vmap` for a batch): itself, unless it takes something
@@ -396,6 +403,12 @@ class LBFGSB(AbstractOptimizer):
         check_number("c1", self.c1, below=0.5)
         check_number("shrink", self.shrink, below=1.0)
         _check_count("max_line_search", self.max_line_search)
+
+    def stalled(self, state: _LBFGSBState) -> Bool[Array, ""]:
+        """The last line search failed with an empty memory, that is, along
+        the (metric) steepest-ascent direction after a failure had cleared the
+        memory: the step after it would not move."""
+        return state.stuck
 
     def bind(self, problem) -> LBFGSB:
         if isinstance(self.metric, str):
