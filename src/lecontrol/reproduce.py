@@ -663,6 +663,11 @@ def _wall_times(run: Run) -> dict[str, float | None]:
     }
 
 
+def _when(stamp: str | None) -> str:
+    """An ISO time stamp in UTC as `YYYY-MM-DD HH:MM:SS`."""
+    return "?" if not stamp else stamp.replace("T", " ").removesuffix("+00:00")
+
+
 def _end_to_end(runs_dir: Path, runs: Sequence[str]) -> list[str]:
     """The report's lines on the `run_all` calls that ran the reported `runs`
     (`ALL_RECORD`): each one's wall time end to end and how many runs shared
@@ -690,7 +695,7 @@ def _end_to_end(runs_dir: Path, runs: Sequence[str]) -> list[str]:
         if len(names) < n:
             what += ", of which this report uses " + ", ".join(names)
         lines.append(
-            f"- {rec.get('started_utc', '?')} to {rec.get('finished_utc', '?')} "
+            f"- {_when(rec.get('started_utc'))} to {_when(rec.get('finished_utc'))} "
             f"UTC: {what}, in **{rec['wall_time_s']:.0f} s** "
             f"({rec['wall_time_s'] / 60:.1f} min), {parallel} at a time on "
             f"{rec.get('cpu_count', '?')} CPU cores."
