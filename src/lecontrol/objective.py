@@ -298,6 +298,24 @@ def _adjoint_solutions(
     return fwd, bwd
 
 
+def _along_solution(problem, theta, ts, adjoint, options, at):
+    """`at(posed, t, w, lam)` at each time of `ts`, with $w$ from the forward
+    solve and $\lambda$ from the costate solve (`lc.costate` and the verbs
+    built on it)."""
+    posed = _posed(problem, theta)
+    options = _options(options)
+    ts = jnp.asarray(ts, dtype=float)
+    _check_ts(ts, problem.objective.T)
+    fwd, bwd = _adjoint_solutions(posed, options, adjoint)
+    return jax.vmap(lambda t: at(posed, t, fwd.evaluate(t)[0], bwd.evaluate(t)))(ts)
+
+
+def _hamiltonian_at(posed: Posed, t, w, lam, g):
+    r"""$H = v(t, w, g) + \lambda^\top h(t, w, g)$."""
+    flow = posed.system.vector_field(t, w, g)
+    return _tree_vdot(lam, flow) + posed.reward(t, w, g)
+
+
 def costate(
     problem: Problem,
     theta: PyTree[Array],
@@ -321,12 +339,9 @@ def costate(
 
     **Returns:** a pytree like $w$, leading axis over `ts`.
     """
-    posed = _posed(problem, theta)
-    options = _options(options)
-    ts = jnp.asarray(ts, dtype=float)
-    _check_ts(ts, problem.objective.T)
-    _, bwd = _adjoint_solutions(posed, options, adjoint)
-    return jax.vmap(bwd.evaluate)(ts)
+    return _along_solution(
+        problem, theta, ts, adjoint, options, lambda posed, t, w, lam: lam
+    )
 
 
 def functional_gradient(
@@ -349,25 +364,13 @@ def functional_gradient(
 
     **Returns:** a pytree shaped like the control, leading axis over `ts`.
     """
-    posed = _posed(problem, theta)
-    options = _options(options)
-    ts = jnp.asarray(ts, dtype=float)
-    _check_ts(ts, problem.objective.T)
-    fwd, bwd = _adjoint_solutions(posed, options, adjoint)
 
-    def at(t):
-        w = fwd.evaluate(t)[0]
-        lam = bwd.evaluate(t)
-        g = posed.control_at(t)
+    def at(posed, t, w, lam):
+        return jax.grad(lambda g: _hamiltonian_at(posed, t, w, lam, g))(
+            posed.control_at(t)
+        )
 
-        def H(g_):
-            return _tree_vdot(
-                lam, problem.system.vector_field(t, w, g_)
-            ) + posed.reward(t, w, g_)
-
-        return jax.grad(H)(g)
-
-    return jax.vmap(at)(ts)
+    return _along_solution(problem, theta, ts, adjoint, options, at)
 
 
 def hamiltonian(
@@ -396,16 +399,8 @@ def hamiltonian(
 
     **Returns:** $H$ at `ts`.
     """
-    posed = _posed(problem, theta)
-    options = _options(options)
-    ts = jnp.asarray(ts, dtype=float)
-    _check_ts(ts, problem.objective.T)
-    fwd, bwd = _adjoint_solutions(posed, options, adjoint)
 
-    def at(t):
-        w, lam = fwd.evaluate(t)[0], bwd.evaluate(t)
-        g = posed.control_at(t)
-        flow = problem.system.vector_field(t, w, g)
-        return _tree_vdot(lam, flow) + posed.reward(t, w, g)
+    def at(posed, t, w, lam):
+        return _hamiltonian_at(posed, t, w, lam, posed.control_at(t))
 
-    return jax.vmap(at)(ts)
+    return _along_solution(problem, theta, ts, adjoint, options, at)
