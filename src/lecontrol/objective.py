@@ -17,6 +17,7 @@ from .adjoint import (
     AbstractGradientStrategy,
     CheckpointAdjoint,
     ContinuousAdjoint,
+    _integrand,
     _tree_vdot,
     costate_solve,
 )
@@ -400,7 +401,5 @@ def hamiltonian(
     **Returns:** $H$ at `ts`.
     """
 
-    def at(posed, t, w, lam):
-        return _hamiltonian_at(posed, t, w, lam, posed.control_at(t))
-
-    return _along_solution(problem, theta, ts, adjoint, options, at)
+    # The continuous adjoint's quadrature integrand is H itself.
+    return _along_solution(problem, theta, ts, adjoint, options, _integrand)
