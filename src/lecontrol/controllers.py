@@ -43,7 +43,17 @@ $$
 
 with $\hat P_T$ the *expected* final performance, the controller's only
 parameter. `self_consistent` finds the $\hat P_T$ that the closed loop then
-reaches.
+reaches. A one-mode learner $\dot w = \alpha F(w)$ with $C = \tfrac12
+c\,\alpha^2$ is this system with offset $-1$ and $\beta = c/2$, where the law
+reads $\alpha = \sqrt{2\eta(\hat P_T - P)/c}$.
+
+For any other convex cost $C(\rho)$ the law is a scalar root: $\rho$ solves
+$\phi(1 + \rho) = \eta(\hat P_T - P) - C_\text{min}$ within the bounds, and
+$C_\text{min} = C(\rho_\text{min})$ with $\rho_\text{min}$ the root of
+$C'(\rho) = 0$ within them (both by bisection, differentiated implicitly).
+
+`EpisodicMemory` recalls $\hat P_T$ from past runs: the mean final
+performance of the runs whose task descriptors are nearest the new task's.
 """
 
 from __future__ import annotations
@@ -58,7 +68,7 @@ from jaxtyping import Array, Float, PyTree
 
 from ._dynamics import SolverOptions
 
-__all__ = ["AbstractController", "ClosedLoopLearningRate"]
+__all__ = ["AbstractController", "ClosedLoopLearningRate", "EpisodicMemory"]
 
 
 class AbstractController(eqx.Module):
@@ -102,14 +112,11 @@ class ClosedLoopLearningRate(AbstractController):
                 f"(a rate scaling the whole learning field); got "
                 f"{type(problem.system).__name__}."
             )
-        if not isinstance(problem.cost, Quadratic):
-            raise TypeError(
-                "ClosedLoopLearningRate needs an lc.costs.Quadratic cost "
-                f"beta (rho - offset)^2; got {type(problem.cost).__name__}."
-            )
         lower, upper = problem.control.lower, problem.control.upper
-        beta, offset = problem.cost.beta, problem.cost.offset
         P = -problem.system.loss(t, w, jnp.zeros(()))
+        if not isinstance(problem.cost, Quadratic):
+            return _root_law(problem, self.target - P, lower, upper)
+        beta, offset = problem.cost.beta, problem.cost.offset
         cheapest = jnp.clip(offset, lower, upper)
         c_min = beta * (cheapest - offset) ** 2
         drive = problem.objective.eta * (self.target - P) - c_min
@@ -162,3 +169,116 @@ class ClosedLoopLearningRate(AbstractController):
             max_steps=max_steps,
         )
         return ClosedLoopLearningRate(jax.lax.stop_gradient(sol.value))
+
+
+def _increasing_root(f, lower, upper) -> Array:
+    """The root of an increasing scalar `f` within `[lower, upper]`, or the
+    bound where `f` keeps one sign: bisection (optimistix) on `f - clip(0,
+    f(lower), f(upper))`, which is always bracketed; its derivative comes from
+    the implicit function theorem (0 on a bound)."""
+    lower, upper = jnp.asarray(lower, float), jnp.asarray(upper, float)
+    level = jnp.clip(0.0, f(lower), f(upper))
+    solver = optx.Bisection(rtol=1e-13, atol=1e-13, flip=False)  # increasing
+    sol = optx.root_find(
+        lambda x, _: f(x) - level,
+        solver,
+        0.5 * (lower + upper),
+        options=dict(lower=lower, upper=upper),
+        max_steps=256,
+        throw=False,
+    )
+    return jnp.clip(sol.value, lower, upper)
+
+
+def _root_law(problem, gap, lower, upper) -> Array:
+    r"""$\rho$ with $\phi(1 + \rho) = \eta\,\text{gap} - C_\text{min}$ in the
+    bounds, $\phi(\alpha) = \alpha C'(\alpha) - C(\alpha)$, for a convex cost
+    of the scalar $\rho$ (`gap` $= \hat P_T - P$)."""
+    cost = problem.cost
+    slope = jax.grad(lambda r: cost(r))
+    cheapest = _increasing_root(slope, lower, upper)
+    drive = problem.objective.eta * gap - cost(cheapest)
+    return _increasing_root(
+        lambda r: (1.0 + r) * slope(r) - cost(r) - drive, lower, upper
+    )
+
+
+class EpisodicMemory(eqx.Module):
+    r"""Past runs' task descriptors and final performances, for recalling the
+    expected final performance $\hat P_T$ of a new task.
+
+    `recall(descriptor)` is the mean final performance of the `neighbours`
+    stored runs whose descriptors are nearest (Euclidean distance; scale the
+    descriptor's entries to comparable units) — all of them while fewer are
+    stored. `store` returns a new memory with one more run. An empty memory
+    has nothing to recall and raises.
+
+    **Arguments:**
+
+    - `descriptors`: runs × features (a 1-D array: one feature per run).
+    - `performances`: each run's final performance $P(T)$.
+    - `neighbours`: how many nearest runs to average ($\ge 1$).
+    """
+
+    descriptors: Float[Array, "runs features"] = eqx.field(converter=_f)
+    performances: Float[Array, " runs"] = eqx.field(converter=_f)
+    neighbours: int = eqx.field(static=True, default=1)
+
+    def __check_init__(self):
+        d, p = self.descriptors, self.performances
+        if d.ndim != 2 or p.ndim != 1 or d.shape[0] != p.shape[0]:
+            raise ValueError(
+                "EpisodicMemory needs `descriptors` (runs × features) and "
+                "`performances` (runs) with one row per run; got shapes "
+                f"{d.shape} and {p.shape}."
+            )
+        if not isinstance(self.neighbours, int) or self.neighbours < 1:
+            raise ValueError(
+                f"`neighbours` of EpisodicMemory must be an integer >= 1; got "
+                f"{self.neighbours!r}."
+            )
+
+    def __init__(self, descriptors, performances, neighbours: int = 1):
+        d = jnp.asarray(descriptors, float)
+        self.descriptors = d[:, None] if d.ndim == 1 else d
+        self.performances = performances
+        self.neighbours = neighbours
+
+    @classmethod
+    def empty(cls, features: int, neighbours: int = 1) -> EpisodicMemory:
+        """A memory of no runs, for descriptors of `features` entries."""
+        return cls(jnp.zeros((0, features)), jnp.zeros((0,)), neighbours)
+
+    def store(self, descriptor, performance) -> EpisodicMemory:
+        """This memory with one more run (`descriptor`, its final `performance`)."""
+        row = jnp.reshape(jnp.asarray(descriptor, float), (1, -1))
+        if row.shape[1] != self.descriptors.shape[1]:
+            raise ValueError(
+                f"`descriptor` has {row.shape[1]} features; the memory's runs "
+                f"have {self.descriptors.shape[1]}."
+            )
+        return EpisodicMemory(
+            jnp.concatenate([self.descriptors, row]),
+            jnp.append(self.performances, jnp.asarray(performance, float)),
+            self.neighbours,
+        )
+
+    def recall(self, descriptor) -> Float[Array, ""]:
+        """The mean final performance of the nearest stored runs."""
+        runs = self.performances.shape[0]
+        if runs == 0:
+            raise ValueError("the episodic memory is empty: nothing to recall.")
+        row = jnp.reshape(jnp.asarray(descriptor, float), (-1,))
+        if row.shape[0] != self.descriptors.shape[1]:
+            raise ValueError(
+                f"`descriptor` has {row.shape[0]} features; the memory's runs "
+                f"have {self.descriptors.shape[1]}."
+            )
+        distance = jnp.sum((self.descriptors - row) ** 2, axis=1)
+        k = min(self.neighbours, runs)
+        _, nearest = jax.lax.top_k(-distance, k)
+        return jnp.mean(self.performances[nearest])
+
+    def controller(self, descriptor) -> ClosedLoopLearningRate:
+        """The closed-loop learning rate expecting `recall(descriptor)`."""
+        return ClosedLoopLearningRate(self.recall(descriptor))

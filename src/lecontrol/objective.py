@@ -300,7 +300,7 @@ def _adjoint_solutions(
 
 
 def _along_solution(problem, theta, ts, adjoint, options, at):
-    """`at(posed, t, w, lam)` at each time of `ts`, with $w$ from the forward
+    r"""`at(posed, t, w, lam)` at each time of `ts`, with $w$ from the forward
     solve and $\lambda$ from the costate solve (`lc.costate` and the verbs
     built on it)."""
     posed = _posed(problem, theta)
