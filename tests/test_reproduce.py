@@ -162,7 +162,10 @@ def test_full_size_run_preferred_and_missing_run_reported(tmp_path, runs):
 
 def test_jobs_cover_the_registry_and_the_variants():
     names = [j.name for j in reproduce.jobs()]
-    assert sorted(names) == sorted([*experiments.names(), *reproduce.VARIANTS])
+    assert sorted(names) == sorted([*experiments.paper(), *reproduce.VARIANTS])
+    # The companion works run on their own, not in the paper's reproduction.
+    assert set(experiments.COMPANIONS) <= set(experiments.names())
+    assert not set(experiments.COMPANIONS) & set(names)
     assert names[0] == "single-neuron"  # cheapest first
     costly = reproduce.jobs(["learning-rate-sweep-costly"])
     assert costly == [

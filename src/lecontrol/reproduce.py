@@ -5,7 +5,7 @@ r"""`lecontrol reproduce`: run the paper's experiments and write the report.
     lecontrol reproduce --only single-neuron maml
     lecontrol reproduce --reuse                 # rebuild the report only
 
-`run_all` runs every registered experiment (`lecontrol.experiments`) and the
+`run_all` runs every experiment of the paper (`lecontrol.experiments.paper()`) and the
 `VARIANTS`, `parallel` at a time (the command line's `--jobs`; by default one
 per CPU core, `default_parallel`), each into its own run folder
 `RUNS/NAME` (full size) or `RUNS/NAME-quick`. A failing experiment is
@@ -286,10 +286,10 @@ class Job:
 
 
 def jobs(only: Sequence[str] | None = None, *, quick: bool = False) -> list[Job]:
-    """Every registered experiment and every variant, cheapest first; or the
+    """Every experiment of the paper (`experiments.paper()`) and every variant, cheapest first; or the
     ones named in `only` (raise `ConfigError` for an unknown name). Full-size
     runs (not `quick`) get the iteration `BUDGETS`."""
-    registered = experiments.names()
+    registered = experiments.paper()
     budget = {} if quick else BUDGETS
     everything = [Job(n, n, budget.get(n, ())) for n in registered]
     everything += [Job(n, e, s) for n, (e, s) in VARIANTS.items() if e in registered]

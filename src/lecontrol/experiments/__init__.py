@@ -2,7 +2,8 @@
 
 Each experiment is a module defining `EXPERIMENT`, an
 `lecontrol.runner.Experiment` (defaults, quick variant, build, run, plot).
-Register a new one by adding its CLI name to `_NAMES`; modules are imported
+Register a new one by adding its CLI name to `_NAMES` (and to `COMPANIONS`
+if it belongs to a companion work, not to the paper); modules are imported
 only when asked for.
 """
 
@@ -13,19 +14,38 @@ import importlib
 
 from ..runner import ConfigError, Experiment, execute
 
-__all__ = ["ConfigError", "Experiment", "execute", "get", "names"]
+__all__ = [
+    "COMPANIONS",
+    "ConfigError",
+    "Experiment",
+    "execute",
+    "get",
+    "names",
+    "paper",
+]
 
 # The CLI name of each experiment is its module's name with "-" for "_".
 _NAMES = """single-neuron effort-gaussians effort-semantic effort-digits task-switch
 nonlinear engagement-attentive engagement-active engagement-vector category-digits
 category-semantic learning-rate maml single-neuron-sweep learning-rate-sweep
-digit-separability knot-convergence category-gains"""
+digit-separability knot-convergence category-gains lr-closed-loop"""
 _MODULES = {n: f"{__name__}.{n.replace('-', '_')}" for n in _NAMES.split()}
+
+COMPANIONS = ("lr-closed-loop",)
+"""Experiments of the companion works (the closed-loop learning rate), not of
+the learning-effort paper: `lecontrol run` runs them, `lecontrol reproduce`
+(the paper) does not."""
 
 
 def names() -> list[str]:
     """CLI names of every registered experiment."""
     return list(_MODULES)
+
+
+def paper() -> list[str]:
+    """CLI names of the learning-effort paper's experiments (`names()` without
+    the `COMPANIONS`)."""
+    return [n for n in _MODULES if n not in COMPANIONS]
 
 
 def get(name: str) -> Experiment:
