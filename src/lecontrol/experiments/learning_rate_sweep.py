@@ -12,7 +12,8 @@ all learning cost effort (the paper's Fig. 8c,d,g,h).
 
 **Figures:** total control $\int_0^T\rho\,dt$ and value gain against $\gamma$
 and $\beta$; $\rho(t)$ and the loss coloured by each value; the default
-point's optimisation.
+point's optimisation; the Hamiltonian along each optimum of the $\beta$
+sweep, at $\gamma = 1$ (`hamiltonians`).
 
 **Findings:** checked (`shared.sweeps.trend`): more control for larger
 $\gamma$ and smaller $\beta$; with costly control (`cost.offset` < 0; on other
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 
 import lecontrol as lc
@@ -76,7 +78,37 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
     for name in ("gamma", "beta"):
         learned = levels_learned(results[f"{name}_level_loss"]).sum(axis=1)
         summary[f"{name}_levels_learned"] = learned.tolist()
+    if cfg.objective.gamma == 1.0:  # the beta sweep is at gamma = 1
+        arrays, spread = hamiltonians(cfg, make, results)
+        results |= arrays
+        summary |= spread
     return RunOutput(results, summary)
+
+
+def hamiltonians(cfg, make, results) -> tuple[dict, dict]:
+    r"""$H(t)$ (`lc.hamiltonian`) along each optimum of the $\beta$ sweep (at
+    $\gamma = 1$, where $H$ is constant at an optimum) and along each optimum
+    reversed in time (not optimal: the reference), at the saved times:
+    `beta_hamiltonian`, `beta_reversed_hamiltonian`, and the summary's
+    `hamiltonian_relative_spread` per $\beta$ (the spread of $H$ over that of
+    the loss along the optimum, the scale on which $H$ would vary) and
+    `reversed_hamiltonian_relative_spread`."""
+    ts, opts = results["beta_ts"][0], cmp.options(cfg)
+    H, H_reversed = [], []
+    for beta, theta in zip(results["beta_values"], results["beta_theta"]):
+        problem = make({"gamma": 1.0, "beta": float(beta)}).problem
+        H.append(lc.hamiltonian(problem, jnp.asarray(theta), ts=ts, options=opts))
+        backwards = jnp.asarray(theta)[::-1]
+        H_reversed.append(lc.hamiltonian(problem, backwards, ts=ts, options=opts))
+    H, H_reversed = np.asarray(H), np.asarray(H_reversed)
+    scale = np.ptp(results["beta_control_loss"], axis=1)
+    arrays = {"beta_hamiltonian": H, "beta_reversed_hamiltonian": H_reversed}
+    return arrays, {
+        "hamiltonian_relative_spread": (np.ptp(H, axis=1) / scale).tolist(),
+        "reversed_hamiltonian_relative_spread": (
+            np.ptp(H_reversed, axis=1) / scale
+        ).tolist(),
+    }
 
 
 LEARNED = 0.1
@@ -155,7 +187,39 @@ def plot(results, cfg, out_dir: Path) -> list[Path]:
         ("control", "g", "Optimal learning-rate control ρ(t)", "control ρ(t)"),
         ("loss", "control_loss", "Loss under the optimal ρ(t)", "expected loss ⟨L⟩"),
     ]
-    return fig.save(sw.sweep_figures(results, SWEEPS, "ρ", curves), out_dir)
+    figures = sw.sweep_figures(results, SWEEPS, "ρ", curves)
+    if "beta_hamiltonian" in results:
+        figures["hamiltonian.png"] = lambda: hamiltonian_figure(results)
+    return fig.save(figures, out_dir)
+
+
+def hamiltonian_figure(results):
+    """$H(t) - H(0)$ along each optimum of the $\beta$ sweep ($\gamma = 1$),
+    and along the optimum reversed in time at the largest $\beta$."""
+    from matplotlib import colormaps
+
+    betas, ts = results["beta_values"], results["beta_ts"][0]
+    figure, (ax,) = fig.plotting.panel_grid(1, columns=1)
+    cmap = colormaps["viridis"]
+    for i, (beta, H) in enumerate(zip(betas, results["beta_hamiltonian"])):
+        colour = cmap(i / max(len(betas) - 1, 1))
+        ax.plot(ts, H - H[0], color=colour, label=f"optimum, β = {beta:.3g}")
+    H = results["beta_reversed_hamiltonian"][-1]
+    ax.plot(
+        ts,
+        H - H[0],
+        label=f"optimum reversed in time, β = {betas[-1]:.3g} (not optimal)",
+        **fig.plotting.REFERENCE_STYLE,
+    )
+    ax.set(
+        title="Hamiltonian along the optima (γ = 1): constant at an optimum",
+        xlabel=fig.plotting.TIME_LABEL,
+        ylabel="H(t) − H(0)",
+    )
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", ncols=2)
+    fig.plotting.time_axis(ax)
+    return figure
 
 
 EXPERIMENT = Experiment(
@@ -184,6 +248,7 @@ EXPERIMENT = Experiment(
         "loss_gamma.png",
         "control_beta.png",
         "loss_beta.png",
+        "hamiltonian.png?",
     ),
     findings=(
         "trends",
