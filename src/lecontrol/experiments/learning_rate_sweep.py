@@ -194,7 +194,7 @@ def plot(results, cfg, out_dir: Path) -> list[Path]:
 
 
 def hamiltonian_figure(results):
-    """$H(t) - H(0)$ along each optimum of the $\beta$ sweep ($\gamma = 1$),
+    r"""$H(t) - H(0)$ along each optimum of the $\beta$ sweep ($\gamma = 1$),
     and along the optimum reversed in time at the largest $\beta$."""
     from matplotlib import colormaps
 

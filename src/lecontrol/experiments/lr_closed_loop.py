@@ -678,7 +678,8 @@ def _confidence_figure(r, cfg):
         cmap = fig.plotting.plt.get_cmap("coolwarm")
         norm = fig.plotting.plt.Normalize(cs.min(), cs.max())
         for c, g, L in zip(cs, r["confidence_g"], r["confidence_loss"]):
-            style = dict(color=cmap(norm(c)), linewidth=2.4 if c == 1 else 1.3)
+            colour = "black" if c == 1 else cmap(norm(c))  # self-consistent
+            style = dict(color=colour, linewidth=2.2 if c == 1 else 1.3)
             axes[0].plot(ts, 1.0 + g, label=f"c = {c:g}", **style)
             axes[1].plot(ts, L, label=f"c = {c:g}", **style)
         axes[0].set(title="Rate α(t) = 1 + ρ(t)", ylabel="rate α(t)")

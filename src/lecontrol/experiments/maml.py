@@ -24,7 +24,10 @@ paper's 8000) on the tasks' training images and on their held-out images
 $\langle L\rangle(\alpha)$ against $n$, on training and held-out images, the
 inner loops' losses, and the largest horizon's optimisation (Figs. 3a,b, 6f,
 7a,b); per task (`per_task.png`, Fig. 6a-l), each task's inner loop from
-every initialisation and its one-step-ahead loss against $n$.
+every initialisation and its one-step-ahead loss against $n$. No
+Hamiltonian is drawn although $\gamma = 1$: the control (the initial
+weights) does not vary in time, so $H$ is constant along every solution and
+tells nothing about optimality (`lc.hamiltonian`).
 
 **Findings:** checked: `one_step_worse` (one-step MAML's cumulative loss is
 over 5% above the best multi-step one's) and `one_step_ahead_rises` (from
