@@ -71,6 +71,12 @@ def two_layer_gain():
     return s, c, lc.costs.ExpQuadratic(0.3), _objective(), c.init(0.0), 0.5
 
 
+def feedback_alignment():
+    s = lc.systems.FeedbackAlignment(_gaussians(), hidden=3, lam=0.01, scale=0.3)
+    c = _pl(s, -0.5, 0.5)
+    return s, c, lc.costs.ExpQuadratic(0.3), _objective(), c.init(0.0), 0.5
+
+
 def learning_rate():
     s = lc.systems.LearningRate(_gaussians(), hidden=3, scale=0.3)
     c = _pl(s, -1.0, 1.0)
@@ -127,6 +133,7 @@ BUILDERS = {
     "SingleLayerGain": single_layer,
     "TwoLayerLinear": two_layer_linear,
     "TwoLayerGain": two_layer_gain,
+    "FeedbackAlignment": feedback_alignment,
     "LearningRate": learning_rate,
     "TaskEngagement": task_engagement,
     "CategoryEngagement": category_engagement,

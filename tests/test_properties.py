@@ -24,6 +24,7 @@ example is printed with its inputs.
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import hypothesis.extra.numpy as hnp
@@ -311,6 +312,22 @@ def _two_layer_gain(key):
     return system, w, _gains(k, system.control_shape)
 
 
+def _feedback_alignment(key):
+    system, w, k = _two_layer(key, lc.systems.FeedbackAlignment)
+    return system, w, _gains(k, system.control_shape)
+
+
+def _feedback_alignment_flow(system, t, w, g):
+    """Backprop's flow for W2; for W1 the output error E = -d fit/dW at
+    W = W~2 W~1, sent back through the fixed B instead of W~2^T."""
+    (W1, W2), (G1, G2) = w, g
+    S, We = system.task, ((1.0 + G2) * W2) @ ((1.0 + G1) * W1)
+    fit = functools.partial(lc.systems.two_layer.linear_fit, S.Sx, S.Sxy, S.Sy)
+    E = -jax.grad(fit)(We)
+    dW1 = ((system.B @ E) * (1.0 + G1) - system.lam * W1) / system.tau
+    return (dW1, _minus_grad("loss")(system, t, w, g)[1])
+
+
 def _learning_rate(key):
     system, w, k = _two_layer(key, lc.systems.LearningRate)
     return system, w, _u(k, -0.9, 2.0)
@@ -383,6 +400,8 @@ FLOWS = {
     "SingleLayerGain": (_single_layer, _minus_grad("loss")),
     "TwoLayerLinear": (_two_layer_linear, _minus_grad("loss")),
     "TwoLayerGain": (_two_layer_gain, _minus_grad("loss")),
+    # not a gradient flow: the hidden layer's error arrives through B
+    "FeedbackAlignment": (_feedback_alignment, _feedback_alignment_flow),
     "TanhTaylor": (_tanh, _minus_grad("loss")),
     # tau dw/dt = -(1 + rho) grad <L>
     "LearningRate": (_learning_rate, _minus_grad("loss", lambda s, g: 1.0 + g)),

@@ -7,6 +7,8 @@ $\mathbb E[-\nabla_w\,\text{batch\_loss}] = h(w, g)$. `simulate` runs that SGD,
 $$w_{i+1} = w_i - \alpha\,\nabla_w\,\text{batch\_loss}\big(t_i, w_i, g(t_i),
 x_i, y_i\big),\qquad t_i = i\alpha,$$
 
+(a learning rule that is not a gradient, such as feedback alignment, defines
+its step as `batch_update` instead: $w_{i+1} = w_i - \alpha\,$`batch_update`),
 with a fresh batch $(x_i, y_i)$ of `batch_size` samples at every step, drawn by
 the system's `sample_batch(key, t_i, batch_size)` (or from `data=`), so $N$
 steps cover the time $T = N\alpha$ of the ODE (the paper's App. G.1, Eqs. 35-37, with the
@@ -62,7 +64,7 @@ class _AbstractSampledData(_AbstractData):
 
     def gradient(self, system, key, t, w, g, n: int):
         x, y = self.sample(key, t, n)
-        return jax.grad(system.batch_loss, argnums=1)(t, w, g, x, y)
+        return system.batch_update(t, w, g, x, y)
 
 
 class _TaskData(_AbstractSampledData):
@@ -305,9 +307,10 @@ def simulate(
     r"""Run real minibatch SGD on the problem's system with $g(t;\theta)$ applied.
 
     Step $i$ draws a batch $(x_i, y_i)$ of `batch_size` fresh samples and sets
-    $w_{i+1} = w_i - \alpha\,\nabla_w\,$`system.batch_loss`$(t_i, w_i, g(t_i), x_i,
-    y_i)$ with $t_i = i\alpha$. Since the expected negative gradient of
-    `batch_loss` is the system's vector field, the mean over seeds follows the
+    $w_{i+1} = w_i - \alpha\,$`system.batch_update`$(t_i, w_i, g(t_i), x_i,
+    y_i)$ with $t_i = i\alpha$ (by default $\nabla_w$`batch_loss`; a rule that
+    is not a gradient, such as feedback alignment, defines its own). Since its
+    expected negative is the system's vector field, the mean over seeds follows the
     ODE of `lc.solve` up to $O(\alpha)$ (Euler discretisation and the bias of
     SGD noise in the loss, which shrinks as $\alpha/B$) plus the seed-average's
     sampling error. The horizon is $T = $ `steps`$\cdot\alpha$, which must be the
@@ -412,7 +415,7 @@ def _check_batch(system, control, theta, data, batch_size) -> None:
 
     def probe(x, y):
         w = system.init_state()
-        return jax.grad(system.batch_loss, argnums=1)(t, w, control(theta, t), x, y)
+        return system.batch_update(t, w, control(theta, t), x, y)
 
     try:
         grad = jax.eval_shape(probe, x, y)

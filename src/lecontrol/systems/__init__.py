@@ -8,6 +8,7 @@ from .engagement import (
     CategoryEngagement as CategoryEngagement,
     TaskEngagement as TaskEngagement,
 )
+from .feedback_alignment import FeedbackAlignment as FeedbackAlignment
 from .gain import TwoLayerGain as TwoLayerGain
 from .learning_rate import LearningRate as LearningRate
 from .maml import MAML as MAML

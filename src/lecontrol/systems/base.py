@@ -78,6 +78,24 @@ class AbstractLearningSystem(eqx.Module):
             "minibatch loss lc.simulate runs SGD on; implement it to simulate SGD."
         )
 
+    def batch_update(
+        self,
+        t: Real[Array, ""],
+        w: PyTree[Float[Array, ...]],
+        g: PyTree,
+        x: Float[Array, "*batch inputs"],
+        y: Float[Array, "*batch outputs"],
+    ) -> PyTree[Float[Array, ...]]:
+        r"""What one SGD step subtracts (times the learning rate) on the batch
+        `(x, y)`: `lc.simulate` runs $w \leftarrow w - \alpha\,$`batch_update`,
+        with $\mathbb E[-\text{batch\_update}] = $ `vector_field`.
+
+        By default $\nabla_w$`batch_loss`, the learner's gradient. A learning
+        rule that is not the gradient of any loss (`lc.systems.FeedbackAlignment`)
+        overrides it; its `batch_loss` then only measures the fit.
+        """
+        return jax.grad(self.batch_loss, argnums=1)(t, w, g, x, y)
+
     def sample_batch(
         self, key: PRNGKeyArray, t: Real[Array, ""], n: int
     ) -> tuple[Float[Array, "n ..."], Float[Array, "n ..."]]:
