@@ -33,7 +33,6 @@ without control, and the effort's share in the first quarter.
 from __future__ import annotations
 
 import time
-from importlib import import_module
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,7 @@ import lecontrol as lc
 
 from ..findings import NEGATIVE_CONTROLS, Finding
 from ..runner import Experiment, RunOutput, config, require
-from . import effort_semantic, get as experiment_named
+from . import get as experiment_named
 from .shared import findings as fnd, gains
 
 DEFAULT = config(
@@ -73,11 +72,18 @@ def base(cfg, name: str):
     )
 
 
+def task(base_cfg, name: str):
+    """The base experiment's task."""
+    if name == "effort-gaussians":
+        return lc.tasks.CorrelatedGaussians(**base_cfg.task)
+    return lc.tasks.SemanticHierarchy(base_cfg.task.levels)
+
+
 def learners(cfg, name: str) -> dict:
-    """Backprop (the base experiment's system) and feedback alignment from the
-    same initial weights."""
+    """Backprop (the base experiment's network) and feedback alignment from
+    the same initial weights."""
     base_cfg = base(cfg, name)
-    bp = _base_system(name)(base_cfg)
+    bp = gains.network(lc.systems.TwoLayerGain, base_cfg, task(base_cfg, name))
     scale = cfg.system.feedback_scale or None
     fa = lc.systems.FeedbackAlignment(
         bp.task,
@@ -89,11 +95,6 @@ def learners(cfg, name: str) -> dict:
         feedback_scale=scale,
     )
     return base_cfg, {"bp": bp, "fa": fa}
-
-
-def _base_system(name: str):
-    """The base experiment module's `system(cfg)` (backprop's network)."""
-    return import_module(f"{__package__}.{name.replace('-', '_')}").system
 
 
 def build(cfg):
@@ -113,12 +114,11 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
         for learner, system in systems.items():
             out = gains.run_on(base_cfg, system, progress, None)
             r, s = out.results, out.summary
-            if key == "semantic":
+            if key == "semantic":  # each level's fit loss at W~2 W~1
                 for which in gains.RUNS:
-                    w, g = (gains.layers(r, which, f) for f in "wg")
-                    r[f"{which}_level_loss"] = effort_semantic.level_losses(
-                        system.task, w, g
-                    )
+                    (W1, W2), (G1, G2) = (gains.layers(r, which, f) for f in "wg")
+                    We = ((1.0 + G2) * W2) @ ((1.0 + G1) * W1)
+                    r[f"{which}_level_loss"] = np.asarray(system.task.level_losses(We))
             prefix = f"{key}_{learner}"
             results[f"{prefix}_ts"] = r["ts"]
             results[f"{prefix}_loss_threshold"] = r["loss_threshold"]
