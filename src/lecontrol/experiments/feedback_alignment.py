@@ -237,98 +237,73 @@ def _keys(results, learner: str) -> list[str]:
     return [k for k in TASKS.values() if f"{k}_{learner}_ts" in results]
 
 
-def _losses(results):
+def _panels(panels: list[tuple[str, object]], title: str, ylabel: str, curves):
+    """One time panel per `(title, key)`: `curves(key)` yields `(ts, values,
+    style)`; labelled axes, grid, legend, the early-time axis."""
+
     def draw():
-        tasks = _keys(results, "fa")
-        figure, axes = gains.plotting.panel_grid(
-            len(tasks), title="Loss with and without the optimal gains"
-        )
-        for ax, key in zip(axes, tasks):
-            for learner, colour in (("bp", "C0"), ("fa", "C3")):
-                p = f"{key}_{learner}"
-                who = LEARNER_NAMES[learner]
-                ts = results[f"{p}_ts"]
-                ax.plot(
-                    ts,
-                    results[f"{p}_control_loss"],
-                    color=colour,
-                    label=f"{who}, optimal gains",
-                )
-                ax.plot(
-                    ts,
-                    results[f"{p}_baseline_loss"],
-                    color=colour,
-                    linestyle="--",
-                    label=f"{who}, G = 0",
-                )
-            ax.set(
-                title=key, xlabel=gains.plotting.TIME_LABEL, ylabel="expected loss ⟨L⟩"
-            )
+        figure, axes = gains.plotting.panel_grid(len(panels), title=title)
+        for ax, (name, key) in zip(axes, panels):
+            for ts, values, style in curves(key):
+                ax.plot(ts, values, **style)
+            ax.set(title=name, xlabel=gains.plotting.TIME_LABEL, ylabel=ylabel)
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize="small")
             gains.plotting.time_axis(ax)
         return figure
 
     return draw
+
+
+COLOURS = {"bp": "C0", "fa": "C3"}
+
+
+def _losses(results):
+    def curves(key):
+        for learner, colour in COLOURS.items():
+            p, who = f"{key}_{learner}", LEARNER_NAMES[learner]
+            ts = results[f"{p}_ts"]
+            yield (
+                ts,
+                results[f"{p}_control_loss"],
+                dict(color=colour, label=f"{who}, optimal gains"),
+            )
+            yield (
+                ts,
+                results[f"{p}_baseline_loss"],
+                dict(color=colour, linestyle="--", label=f"{who}, G = 0"),
+            )
+
+    tasks = [(k, k) for k in _keys(results, "fa")]
+    title = "Loss with and without the optimal gains"
+    return _panels(tasks, title, "expected loss ⟨L⟩", curves)
 
 
 def _control(results):
-    def draw():
-        tasks = _keys(results, "fa")
-        figure, axes = gains.plotting.panel_grid(
-            len(tasks), title="Size of the optimal gains ‖G(t)‖"
-        )
-        for ax, key in zip(axes, tasks):
-            for learner, colour in (("bp", "C0"), ("fa", "C3")):
-                p = f"{key}_{learner}"
-                ax.plot(
-                    results[f"{p}_ts"],
-                    results[f"{p}_control_norm"],
-                    color=colour,
-                    label=LEARNER_NAMES[learner],
-                )
-            ax.set(
-                title=key,
-                xlabel=gains.plotting.TIME_LABEL,
-                ylabel="‖G(t)‖ = (Σ‖G_i‖²)^½",
-            )
-            ax.grid(True, alpha=0.3)
-            ax.legend(fontsize="small")
-            gains.plotting.time_axis(ax)
-        return figure
+    def curves(key):
+        for learner, colour in COLOURS.items():
+            p = f"{key}_{learner}"
+            style = dict(color=colour, label=LEARNER_NAMES[learner])
+            yield results[f"{p}_ts"], results[f"{p}_control_norm"], style
 
-    return draw
+    tasks = [(k, k) for k in _keys(results, "fa")]
+    title = "Size of the optimal gains ‖G(t)‖"
+    return _panels(tasks, title, "‖G(t)‖ = (Σ‖G_i‖²)^½", curves)
 
 
 def _levels(results):
-    def draw():
-        figure, axes = gains.plotting.panel_grid(
-            2,
-            title="Each level of the semantic hierarchy (solid: optimal gains, "
-            "dashed: G = 0)",
-        )
-        for ax, learner in zip(axes, ("bp", "fa")):
-            p = f"semantic_{learner}"
-            ts = results[f"{p}_ts"]
-            for k, (c, b) in enumerate(
-                zip(
-                    results[f"{p}_control_level_loss"].T,
-                    results[f"{p}_baseline_level_loss"].T,
-                )
-            ):
-                ax.plot(ts, c, color=f"C{k}", label=f"level {k}")
-                ax.plot(ts, b, color=f"C{k}", linestyle="--")
-            ax.set(
-                title=LEARNER_NAMES[learner],
-                xlabel=gains.plotting.TIME_LABEL,
-                ylabel="level's share of ⟨L⟩",
-            )
-            ax.grid(True, alpha=0.3)
-            ax.legend(fontsize="small")
-            gains.plotting.time_axis(ax)
-        return figure
+    def curves(learner):
+        p = f"semantic_{learner}"
+        ts = results[f"{p}_ts"]
+        control = results[f"{p}_control_level_loss"].T
+        baseline = results[f"{p}_baseline_level_loss"].T
+        for k, (c, b) in enumerate(zip(control, baseline)):
+            yield ts, c, dict(color=f"C{k}", label=f"level {k}")
+            yield ts, b, dict(color=f"C{k}", linestyle="--")
 
-    return draw
+    learners_ = [(LEARNER_NAMES[x], x) for x in COLOURS]
+    title = "Each level of the semantic hierarchy (solid: optimal gains, dashed: G = 0)"
+    return _panels(learners_, title, "level's share of ⟨L⟩", curves)
 
 
 def _value(results):
@@ -336,12 +311,11 @@ def _value(results):
         tasks = _keys(results, "fa")
         figure, axes = gains.plotting.panel_grid(len(tasks), title="Value V")
         for ax, key in zip(axes, tasks):
-            labels, base, ctrl = [], [], []
-            for learner in ("bp", "fa"):
-                p = f"{key}_{learner}"
-                labels.append(LEARNER_NAMES[learner])
-                base.append(float(results[f"{p}_baseline_V"][-1]))
-                ctrl.append(float(results[f"{p}_control_V"][-1]))
+            labels = [LEARNER_NAMES[x] for x in COLOURS]
+            base, ctrl = (
+                [float(results[f"{key}_{x}_{run}_V"][-1]) for x in COLOURS]
+                for run in gains.RUNS
+            )
             x = np.arange(len(labels))
             ax.bar(x - 0.2, base, 0.4, label="G = 0", color="0.6")
             ax.bar(x + 0.2, ctrl, 0.4, label="optimal gains", color="C0")

@@ -12,7 +12,7 @@ from jaxtyping import Array, Float
 from .._checks import check_positive
 from ..tasks import AbstractTask
 from .gain import TwoLayerGain
-from .two_layer import AbstractTwoLayerSystem, linear_fit
+from .two_layer import AbstractTwoLayerSystem
 
 
 def _f(x) -> Array:
@@ -115,12 +115,8 @@ class FeedbackAlignment(AbstractTwoLayerSystem):
         )
 
     def loss(self, t, w, g):
-        (W1, W2), (G1, G2) = w, g
-        S = self.task
-        We = ((1.0 + G2) * W2) @ ((1.0 + G1) * W1)
-        return linear_fit(S.Sx_at(t), S.Sxy_at(t), S.Sy_at(t), We) + self.regulariser(
-            W1, W2
-        )
+        """The network's loss (as `TwoLayerGain.loss`)."""
+        return TwoLayerGain.loss(self, t, w, g)
 
     def batch_loss(self, t, w, g, x, y):
         """The minibatch loss of the network (as `TwoLayerGain.batch_loss`): it
