@@ -16,8 +16,11 @@ slice of the batch). On CPU,
 `XLA_FLAGS=--xla_force_host_platform_device_count=N` (set before importing
 JAX) makes N devices to test with. Across machines, call
 `jax.distributed.initialize()` first and run the same sweep in every process:
-`jax.devices()` then lists every host's devices, and the results are gathered
-on every host.
+each process then optimises its own block of the batch on its own devices
+(`jax.local_devices()`), with no communication inside the loop, and one
+`process_allgather` at the end gives every process the whole batch
+(docs/performance.md shows a SLURM launch). Pass `devices=jax.devices()` to
+shard one computation across every host's devices instead.
 
 ```python
 import jax.numpy as jnp
@@ -226,7 +229,9 @@ class _Placement(eqx.Module):
 
     def gather(self, out, *, trim: bool = True):
         """Every host's slices as numpy arrays (the padding dropped if `trim`)."""
-        if jax.process_count() > 1:  # multi-host: gather every host's slices
+        here = jax.process_index()
+        if any(d.process_index != here for d in self.mesh.devices.flat):
+            # The mesh spans several hosts: gather every host's slices.
             from jax.experimental import multihost_utils
 
             out = multihost_utils.process_allgather(out, tiled=True)
@@ -252,6 +257,86 @@ def _sharded_vmap(fn: Callable, params, devices: list[jax.Device]):
     """
     place = _placement(params, devices)
     return place.gather(place.jit(fn, 1)(place.pad(params)))
+
+
+# ------------------------------------------------ several processes
+
+
+def _my_rows(n: int) -> np.ndarray:
+    r"""This process's rows of a batch of `n`: contiguous blocks of
+    $\lceil n/P\rceil$ rows, the last ones padded by repeating row $n - 1$ (so
+    every process computes the same number of valid problems)."""
+    count, index = jax.process_count(), jax.process_index()
+    per = -(-n // count)
+    return np.minimum(np.arange(index * per, (index + 1) * per), n - 1)
+
+
+def _take(tree, rows: np.ndarray):
+    return jax.tree.map(lambda x: x[rows], tree)
+
+
+def _gather_rows(tree, n: int):
+    """Every process's rows of `tree`'s arrays, in batch order (one collective:
+    `process_allgather`), the padding dropped; other leaves as they are."""
+    from jax.experimental import multihost_utils
+
+    arrays, rest = eqx.partition(tree, eqx.is_array)
+    arrays = multihost_utils.process_allgather(arrays, tiled=True)
+    arrays = jax.tree.map(lambda x: np.asarray(x)[:n], arrays)
+    return eqx.combine(arrays, rest)
+
+
+def _optimize_across_processes(build, params, *, progress, **kw) -> SweepResult:
+    """`optimize_batch` under `jax.distributed`: each process optimises its
+    share of the batch on its own devices, with no communication inside the
+    loop, and the results are gathered on every process at the end."""
+    params = _as_arrays(params)
+    n = _batch_size(params)
+    for i in range(n):  # every process checks every value, as a single one would
+        _check_build(build, _element(params, i), i)
+    mine = progress and jax.process_index() == 0
+    local = optimize_batch(
+        build,
+        _take(params, _my_rows(n)),
+        devices=jax.local_devices(),
+        progress=mine,
+        **kw,
+    )
+    rows = {
+        k: getattr(local, k)
+        for k in (
+            "theta",
+            "values",
+            "grad_norms",
+            "projected_grad_norms",
+            "best_value",
+            "best_iteration",
+            "projected_grad_norm",
+            "iterations",
+            "result",
+            "final_theta",
+        )
+    }
+    rows = _gather_rows(rows, n)
+    wall = _gather_rows({"wall": np.asarray([local.wall_time])}, jax.process_count())
+    names = result_name(rows["result"])
+    gtol = _gtol(kw["gtol"])
+    messages = [
+        _message(
+            str(names[i]),
+            iterations=int(rows["iterations"][i]),
+            steps=kw["steps"],
+            best_iteration=int(rows["best_iteration"][i]),
+            gtol=gtol,
+        )
+        for i in range(n)
+    ]
+    return SweepResult(
+        **rows,
+        message=messages,
+        wall_time=float(np.max(wall["wall"])),
+        num_devices=local.num_devices * jax.process_count(),
+    )
 
 
 def _check_build(build: Build, p, i: int):
@@ -330,7 +415,9 @@ def optimize_batch(
     - `steps`: iterations at most (the same for every value).
     - `gtol`, `adjoint`, `options`, `progress`, `chunk`: as `lc.optimize`.
     - `devices`: the devices to shard across (default `jax.devices()`; pass
-      `jax.devices()[:1]` for an unsharded run).
+      `jax.devices()[:1]` for an unsharded run). Under `jax.distributed`
+      with several processes the default splits the batch by process instead
+      (module docstring); `checkpoint` is then refused.
     - `checkpoint`: a `lecontrol.checkpoint.Checkpointer`, as in
       `lc.optimize`: the whole batch is saved (arrays with a batch axis) and
       a resumed batch ends bitwise as an uninterrupted one.
@@ -341,6 +428,17 @@ def optimize_batch(
     steps = int(steps)
     if steps < 0:
         raise ValueError(f"`steps` must be >= 0; got {steps}.")
+    if devices is None and jax.process_count() > 1:
+        if checkpoint is not None:
+            raise ValueError(
+                "`checkpoint` is not supported across several processes "
+                f"(jax.process_count() = {jax.process_count()}): every process "
+                "would write the same file. Checkpoint a single-process sweep, or "
+                "pass `devices` to shard one computation across every host."
+            )
+        kw = dict(optimizer=optimizer, steps=steps, gtol=gtol, adjoint=adjoint)
+        kw |= dict(options=options, chunk=chunk)
+        return _optimize_across_processes(build, params, progress=progress, **kw)
     gtol_value = _gtol(gtol)
     chunk = _chunk_length(chunk)
     numerics = _loop_numerics(_options(options))
@@ -459,6 +557,17 @@ def solve_batch(
         raise ValueError(f"`num_times` must be >= 2; got {num_times}.")
     params = _as_arrays(params)
     thetas = _as_arrays(thetas)
+    if devices is None and jax.process_count() > 1:
+        rows = _my_rows(_batch_size(params))
+        local = solve_batch(
+            build,
+            _take(params, rows),
+            _take(thetas, rows),
+            num_times=num_times,
+            options=options,
+            devices=jax.local_devices(),
+        )
+        return _gather_rows(local, _batch_size(params))
     n = _batch_size(params)
     if _batch_size(thetas) != n:
         raise ValueError(
