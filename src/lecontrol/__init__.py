@@ -14,6 +14,7 @@ from . import (
     controls as controls,
     costs as costs,
     optimizers as optimizers,
+    precision as precision,
     sweep as sweep,
     systems as systems,
     tasks as tasks,

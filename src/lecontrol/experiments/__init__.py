@@ -28,12 +28,13 @@ __all__ = [
 _NAMES = """single-neuron effort-gaussians effort-semantic effort-digits task-switch
 nonlinear engagement-attentive engagement-active engagement-vector category-digits
 category-semantic learning-rate maml single-neuron-sweep learning-rate-sweep
-digit-separability knot-convergence category-gains lr-closed-loop feedback-alignment"""
+digit-separability knot-convergence category-gains lr-closed-loop feedback-alignment
+precision-allocation"""
 _MODULES = {n: f"{__name__}.{n.replace('-', '_')}" for n in _NAMES.split()}
 
-COMPANIONS = ("lr-closed-loop", "feedback-alignment")
+COMPANIONS = ("lr-closed-loop", "feedback-alignment", "precision-allocation")
 """Experiments of the companion works (the closed-loop learning rate,
-learners that do not backpropagate), not of
+learners that do not backpropagate, memory precision as a resource), not of
 the learning-effort paper: `lecontrol run` runs them, `lecontrol reproduce`
 (the paper) does not."""
 
