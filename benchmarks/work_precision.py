@@ -4,11 +4,20 @@ For each problem, the adaptive strategies (ContinuousAdjoint, CheckpointAdjoint)
 run across tolerances and EulerUnrolled across step sizes (multiples and
 fractions of the SGD learning rate α; the paper's method is dt = α). The error
 is the relative 2-norm error of dV/dθ against a converged reference
-(CheckpointAdjoint at rtol=1e-11). Writes one PNG per problem and prints the
-table behind it.
+(CheckpointAdjoint at rtol=1e-11). ZerothOrder (the antithetic
+evolution-strategies estimate from values of V alone) runs across its number
+of direction pairs N at a fixed σ (`--zo-sigma`, default 1e-3: 0.5% of the
+benchmark controls' range, so the O(σ²) smoothing bias is far below the
+sampling error ≈ sqrt((d + 1)/N) for d coefficients, while the differences
+V(θ+σε) − V(θ−σε) stay far above the solver error at `--zo-rtol`), with one
+key; sample counts whose 2N perturbed coefficient vectors and states would
+need more than `--zo-max-gib` are skipped. Writes one PNG per problem and
+prints the table behind it.
 
     python benchmarks/work_precision.py                           # all problems
     python benchmarks/work_precision.py --problems gain-gaussians --out docs/figures
+    python benchmarks/work_precision.py --problems single-neuron --zo-samples 8 128
+    python benchmarks/work_precision.py --zo-samples                 # no ZerothOrder
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import os
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import matplotlib
 
@@ -32,9 +42,31 @@ import lecontrol as lc  # noqa: E402
 
 RTOLS = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9)
 EULER_FACTORS = (4, 2, 1, 0.5, 0.25)
+ZO_SAMPLES = (8, 32, 128, 512, 2048)
+ZO_SIGMA = 1e-3
+ZO_RTOL = 1e-8
+ZO_MAX_GIB = 2.0
 
 
-def curves(name: str, repeat: int, rtols=RTOLS, euler_factors=EULER_FACTORS):
+def zeroth_order_gib(p, theta, samples: int) -> float:
+    """Rough size of ZerothOrder's batch: 2N perturbed coefficient vectors
+    (with the directions) and 2N solver states (a dozen copies each for the
+    Runge–Kutta stages and the loop's carry)."""
+    d = sum(x.size for x in jax.tree.leaves(theta))
+    state = sum(x.size for x in jax.tree.leaves(p.system.init_state()))
+    return 8 * 2 * samples * (1.5 * d + 12 * state) / 2**30
+
+
+def curves(
+    name: str,
+    repeat: int,
+    rtols=RTOLS,
+    euler_factors=EULER_FACTORS,
+    zo_samples=ZO_SAMPLES,
+    zo_sigma: float = ZO_SIGMA,
+    zo_rtol: float = ZO_RTOL,
+    zo_max_gib: float = ZO_MAX_GIB,
+):
     p = PROBLEMS[name]()
     theta = p.theta()
     ref = measure(p, lc.CheckpointAdjoint(), theta, 1, **REFERENCE)["grad"]
@@ -61,6 +93,24 @@ def curves(name: str, repeat: int, rtols=RTOLS, euler_factors=EULER_FACTORS):
         r = measure(p, lc.EulerUnrolled(dt=dt), theta, max(1, repeat // 2))
         pts.append((r["ms"], err(r["grad"]), f"dt={f:g}α"))
     out["EulerUnrolled"] = pts
+    pts = []
+    for n in zo_samples:
+        gib = zeroth_order_gib(p, theta, n)
+        if gib > zo_max_gib:
+            print(f"ZerothOrder: skipping samples={n} on {name} (~{gib:.1f} GiB)")
+            continue
+        r = measure(
+            p,
+            lc.ZerothOrder(n, zo_sigma),
+            theta,
+            repeat,
+            rtol=zo_rtol,
+            atol=zo_rtol * 1e-2,
+            max_steps=65_536,
+        )
+        pts.append((r["ms"], err(r["grad"]), f"samples={n}"))
+    if pts:
+        out["ZerothOrder"] = pts
     return p, out
 
 
@@ -71,6 +121,7 @@ def plot(p, out, path: Path) -> None:
         "ContinuousAdjoint(nodes=3)": "o--",
         "CheckpointAdjoint": "s-",
         "EulerUnrolled": "^-",
+        "ZerothOrder": "v:",
     }
     for label, pts in out.items():
         ms, errs, names = zip(*pts)
@@ -114,11 +165,42 @@ def main(argv=None) -> None:
         default=list(EULER_FACTORS),
         help="Euler steps as multiples of the SGD learning rate α",
     )
+    parser.add_argument(
+        "--zo-samples",
+        type=int,
+        nargs="*",
+        default=list(ZO_SAMPLES),
+        help="ZerothOrder's numbers of antithetic pairs N (none: no ZerothOrder)",
+    )
+    parser.add_argument(
+        "--zo-sigma", type=float, default=ZO_SIGMA, help="ZerothOrder's sigma"
+    )
+    parser.add_argument(
+        "--zo-rtol",
+        type=float,
+        default=ZO_RTOL,
+        help="rtol of ZerothOrder's forward solves (atol = rtol * 1e-2)",
+    )
+    parser.add_argument(
+        "--zo-max-gib",
+        type=float,
+        default=ZO_MAX_GIB,
+        help="skip ZerothOrder's N whose batch would need more memory than this",
+    )
     args = parser.parse_args(argv)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in args.problems:
-        p, out = curves(name, args.repeat, args.rtols, args.euler_factors)
+        p, out = curves(
+            name,
+            args.repeat,
+            args.rtols,
+            args.euler_factors,
+            args.zo_samples,
+            args.zo_sigma,
+            args.zo_rtol,
+            args.zo_max_gib,
+        )
         print(f"\n== {name}")
         for label, pts in out.items():
             for ms, e, n in pts:

@@ -65,8 +65,15 @@ def test_work_precision_benchmark_writes_a_figure(tmp_path):
         "1e-4",
         "--euler-factors",
         "1",
+        "--zo-samples",
+        "8",
         "--out",
         str(tmp_path),
     )
     assert (tmp_path / "work_precision_single-neuron.png").stat().st_size > 10_000
     assert "EulerUnrolled" in text
+    # ZerothOrder with 8 pairs of directions for 61 coefficients: its error is
+    # of order sqrt(62 / 8) = 2.8 (measured 4.2), far from the adjoints'.
+    zo = re.search(r"^ZerothOrder\s+samples=8\s+[\d.]+ ms\s+error (\S+)$", text, re.M)
+    assert zo is not None, text
+    assert 0.3 < float(zo.group(1)) < 30

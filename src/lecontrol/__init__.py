@@ -27,6 +27,7 @@ from .adjoint import (
     CheckpointAdjoint as CheckpointAdjoint,
     ContinuousAdjoint as ContinuousAdjoint,
     EulerUnrolled as EulerUnrolled,
+    ZerothOrder as ZerothOrder,
 )
 from .objective import (
     Objective as Objective,

@@ -1,6 +1,6 @@
 r"""Gradient strategies for $dV/d\theta$.
 
-Three ways to differentiate the value $V[\theta]$, all behind `lc.value(...,
+Four ways to differentiate the value $V[\theta]$, all behind `lc.value(...,
 adjoint=...)`:
 
 - `ContinuousAdjoint` (default, optimise-then-discretise): one forward solve
@@ -21,6 +21,9 @@ adjoint=...)`:
 - `EulerUnrolled(dt)`: the paper's own method, explicit Euler at the SGD
   learning rate with a Riemann sum for $V$, reverse mode through `lax.scan`.
   The baseline for benchmarks.
+- `ZerothOrder(samples, sigma)`: no derivative of the dynamics at all; an
+  antithetic evolution-strategies estimate of $dV/d\theta$ from values of $V$
+  at randomly perturbed coefficients (the zeroth-order protocol).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PyTree
 
 from ._checks import concrete
@@ -44,7 +48,11 @@ from ._dynamics import (
     forward_solve,
     stepsize_controller,
 )
-from ._transforms import forward_mode_guard, second_order_guard
+from ._transforms import (
+    TransformNotSupportedError,
+    forward_mode_guard,
+    second_order_guard,
+)
 
 
 class AbstractGradientStrategy(eqx.Module):
@@ -566,3 +574,201 @@ class EulerUnrolled(AbstractGradientStrategy):
         V0 = jnp.zeros((), dtype=jnp.result_type(float))
         (_, V), _ = jax.lax.scan(step, (problem.system.init_state(), V0), jnp.arange(n))
         return finite_value(V, throw=numerics.throw)
+
+
+# ------------------------------------------------------------------- zeroth order
+
+
+def _as_key(key):
+    """`key` as a JAX PRNG key: an integer seed becomes `jax.random.key(seed)`."""
+    if isinstance(key, bool):
+        raise ValueError(
+            f"`key` of ZerothOrder must be an integer seed or a JAX PRNG key "
+            f"(jax.random.key(seed)); got {key!r}."
+        )
+    if isinstance(key, (int, np.integer)):
+        return jax.random.key(int(key))
+    if isinstance(key, jax.Array) and (
+        jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        or (key.dtype == jnp.uint32 and key.shape == (2,))
+    ):
+        return key
+    what = (
+        f"an array of dtype {key.dtype} and shape {key.shape}"
+        if isinstance(key, jax.Array | np.ndarray)
+        else repr(key)
+    )
+    raise ValueError(
+        "`key` of ZerothOrder must be an integer seed or a JAX PRNG key "
+        f"(jax.random.key(seed)); got {what}."
+    )
+
+
+_ZEROTH_FORWARD = _forward_mode_message("ZerothOrder", "")
+_ZEROTH_SECOND_ORDER = (
+    "second-order differentiation (jax.jacrev(jax.grad(...)), jax.hessian, a "
+    "gradient of a gradient) of lc.value with ZerothOrder is not supported: its "
+    "gradient is a Monte Carlo estimate from values of V, not a derivative of "
+    "the computation. Use ContinuousAdjoint with jax.jacrev(jax.grad(f)) for exact "
+    "second derivatives."
+)
+
+
+class ZerothOrder(AbstractGradientStrategy):
+    r"""The zeroth-order protocol: $dV/d\theta$ estimated from values of $V$ alone.
+
+    The value is $V[\theta]$ from one forward solve (the same solve as
+    `ContinuousAdjoint` and `CheckpointAdjoint`, so the same number). Its
+    gradient is never taken through the dynamics: `jax.grad` returns the
+    antithetic evolution-strategies estimate
+    $$\hat g = \frac{1}{2\sigma N}\sum_{i=1}^{N}
+    \big[V(\theta + \sigma\varepsilon_i) - V(\theta - \sigma\varepsilon_i)\big]
+    \,\varepsilon_i,\qquad \varepsilon_i \sim \mathcal N(0, I),$$
+    with $N$ = `samples` pairs of directions in the space of the control
+    coefficients $\theta$ (every leaf, flattened together). $\hat g$ is an
+    unbiased estimate of $\nabla_\theta\,\mathbb E_\varepsilon[V(\theta +
+    \sigma\varepsilon)]$, the gradient of $V$ smoothed at scale $\sigma$,
+    which differs from $\nabla_\theta V$ by $O(\sigma^2)$. For small $\sigma$,
+    $\hat g \approx \frac1N\sum_i \varepsilon_i\varepsilon_i^\top\nabla V$, so
+    $$\mathbb E\,\|\hat g - \nabla V\|^2 \approx \frac{d + 1}{N}\,\|\nabla V\|^2$$
+    for $d$ coefficients: the relative error falls like $\sqrt{(d+1)/N}$
+    (`tests/test_zeroth_order.py` measures it).
+
+    Cost: $2N + 1$ forward solves per value-and-gradient, the $2N$ perturbed
+    ones batched into one `jax.vmap`-ed solve. Memory holds the $2N$ perturbed
+    coefficient vectors ($2Nd$ numbers) and $2N$ copies of the solver's state;
+    it does not grow with the horizon. Each is an adaptive solve, so a
+    $\sigma$ too small for the solver's tolerance drowns the differences
+    $V(\theta+\sigma\varepsilon) - V(\theta-\sigma\varepsilon) \approx
+    2\sigma\,\varepsilon^\top\nabla V$ in solver error ($\sim$ `rtol`
+    $\cdot|V|$).
+
+    The estimate is of the **unconstrained** $V$: the perturbed coefficients
+    $\theta \pm \sigma\varepsilon$ may leave the control's box
+    [`lower`, `upper`] and are not clipped, exactly as the adjoints
+    differentiate $V$ at a coefficient on a bound without regard to the box.
+    `lc.optimize` projects its steps onto the box as with any strategy.
+
+    Randomness is explicit: the same `key` draws the same directions at every
+    call, so a value-and-gradient is reproducible and, inside `lc.optimize`,
+    every iteration uses the same $\varepsilon_i$. The estimate is then
+    $\frac1N\sum_i\varepsilon_i\varepsilon_i^\top$ (a fixed positive
+    semi-definite matrix, definite when $N \ge d$) times the gradient; pass a new `key` (the strategy is a
+    pytree: `eqx.tree_at(lambda a: a.key, adjoint, key)`) for fresh directions.
+
+    Only $\theta$ is perturbed. Differentiating $V$ with respect to any other
+    array of the problem (system, cost, objective) raises
+    `lc.TransformNotSupportedError` naming it, rather than returning a
+    silent zero; use `ContinuousAdjoint` or `CheckpointAdjoint` for those.
+    Open-loop coefficients only (not a closed-loop controller); reverse mode
+    only (`jax.grad`, `jax.vjp`, `jax.jacrev`); no second derivatives.
+
+    **Arguments:**
+
+    - `samples`: the number $N \ge 1$ of antithetic pairs ($2N$ perturbed solves).
+    - `sigma`: the perturbation scale $\sigma > 0$, in the units of $\theta$
+      (for a gain in $[0, 0.5]$, e.g. `1e-3`).
+    - `key`: a JAX PRNG key (`jax.random.key(seed)`) or an integer seed
+      (default 0) for the directions $\varepsilon_i$.
+    """
+
+    samples: int = eqx.field(static=True)
+    sigma: float = eqx.field(static=True)
+    key: Array = eqx.field(default=0, converter=_as_key)
+
+    def __check_init__(self):
+        n = self.samples
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(
+                f"`samples` of ZerothOrder (the number of antithetic pairs) must be "
+                f"an integer >= 1; got {n!r}."
+            )
+        sigma = self.sigma
+        if isinstance(sigma, bool) or not isinstance(
+            sigma, (int, float, np.floating, np.integer)
+        ):
+            raise ValueError(
+                f"`sigma` of ZerothOrder (the perturbation scale) must be a finite "
+                f"number > 0; got {sigma!r}."
+            )
+        if not (np.isfinite(sigma) and sigma > 0):
+            raise ValueError(
+                f"`sigma` of ZerothOrder (the perturbation scale) must be finite and "
+                f"> 0; got {sigma!r}. Try a small fraction of the control's range, "
+                "e.g. 1e-3 for a gain in [0, 0.5]."
+            )
+
+    def value(self, problem, numerics):
+        if problem.closed_loop:
+            raise TypeError(
+                "ZerothOrder perturbs open-loop coefficients theta of g(t; theta), "
+                "not a closed-loop controller. Use adjoint=lc.CheckpointAdjoint() "
+                "(the default for a controller) or lc.EulerUnrolled(dt)."
+            )
+        problem = forward_mode_guard(problem, _ZEROTH_FORWARD)
+        return _zeroth_order_value(problem, self, numerics)
+
+    def directions(self, theta: PyTree[Array]) -> PyTree[Float[Array, "samples ..."]]:
+        r"""The directions $\varepsilon_1, \dots, \varepsilon_N$: a pytree like
+        `theta` with a leading axis of length `samples`."""
+        flat, unravel = ravel_pytree(theta)
+        eps = jax.random.normal(
+            self.key, (self.samples, flat.shape[0]), dtype=flat.dtype
+        )
+        return jax.vmap(unravel)(eps)
+
+
+def _forward_value(problem: Posed, numerics: SolverOptions) -> Float[Array, ""]:
+    sol = forward_solve(problem, numerics, diffrax.SaveAt(t1=True))
+    return _value_from(sol, numerics)
+
+
+@eqx.filter_custom_vjp
+def _zeroth_order_value(problem, strategy, numerics):
+    return _forward_value(problem, numerics)
+
+
+def _perturbed_besides_theta(perturbed: Posed) -> list[str]:
+    rest = eqx.tree_at(lambda p: p.theta, perturbed, None)
+    leaves = jax.tree_util.tree_flatten_with_path(rest)[0]
+    return [jax.tree_util.keystr(path)[1:] for path, flag in leaves if flag]
+
+
+@_zeroth_order_value.def_fwd
+def _zeroth_order_value_fwd(perturbed, problem, strategy, numerics):
+    others = _perturbed_besides_theta(perturbed)
+    if others:
+        raise TransformNotSupportedError(
+            "ZerothOrder estimates dV/dtheta only (it perturbs the control "
+            "coefficients theta); lc.value was differentiated with respect to "
+            f"{', '.join(others)}. Use adjoint=lc.ContinuousAdjoint() or "
+            "lc.CheckpointAdjoint() for gradients with respect to the system, cost "
+            "or objective, or differentiate theta alone."
+        )
+    return _forward_value(problem, numerics), None
+
+
+@_zeroth_order_value.def_bwd
+def _zeroth_order_value_bwd(_, cotangent, perturbed, problem, strategy, numerics):
+    if not any(jax.tree.leaves(perturbed.theta)):
+        return jax.tree.map(lambda _: None, perturbed)
+    # The estimate is not a derivative of this computation: differentiating it
+    # again (a gradient of a gradient) is refused.
+    problem = second_order_guard(problem, _ZEROTH_SECOND_ORDER)
+    theta = problem.theta
+    eps = strategy.directions(theta)
+    sigma = strategy.sigma
+    # θ + σε_i for i = 1..N, then θ − σε_i: 2N solves, one vmap.
+    both = jax.tree.map(lambda t, e: t + sigma * jnp.concatenate([e, -e]), theta, eps)
+    V = jax.vmap(
+        lambda th: _forward_value(eqx.tree_at(lambda p: p.theta, problem, th), numerics)
+    )(both)
+    n = strategy.samples
+    weights = (V[:n] - V[n:]) * (cotangent / (2 * sigma * n))
+    g = jax.tree.map(
+        lambda e, p: jnp.tensordot(weights, e, axes=1) if p else None,
+        eps,
+        perturbed.theta,
+    )
+    grads = jax.tree.map(lambda _: None, perturbed)
+    return eqx.tree_at(lambda p: p.theta, grads, g, is_leaf=lambda x: x is None)
