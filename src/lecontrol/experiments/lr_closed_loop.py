@@ -52,7 +52,9 @@ clipped to the bounds.
 **Figures:** `one_mode.png` and `semantic.png` (the schedules overlaid, and
 the losses), `confidence.png` (the schedules, effort, persistence and $V$
 against $c$), `memory.png` (regret against $k$), `discount.png` (shortfall
-against $\gamma$, and the schedules).
+against $\gamma$, and the schedules), `hamiltonian.png` ($H(t)$ along each
+open-loop optimum, `lc.hamiltonian`: constant at $\gamma = 1$, the summary's
+`hamiltonian_relative_spread` its spread over the net reward's).
 
 **Findings:** checked: `one_mode_matches_open_loop`,
 `semantic_matches_open_loop`, `overconfidence_spends_more`,
@@ -223,7 +225,12 @@ def compare_loops(s: Setup, cfg, ts, progress: bool, what: str) -> dict:
     base = lc.solve(s.problem, s.problem.control.init(0.0), ts=ts, options=opts)
     P0 = float(-closed.loss[0])
     biased = lc.solve(s.problem, _loop(loop.target + 0.25 * P0), ts=ts, options=opts)
+    # H along the open-loop optimum: constant when gamma = 1 (an optimality
+    # diagnostic; the controller itself has no costate: lc.hamiltonian refuses it).
+    H = lc.hamiltonian(s.problem, res.theta, ts=ts, options=opts)
     return dict(
+        open_hamiltonian=H,
+        open_relative_spread=jnp.ptp(H) / jnp.ptp(opened.v),
         closed_g=closed.g,
         open_g=opened.g,
         closed_loss=closed.loss,
@@ -369,6 +376,15 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
         "semantic_gap": float(_gaps(results, "semantic")[0]),
         "one_mode_max_rho_difference": _rho_gaps(results, "one_mode").tolist(),
         "semantic_max_rho_difference": float(_rho_gaps(results, "semantic")[0]),
+        "hamiltonian_relative_spread": {
+            "one_mode": results["one_mode_open_relative_spread"].tolist(),
+            "gamma": dict(
+                zip(
+                    map(str, results["gammas"]),
+                    results["gamma_open_relative_spread"].tolist(),
+                )
+            ),
+        },
         "gamma_shortfall": dict(
             zip(map(str, results["gammas"]), results["gamma_shortfall"].tolist())
         ),
@@ -794,6 +810,41 @@ def _discount_figure(r):
     return draw
 
 
+def _hamiltonian_figure(r):
+    def draw():
+        figure, (a, b) = fig.plotting.panel_grid(
+            2, title="Hamiltonian along the open-loop optima: constant when γ = 1"
+        )
+        for ax, prefix, ts, labels in (
+            (a, "one_mode", r["one_mode_ts"], [f"μ = {m:g}" for m in r["mus"]]),
+            (b, "gamma", r["ts"], [f"semantic, γ = {g:g}" for g in r["gammas"]]),
+        ):
+            for i, (H, spread) in enumerate(
+                zip(
+                    r[f"{prefix}_open_hamiltonian"], r[f"{prefix}_open_relative_spread"]
+                )
+            ):
+                ax.plot(
+                    ts,
+                    H - H[0],
+                    color=f"C{i}",
+                    label=f"{labels[i]} (spread {spread:.1e} of v's)",
+                )
+            ax.set(
+                xlabel=fig.plotting.TIME_LABEL,
+                ylabel="H(t) − H(0)",
+                title="one-mode learners"
+                if prefix == "one_mode"
+                else "semantic hierarchy",
+            )
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize="small")
+            fig.plotting.time_axis(ax)
+        return figure
+
+    return draw
+
+
 def plot(results, cfg, out_dir: Path) -> list[Path]:
     r = results
     mus = [f"μ = {m:g}" for m in r["mus"]]
@@ -815,6 +866,7 @@ def plot(results, cfg, out_dir: Path) -> list[Path]:
         "confidence.png": _confidence_figure(r, cfg),
         "memory.png": _memory_figure(r),
         "discount.png": _discount_figure(r),
+        "hamiltonian.png": _hamiltonian_figure(r),
     }
     return fig.save(figures, out_dir)
 
@@ -835,6 +887,7 @@ EXPERIMENT = Experiment(
         "confidence.png",
         "memory.png",
         "discount.png",
+        "hamiltonian.png",
     ),
     findings=(
         "one_mode_gap",
@@ -846,6 +899,7 @@ EXPERIMENT = Experiment(
         "confidence_persistence",
         "memory_regret",
         "memory_shuffled_regret",
+        "hamiltonian_relative_spread",
         *FINDINGS,
     ),
     check=check,
