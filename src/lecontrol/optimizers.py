@@ -27,7 +27,7 @@ import numpy as np
 import optax
 import optimistix as optx
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Bool, Float, PyTree
+from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from ._checks import check_number
 from .controls import AbstractControl, PiecewiseConstant, PiecewiseLinear
@@ -476,14 +476,7 @@ class LBFGSB(AbstractOptimizer):
             return xt, jnp.all(xt == x0)
 
         def accept(f0, g0, xt, f, g):
-            dx = xt - x0
-            slope = jnp.vdot(g0, dx)
-            armijo = f <= f0 + c1 * slope
-            flat = (f <= f0 + 1e-12 * jnp.abs(f0)) & (
-                jnp.vdot(g, dx) <= (2 * c1 - 1) * slope
-            )
-            finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(g))
-            return finite & (slope < 0) & (armijo | flat)
+            return _accepts(x0, f0, g0, c1, xt, f, g)
 
         # The loop's state: (evaluating the start?, f0, g0, d, t, trial point,
         # f and g there, trials, accepted, done). With the start cached, the
@@ -560,6 +553,289 @@ class LBFGSB(AbstractOptimizer):
             stuck=~accepted & empty,
         )
         return unravel(x), new_state, -f0, unravel(-g0)
+
+
+# ------------------------------------------------------ bound-constrained Newton
+
+
+class _NewtonCGState(eqx.Module):
+    """The state of `NewtonCG`: arrays only (a loop carry, saved by
+    checkpoints). Vectors are the flattened coefficients."""
+
+    x: Float[Array, " n"]  # where `f` and `g` were evaluated
+    f: Float[Array, ""]  # f = -V at x
+    g: Float[Array, " n"]  # the gradient of f at x
+    cached: Bool[Array, ""]  # whether x, f, g hold an evaluation
+    failed: Bool[Array, ""]  # the last line search failed (next: steepest descent)
+    stuck: Bool[Array, ""]  # it failed along steepest descent too
+    hvps: Int[Array, ""]  # Hessian-vector products so far (all steps)
+
+
+class NewtonCG(AbstractOptimizer):
+    r"""Projected truncated Newton: conjugate gradients on exact Hessian-vector
+    products, within the box.
+
+    Minimises $f = -V$ over $l \le \theta \le u$ by the two-metric projection
+    of `LBFGSB` (Bertsekas 1982), with the Newton direction on the free
+    coefficients computed by truncated conjugate gradients (Nocedal & Wright
+    2006, Alg. 7.1) on exact Hessian-vector products $\nabla^2 f\,p$. These
+    differentiate the gradient once more by reverse mode (with
+    `ContinuousAdjoint`, through its backward pass: the exact derivative of
+    the computed gradient); the gradient map is linearised once per iteration
+    (`jax.vjp`), after which each product costs one reverse pass through it,
+    $\nabla^2 f$ being symmetric. At $\theta$ with gradient $g$ one iteration
+
+    1. takes the $\varepsilon$-active set $A$ and the free set $F$ as `LBFGSB`
+       does;
+    2. solves $\nabla^2_{FF} f\, d_F = -g_F$ by conjugate gradients
+       preconditioned with the metric $M$, from $d_F = 0$, until the residual
+       is below $\min(\text{forcing}, \lVert g_F\rVert^{1/2})\lVert g_F
+       \rVert$ (superlinear convergence; Dembo & Steihaug 1983), `max_cg`
+       products, or a direction $p$ of non-positive curvature ($p^\top
+       \nabla^2 f\,p \le 0$: the iterate so far is kept, or, on the first
+       product, $d_F$ is preconditioned steepest descent);
+    3. moves the active coefficients by $d_A = -\alpha_1 M^{-1} g_A$, with
+       $\alpha_1$ the step that minimises the quadratic model along the first
+       CG direction $-M^{-1}g_F$ (or $\Delta / \lVert M^{-1}g\rVert_\infty$ if
+       its curvature is not positive);
+    4. backtracks along the projection arc $\Pi(\theta + t\,d)$ as `LBFGSB`
+       does (sufficient decrease, or its gradient form when the decrease is
+       below the rounding of $f$); every trial costs one evaluation of $V$
+       and $\nabla V$, and the accepted one's is kept for the next iteration.
+
+    If the line search fails, $\theta$ stays and the next iteration tries
+    projected steepest descent, $d = -\alpha_1 M^{-1}g$; if that fails too,
+    the optimiser has stalled (`lc.optimize` stops with `RESULTS.stalled`).
+
+    Needs a gradient strategy that can be differentiated twice by reverse
+    mode: `ContinuousAdjoint` (the default) or `EulerUnrolled`;
+    `CheckpointAdjoint` raises `lc.TransformNotSupportedError`.
+
+    **Arguments:**
+
+    - `max_cg`: Hessian-vector products per iteration at most, an int >= 1.
+    - `forcing`: the largest relative residual at which CG stops, in $(0, 1)$.
+    - `c1`, `shrink`, `max_line_search`: the line search, as for `LBFGSB`.
+    - `metric`: the preconditioner, as `LBFGSB`'s `metric`: `"discounted"`
+      (the default: $m_k\gamma^{t_k}$ per knot), None (the identity) or an
+      array of knot weights.
+    """
+
+    max_cg: int = eqx.field(static=True, default=50)
+    forcing: float = 0.5
+    c1: float = 1e-4
+    shrink: float = 0.5
+    max_line_search: int = eqx.field(static=True, default=20)
+    metric: str | Float[Array, " K"] | None = "discounted"
+
+    def __check_init__(self):
+        if isinstance(self.metric, str) and self.metric != "discounted":
+            raise ValueError(
+                "`metric` must be 'discounted', None or an array of knot weights; "
+                f"got {self.metric!r}."
+            )
+        _check_count("max_cg", self.max_cg)
+        check_number("forcing", self.forcing, below=1.0)
+        check_number("c1", self.c1, below=0.5)
+        check_number("shrink", self.shrink, below=1.0)
+        _check_count("max_line_search", self.max_line_search)
+
+    def stalled(self, state: _NewtonCGState) -> Bool[Array, ""]:
+        """The line search failed along projected steepest descent too."""
+        return state.stuck
+
+    def bind(self, problem) -> NewtonCG:
+        if isinstance(self.metric, str):
+            return eqx.tree_at(
+                lambda o: o.metric, self, discounted_mass(problem), is_leaf=_is_str
+            )
+        return self
+
+    def init(self, theta, control):
+        x, _ = ravel_pytree(theta)
+        x = jnp.asarray(x, dtype=jnp.result_type(x.dtype, float))
+        false = jnp.asarray(False)
+        return _NewtonCGState(
+            x=x,
+            f=jnp.zeros((), x.dtype),
+            g=jnp.zeros_like(x),
+            cached=false,
+            failed=false,
+            stuck=false,
+            hvps=jnp.asarray(0),
+        )
+
+    def step(self, value_and_grad, theta, state, control):
+        x0, unravel = ravel_pytree(theta)
+        dtype = state.x.dtype
+        x0 = x0.astype(dtype)
+        lower, upper = control.lower, control.upper
+        width = upper - lower
+        scale = width if math.isfinite(width) and width > 0 else 1.0
+        tiny = jnp.finfo(dtype).tiny
+
+        def evaluate(x):
+            V, grad = value_and_grad(unravel(x))
+            return -jnp.asarray(V, dtype), -ravel_pytree(grad)[0].astype(dtype)
+
+        def gradient(x):
+            return evaluate(x)[1]
+
+        def project(x):
+            return ravel_pytree(control.project(unravel(x)))[0].astype(dtype)
+
+        inverse = _inverse_metric(self.metric, theta, dtype)
+        cached = state.cached & jnp.all(state.x == x0)
+        f0, g0 = jax.lax.cond(cached, lambda: (state.f, state.g), lambda: evaluate(x0))
+
+        # The free set, and Newton-CG on it.
+        w = x0 - project(x0 - g0)
+        eps = jnp.minimum(jnp.linalg.norm(w), 1e-3 * scale)
+        active = ((x0 <= lower + eps) & (g0 > 0)) | ((x0 >= upper - eps) & (g0 < 0))
+        free = jnp.where(active, 0.0, 1.0).astype(dtype)
+        _, hessian_vjp = jax.vjp(gradient, x0)
+
+        def hvp(p):
+            return free * hessian_vjp(free * p)[0]
+
+        d, alpha1, products = _truncated_cg(
+            hvp, free * g0, inverse, self.forcing, self.max_cg
+        )
+        mg = inverse * g0
+        steepest = jnp.where(
+            alpha1 > 0, alpha1, scale / jnp.maximum(jnp.max(jnp.abs(mg)), tiny)
+        )
+        # Non-positive curvature along the first CG direction: steepest descent.
+        d = jnp.where(alpha1 > 0, d, -steepest * free * mg)
+        d = jnp.where(state.failed, -steepest * mg, d - steepest * (1 - free) * mg)
+        descent = (jnp.vdot(g0, d) < 0) & jnp.all(jnp.isfinite(d))
+        d = jnp.where(descent, d, -steepest * mg)
+
+        xt, ft, gt, accepted = _projected_search(
+            evaluate, project, x0, f0, g0, d, self.c1, self.shrink, self.max_line_search
+        )
+        new_state = _NewtonCGState(
+            x=jnp.where(accepted, xt, x0),
+            f=jnp.where(accepted, ft, f0),
+            g=jnp.where(accepted, gt, g0),
+            cached=jnp.asarray(True),
+            failed=~accepted,
+            stuck=~accepted & state.failed,
+            hvps=state.hvps + products,
+        )
+        return unravel(new_state.x), new_state, -f0, unravel(-g0)
+
+
+def _inverse_metric(metric, theta, dtype) -> Float[Array, " n"]:
+    """$M^{-1}$ per flattened coefficient, for knot weights `metric` along the
+    first axis of every leaf of `theta` (unbound or None: ones)."""
+    x, _ = ravel_pytree(theta)
+    if metric is None or isinstance(metric, str):
+        return jnp.ones(x.shape, dtype)
+    m = jnp.asarray(metric, dtype)
+    ones = jax.tree.map(lambda x: _along_first(m, x) * jnp.ones_like(x), theta)
+    return 1 / ravel_pytree(ones)[0].astype(dtype)
+
+
+def _truncated_cg(hvp, g, inverse, forcing, max_cg):
+    r"""Truncated preconditioned conjugate gradients for $H d = -g$, from $d = 0$
+    (preconditioner $M^{-1}$ = `diag(inverse)`).
+
+    **Returns:** `(d, alpha1, products)`: the direction, the step along the
+    first direction $-M^{-1}g$ that minimises the model (0 if its curvature is
+    not positive), and the number of products $Hp$ computed.
+    """
+    tiny = jnp.finfo(g.dtype).tiny
+    r = -g
+    z = inverse * r
+    rz = jnp.vdot(r, z)
+    tol = jnp.minimum(forcing, jnp.sqrt(jnp.linalg.norm(g))) * jnp.linalg.norm(g)
+    zero = jnp.zeros((), g.dtype)
+    # (d, r, p, rz, alpha1, products, done)
+    init = (
+        jnp.zeros_like(g),
+        r,
+        z,
+        rz,
+        zero,
+        jnp.asarray(0),
+        jnp.linalg.norm(r) <= tol,
+    )
+
+    def body(c):
+        d, r, p, rz, alpha1, k, _ = c
+        Hp = hvp(p)
+        pHp = jnp.vdot(p, Hp)
+        negative = ~(pHp > 0)  # also a NaN
+        alpha = rz / jnp.where(negative, 1, pHp)
+        alpha1 = jnp.where(k == 0, jnp.where(negative, 0, alpha), alpha1)
+        d_new = d + alpha * p
+        r_new = r - alpha * Hp
+        z = inverse * r_new
+        rz_new = jnp.vdot(r_new, z)
+        p_new = z + rz_new / jnp.maximum(rz, tiny) * p
+        done = negative | (jnp.linalg.norm(r_new) <= tol) | (k + 1 >= max_cg)
+        keep = lambda new, old: jnp.where(negative, old, new)  # noqa: E731
+        return (
+            keep(d_new, d),
+            keep(r_new, r),
+            keep(p_new, p),
+            keep(rz_new, rz),
+            alpha1,
+            k + 1,
+            done,
+        )
+
+    d, _, _, _, alpha1, products, _ = jax.lax.while_loop(lambda c: ~c[-1], body, init)
+    return d, alpha1, products
+
+
+def _projected_search(evaluate, project, x0, f0, g0, d, c1, shrink, max_trials):
+    r"""Backtracking along the projection arc $\Pi(x_0 + t d)$, $t = 1,
+    \text{shrink}, \dots$: the first trial that passes `LBFGSB`'s acceptance
+    test (sufficient decrease, or its gradient form below the rounding of $f$).
+
+    **Returns:** `(x, f, g, accepted)` of the last trial evaluated.
+    """
+    dtype = x0.dtype
+
+    def accept(xt, f, g):
+        return _accepts(x0, f0, g0, c1, xt, f, g)
+
+    def body(c):
+        t, _, _, _, trials, _, _ = c
+        xt = project(x0 + t * d)
+        f, g = evaluate(xt)
+        ok = accept(xt, f, g)
+        zero = jnp.all(project(x0 + t * shrink * d) == x0)
+        trials = trials + 1
+        return t * shrink, xt, f, g, trials, ok, ok | zero | (trials >= max_trials)
+
+    init = (
+        jnp.asarray(1.0, dtype),
+        x0,
+        f0,
+        g0,
+        jnp.asarray(0),
+        jnp.asarray(False),
+        jnp.all(project(x0 + d) == x0),
+    )
+    _, xt, f, g, _, ok, _ = jax.lax.while_loop(lambda c: ~c[-1], body, init)
+    return xt, f, g, ok
+
+
+def _accepts(x0, f0, g0, c1, xt, f, g) -> Bool[Array, ""]:
+    r"""Whether the trial `xt` (with $f$ and $g$ there) is accepted from `x0`:
+    sufficient decrease $f \le f_0 + c_1 g_0^\top(x_t - x_0)$ along a descent
+    step, or its form through the gradient at `xt`, which still works when the
+    decrease is below the rounding of $f$: $g^\top(x_t - x_0) \le (2c_1 - 1)
+    g_0^\top(x_t - x_0)$ with $f \le f_0 + 10^{-12}\lvert f_0\rvert$."""
+    dx = xt - x0
+    slope = jnp.vdot(g0, dx)
+    armijo = f <= f0 + c1 * slope
+    flat = (f <= f0 + 1e-12 * jnp.abs(f0)) & (jnp.vdot(g, dx) <= (2 * c1 - 1) * slope)
+    finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(g))
+    return finite & (slope < 0) & (armijo | flat)
 
 
 _CURVATURE = float(np.sqrt(np.finfo(np.float64).eps))

@@ -109,19 +109,21 @@ def projected_ascent(cfg: Config) -> lc.optimizers.ProjectedGradientAscent:
     return lc.optimizers.ProjectedGradientAscent(lr=control_lr(cfg), metric="lumped")
 
 
-METHODS = ("lbfgsb", "pga")
+METHODS = ("lbfgsb", "pga", "newton")
 """The methods `configured_optimizer` offers by default; `"adam"` is offered
 by the experiments the paper ran with Adam (`ADAM_METHODS`)."""
 
-ADAM_METHODS = ("lbfgsb", "adam")
+ADAM_METHODS = ("lbfgsb", "adam", "newton")
 
 
 def configured_optimizer(
     cfg: Config, methods: tuple[str, ...] = METHODS
 ) -> lc.optimizers.AbstractOptimizer:
     """The optimiser `optimiser.method` names, one of `methods`: `"lbfgsb"`
-    (`lc.optimizers.LBFGSB`), `"pga"` (`projected_ascent`) or `"adam"`
-    (`lc.optimizers.Adam` with the learning rate `optimiser.lr`)."""
+    (`lc.optimizers.LBFGSB`), `"newton"` (`lc.optimizers.NewtonCG`, exact
+    Hessian-vector products: not with `optimiser.gradient = "checkpoint"`),
+    `"pga"` (`projected_ascent`) or `"adam"` (`lc.optimizers.Adam` with the
+    learning rate `optimiser.lr`)."""
     method = cfg.optimiser.method
     if method not in methods:
         raise ConfigError(
@@ -129,6 +131,8 @@ def configured_optimizer(
         )
     if method == "lbfgsb":
         return lc.optimizers.LBFGSB()
+    if method == "newton":
+        return lc.optimizers.NewtonCG()
     if method == "adam":
         return lc.optimizers.Adam(lr=cfg.optimiser.lr)
     return projected_ascent(cfg)
