@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import lecontrol as lc
+from lecontrol import checkpoint as ckpt
 from lecontrol.experiments import single_neuron
 from lecontrol.experiments.shared import comparison as cmp
 from test_optimizers_lbfgsb import (
@@ -175,3 +176,42 @@ def test_experiments_offer_newton_by_name():
     bad = cfg.replace({"optimiser.method": "newton-cg"}, source="test")
     with pytest.raises(Exception, match="optimiser.method"):
         single_neuron.EXPERIMENT.check(bad)
+
+
+def test_newton_under_vmap_in_a_batch():
+    """`lc.sweep.optimize_batch`: each problem converges to its own exact
+    optimum in the iterations it takes alone."""
+    betas = jnp.array([0.5, 1.0, 2.0])
+    kw = dict(optimizer=_newton(), steps=40, gtol=1e-10, adjoint=_Quadratic())
+    res = lc.sweep.optimize_batch(_quadratic_problem, betas, **kw)
+    assert list(res.status) == ["converged"] * 3, res.message
+    for i, beta in enumerate(np.asarray(betas)):
+        _check_box_optimum(res.theta[i], _exact(beta))
+        alone = lc.optimize(*_quadratic_problem(beta), **kw)
+        assert alone.iterations == res.iterations[i]
+        np.testing.assert_allclose(res.theta[i], alone.theta, rtol=0, atol=1e-12)
+
+
+def test_newton_resumes_bitwise_from_a_checkpoint(tmp_path):
+    problem, theta0 = _quadratic_problem()
+
+    def run(checkpoint, **kw):
+        return lc.optimize(
+            problem,
+            theta0,
+            optimizer=_newton(),
+            steps=10,
+            adjoint=_Quadratic(),
+            checkpoint=checkpoint,
+            **kw,
+        )
+
+    full = run(ckpt.Checkpointer(tmp_path / "full.npz", 3))
+    path = tmp_path / "part.npz"
+    run(ckpt.Checkpointer(path, 3), callback=lambda i, *_: i < 5)
+    resumed = run(ckpt.Checkpointer(path, 3, resume=True))
+    assert full.iterations == resumed.iterations
+    for x, y in zip(jax.tree.leaves(full.state), jax.tree.leaves(resumed.state)):
+        assert np.array_equal(x, y)
+    np.testing.assert_array_equal(full.theta, resumed.theta)
+    np.testing.assert_array_equal(full.values, resumed.values)
