@@ -77,3 +77,31 @@ def test_work_precision_benchmark_writes_a_figure(tmp_path):
     zo = re.search(r"^ZerothOrder\s+samples=8\s+[\d.]+ ms\s+error (\S+)$", text, re.M)
     assert zo is not None, text
     assert 0.3 < float(zo.group(1)) < 30
+
+
+def test_forward_mode_benchmark_runs():
+    text = _run(
+        "benchmarks/forward_mode.py",
+        "--problems",
+        "single-neuron",
+        "--repeat",
+        "1",
+        "--rtol",
+        "1e-6",
+    )
+    diffs = {
+        m.group(1).strip(): (int(m.group(2)), float(m.group(3)))
+        for m in re.finditer(
+            r"^(.+?)\s+(\d+)\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+(\S+)\s+\w+ [\d.]+x faster$",
+            text,
+            re.M,
+        )
+    }
+    assert diffs.keys() == {"lam, tau, eta, gamma", "theta (all knots)"}, text
+    assert diffs["lam, tau, eta, gamma"][0] == 4
+    assert diffs["theta (all knots)"][0] == 61
+    # Forward and reverse mode converge to the same derivative at rtol = 1e-6.
+    for _, diff in diffs.values():
+        assert diff < 1e-5
+    jvp = re.search(r"^one JVP in theta: .* rel diff (\S+)$", text, re.M)
+    assert jvp is not None and float(jvp.group(1)) < 1e-5, text

@@ -1,7 +1,8 @@
 """Every JAX transformation of `lc.value` is either right or refused (issue 11).
 
 For each gradient strategy and transformation of V(θ): the result agrees
-with central finite differences of `jax.grad` (relative 1e-6, solves at
+with central finite differences of `jax.grad` (of V for ForwardSensitivity,
+whose reverse mode is refused; relative 1e-6, solves at
 rtol=1e-10, atol=1e-12), or the call raises an error that names the
 transformation and says what to use instead. A silently wrong answer is the
 defect these tests exist to catch (before the fix, `jax.jacrev(jax.grad(f))`
@@ -65,9 +66,19 @@ STRATEGIES = {
     "CheckpointAdjoint": lambda T: lc.CheckpointAdjoint(),
     "EulerUnrolled": lambda T: lc.EulerUnrolled(dt=T / 50),
     "BacksolveAdjoint": lambda T: lc.BacksolveAdjoint(),
+    "ForwardSensitivity": lambda T: lc.ForwardSensitivity(),
 }
 
-FORWARD = r"forward-mode differentiation \(jax\.jvp, jax\.jacfwd.*not supported.*Use reverse mode: jax\.grad"
+FORWARD = (
+    r"forward-mode differentiation \(jax\.jvp, jax\.jacfwd.*not supported\. "
+    r"For forward mode use adjoint=lc\.ForwardSensitivity\(\).*use reverse mode: "
+    r"jax\.grad"
+)
+REVERSE = (
+    r"reverse-mode differentiation \(jax\.grad, jax\.vjp, jax\.jacrev.*"
+    r"ForwardSensitivity is not supported.*Use adjoint=lc\.ContinuousAdjoint\(\) "
+    r"for reverse mode"
+)
 SECOND = r"second-order differentiation \(jax\.jacrev\(jax\.grad.*CheckpointAdjoint is not supported.*Use ContinuousAdjoint"
 
 # What each strategy does with each transformation: "fd" (agrees with finite
@@ -97,6 +108,20 @@ EXPECTED = {
     # Comparison only: forward mode is refused; its reverse-over-reverse
     # raises equinox's own error and is not covered here.
     "BacksolveAdjoint": {"hessian": FORWARD, "jacfwd": FORWARD, "jvp": FORWARD},
+    # Forward mode only: first derivatives against finite differences of V,
+    # the Hessian by forward over forward against finite differences of
+    # jax.jacfwd; reverse mode is refused.
+    "ForwardSensitivity": {
+        "jvp": "fd",
+        "jacfwd": "fd",
+        "linearize": "fd",
+        "jacfwd(jacfwd)": "fd",
+        "grad": REVERSE,
+        "jacrev": REVERSE,
+        "jacrev(grad)": REVERSE,
+        "hessian": REVERSE,
+        "jacfwd(grad)": REVERSE,
+    },
 }
 
 CASES = [
@@ -128,9 +153,14 @@ def _directions(n):
     return jnp.eye(n)
 
 
-def _fd_hvp(f, x0, d, h=1e-4):
-    g = jax.jit(jax.grad(f))
+def _fd_hvp(f, x0, d, h=1e-4, gradient=jax.grad):
+    g = jax.jit(gradient(f))
     return (g(x0 + h * d) - g(x0 - h * d)) / (2 * h)
+
+
+def _fd_gradient(f, x0, h=1e-4):
+    f = jax.jit(f)
+    return jnp.stack([(f(x0 + h * d) - f(x0 - h * d)) / (2 * h) for d in jnp.eye(2)])
 
 
 # Jitted: nested differentiation through ODE solves compiles in about half
@@ -141,6 +171,10 @@ TRANSFORMS = {
     "jacfwd(grad)": lambda f, x0: jax.jit(jax.jacfwd(jax.grad(f)))(x0),
     "jacfwd": lambda f, x0: jax.jit(jax.jacfwd(f))(x0),
     "jvp": lambda f, x0: jax.jvp(f, (x0,), (_directions(x0.size)[0],))[1],
+    "linearize": lambda f, x0: jax.linearize(f, x0)[1](_directions(x0.size)[0]),
+    "jacfwd(jacfwd)": lambda f, x0: jax.jit(jax.jacfwd(jax.jacfwd(f)))(x0),
+    "grad": lambda f, x0: jax.jit(jax.grad(f))(x0),
+    "jacrev": lambda f, x0: jax.jit(jax.jacrev(f))(x0),
 }
 
 
@@ -153,6 +187,14 @@ def test_transformation_is_right_or_refused(strategy, transform, problem):
             TRANSFORMS[transform](f, x0)
         return
     out = TRANSFORMS[transform](f, x0)
+    if strategy == "ForwardSensitivity" and transform != "jacfwd(jacfwd)":
+        # Central differences of V (step 1e-4): truncation O(h²) and solver
+        # noise about rtol·|V|/h, both below 1e-6 of the gradient here.
+        g = _fd_gradient(f, x0)
+        want = g if transform == "jacfwd" else jnp.vdot(g, _directions(x0.size)[0])
+        err = float(jnp.max(jnp.abs(out - want)) / jnp.max(jnp.abs(g)))
+        assert err < 1e-6, f"{strategy} {transform} on {problem}: error {err:.1e}"
+        return
     if transform in ("jacfwd", "jvp"):
         # First derivatives: against jax.grad (itself checked against finite
         # differences of V in test_adjoint.py).
@@ -161,7 +203,8 @@ def test_transformation_is_right_or_refused(strategy, transform, problem):
         np.testing.assert_allclose(out, want, rtol=1e-10, atol=1e-12)
         return
     assert out.shape == (x0.size, x0.size)
-    fd = jnp.stack([_fd_hvp(f, x0, d) for d in _directions(x0.size)])
+    gradient = jax.jacfwd if strategy == "ForwardSensitivity" else jax.grad
+    fd = jnp.stack([_fd_hvp(f, x0, d, gradient=gradient) for d in _directions(x0.size)])
     err = float(jnp.max(jnp.abs(out - fd)) / jnp.max(jnp.abs(fd)))
     assert err < 1e-6, f"{strategy} {transform} on {problem}: error {err:.1e}"
 

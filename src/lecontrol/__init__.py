@@ -29,6 +29,7 @@ from .adjoint import (
     EulerUnrolled as EulerUnrolled,
     ZerothOrder as ZerothOrder,
 )
+from .forward import ForwardSensitivity as ForwardSensitivity
 from .objective import (
     Objective as Objective,
     Problem as Problem,

@@ -17,6 +17,12 @@ custom_vjp further on in the same program.
 `second_order_guard(tree, message)` is the identity whose JVP raises
 `message` at once: put it on the inputs of a backward pass that must not be
 differentiated again.
+
+`reverse_mode_guard(tree, message)` is the identity, linear, whose transpose
+raises `message`: put it on the output tangent of a custom JVP rule that
+cannot be transposed (`ForwardSensitivity`, whose rule is a `while_loop`), so
+that reverse mode (`jax.grad`, `jax.vjp`, `jax.jacrev`) fails there, at the
+first step of the transposition, rather than with JAX's error from the loop.
 """
 
 from __future__ import annotations
@@ -109,5 +115,19 @@ def second_order_guard(tree, message: str):
     """`tree`, whose floating-point leaves raise `message` when differentiated."""
     return jax.tree.map(
         lambda x: _no_diff_p.bind(x, message=message) if eqx.is_inexact_array(x) else x,
+        tree,
+    )
+
+
+_reverse_guard_p = _identity_primitive("lecontrol_reverse_mode_guard")
+ad.deflinear2(_reverse_guard_p, lambda ct, x, *, message: _raise(message))
+
+
+def reverse_mode_guard(tree, message: str):
+    """`tree`, whose floating-point leaves raise `message` when transposed."""
+    return jax.tree.map(
+        lambda x: (
+            _reverse_guard_p.bind(x, message=message) if eqx.is_inexact_array(x) else x
+        ),
         tree,
     )

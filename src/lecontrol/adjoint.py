@@ -75,9 +75,11 @@ def _forward_mode_message(name: str, second: str) -> str:
     return (
         "forward-mode differentiation (jax.jvp, jax.jacfwd, jax.linearize, and so "
         f"jax.hessian and jax.jacfwd(jax.grad(...))) of lc.value with {name} is not "
-        "supported. Use reverse mode: jax.grad, jax.vjp or jax.jacrev for first "
+        "supported. For forward mode use adjoint=lc.ForwardSensitivity() (jax.jvp, "
+        "jax.jacfwd, jax.linearize, jax.jacfwd(jax.jacfwd(f))). Or use reverse "
+        "mode: jax.grad, jax.vjp or jax.jacrev for first "
         f"derivatives{second}; or adjoint=lc.EulerUnrolled(dt), which supports "
-        "forward mode."
+        "every transformation."
     )
 
 
