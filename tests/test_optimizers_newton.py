@@ -8,6 +8,7 @@ adjoint's second derivatives, and the Hessian-vector products themselves are
 checked against finite differences of the gradient.
 """
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -215,3 +216,33 @@ def test_newton_resumes_bitwise_from_a_checkpoint(tmp_path):
         assert np.array_equal(x, y)
     np.testing.assert_array_equal(full.theta, resumed.theta)
     np.testing.assert_array_equal(full.values, resumed.values)
+
+
+class _WrongSign(lc.AbstractGradientStrategy):
+    """The quadratic's value with the sign of every derivative flipped: no
+    direction built from them descends."""
+
+    def value(self, problem, numerics):
+        @jax.custom_jvp
+        def f(th):
+            return _Quadratic().value(eqx.tree_at(lambda p: p.theta, problem, th), None)
+
+        @f.defjvp
+        def f_jvp(primals, tangents):
+            value, tangent = jax.jvp(f.fun, primals, tangents)
+            return value, -tangent
+
+        return f(problem.theta)
+
+
+def test_stalls_when_no_direction_descends():
+    """A failed line search along the Newton direction, then along steepest
+    descent: `stalled`, at the start."""
+    problem, theta0 = _quadratic_problem()
+    theta0 = theta0 + 0.1
+    res = lc.optimize(
+        problem, theta0, optimizer=_newton(), steps=10, gtol=1e-10, adjoint=_WrongSign()
+    )
+    assert res.status == "stalled" and res.iterations == 2, res.message
+    np.testing.assert_array_equal(res.theta, theta0)
+    assert bool(res.state.failed) and bool(res.state.stuck)

@@ -698,8 +698,11 @@ class NewtonCG(AbstractOptimizer):
         def hvp(p):
             return free * hessian_vjp(free * p)[0]
 
+        # After a failed line search only the first product is needed (the
+        # step along steepest descent).
+        max_cg = jnp.where(state.failed, 1, self.max_cg)
         d, alpha1, products = _truncated_cg(
-            hvp, free * g0, inverse, self.forcing, self.max_cg
+            hvp, free * g0, inverse, self.forcing, max_cg
         )
         mg = inverse * g0
         steepest = jnp.where(
