@@ -202,7 +202,13 @@ class NodeInterpolant(eqx.Module):
         b = self.breakpoints
         # The interval (b_i, b_{i+1}] holding t; empty intervals never hold it
         # except at their own point, where every sample is that same value.
-        i = jnp.clip(jnp.searchsorted(b, t, side="left") - 1, 0, b.shape[0] - 2)
+        # (One comparison with every breakpoint: cheaper than a binary search's
+        # loop for the few hundred breakpoints of a control.)
+        i = jnp.clip(
+            jnp.searchsorted(b, t, side="left", method="compare_all") - 1,
+            0,
+            b.shape[0] - 2,
+        )
         width = b[i + 1] - b[i]
         safe = jnp.where(width > 0, width, 1.0)
         s = jnp.where(width > 0, (2 * t - b[i] - b[i + 1]) / safe, 0.0)
@@ -226,11 +232,15 @@ def costate_solve(
     $w(t)$ is read from the stored forward pass, `w_at(t)` (e.g. a
     `NodeInterpolant`, or a dense forward solution's `evaluate`); it is never
     re-integrated backwards (which would be unstable for gradient flow).
-    With `ts` (increasing), `ys` is `(λ at ts[::-1], λ(0))`; without, the
-    solution is dense.
+    With `ts` (increasing), `ys` is `(λ at ts[::-1], λ(0))`, and the solver
+    steps $\lambda$ as one flat vector (fewer operations per stage than a
+    pytree of small arrays); without, the solution is dense.
     """
+    lam_T = jax.tree.map(jnp.zeros_like, problem.system.init_state())
+    flat_T, unravel = ravel_pytree(lam_T)
+    one = jnp.ones((), dtype=jnp.result_type(float))
 
-    def rhs(t, lam, args):
+    def minus_dw(t, lam):
         w = w_at(t)
         g = problem.control_at(t)
 
@@ -238,16 +248,31 @@ def costate_solve(
             return problem.system.vector_field(t, w_, g), problem.reward(t, w_, g)
 
         _, vjp = jax.vjp(f, w)
-        (dw,) = vjp((lam, jnp.ones((), dtype=jnp.result_type(float))))
+        (dw,) = vjp((lam, one))
         return jax.tree.map(jnp.negative, dw)
 
-    lam_T = jax.tree.map(jnp.zeros_like, problem.system.init_state())
     if ts is None:
+        y0 = lam_T
         saveat = diffrax.SaveAt(t1=True, dense=True)
+
+        def rhs(t, lam, args):
+            return minus_dw(t, lam)
+
     else:
+        y0 = flat_T
+
+        def rhs(t, lam, args):
+            return ravel_pytree(minus_dw(t, unravel(lam)))[0]
+
+        def save(t, y, args):
+            return unravel(y)
+
         # ys[0] holds λ at ts[::-1]; ys[1] holds λ(0).
         saveat = diffrax.SaveAt(
-            subs=[diffrax.SubSaveAt(ts=ts[::-1]), diffrax.SubSaveAt(t1=True)]
+            subs=[
+                diffrax.SubSaveAt(ts=ts[::-1], fn=save),
+                diffrax.SubSaveAt(t1=True, fn=save),
+            ]
         )
     return diffrax.diffeqsolve(
         diffrax.ODETerm(rhs),
@@ -255,7 +280,7 @@ def costate_solve(
         t0=problem.objective.T,
         t1=0.0,
         dt0=None if numerics.dt0 is None else -numerics.dt0,
-        y0=lam_T,
+        y0=y0,
         saveat=saveat,
         stepsize_controller=stepsize_controller(problem, numerics),
         max_steps=numerics.max_steps,
@@ -358,30 +383,84 @@ def _continuous_value(problem, strategy, numerics):
     return _value_from(sol, numerics)
 
 
-@_continuous_value.def_fwd
-def _continuous_value_fwd(perturbed, problem, strategy, numerics):
-    # Save w only where the backward pass needs it: the ends and Gauss nodes
-    # of every interval between breakpoints (not diffrax's dense output, whose
-    # buffers are sized by max_steps).
+def stored_forward(
+    problem: Posed, strategy: ContinuousAdjoint, numerics: SolverOptions
+) -> tuple[diffrax.Solution, NodeInterpolant]:
+    r"""The forward pass of `ContinuousAdjoint`: $V$ and the stored $w$.
+
+    Saves $w$ only where the backward pass needs it, as one flat vector
+    (`ravel_pytree`): the ends and Gauss nodes of every interval between
+    breakpoints (not diffrax's dense output, whose buffers are sized by
+    `max_steps`). Returns the solution (`ys[0]` holds $(w(T), V)$) and the
+    `NodeInterpolant` of the flat $w$.
+    """
     breakpoints = strategy.breakpoints(problem)
     saveat = diffrax.SaveAt(
         subs=[
             diffrax.SubSaveAt(t1=True),
             diffrax.SubSaveAt(
-                ts=sample_times(breakpoints, strategy.nodes), fn=lambda t, y, a: y[0]
+                ts=sample_times(breakpoints, strategy.nodes),
+                fn=lambda t, y, a: ravel_pytree(y[0])[0],
             ),
         ]
     )
     sol = forward_solve(problem, numerics, saveat)
-    (_, V), saved = check_result(sol.ys, sol, numerics)
-    w_at = NodeInterpolant.from_saved(breakpoints, saved, strategy.nodes)
-    w_T = jax.tree.map(lambda x: x[-1], saved)
-    return finite_value(V[-1], throw=numerics.throw), (w_at, w_T)
+    w_at = NodeInterpolant.from_saved(breakpoints, sol.ys[1], strategy.nodes)
+    return sol, w_at
+
+
+def costate_at_nodes(
+    problem: Posed,
+    strategy: ContinuousAdjoint,
+    numerics: SolverOptions,
+    w_at: NodeInterpolant,
+):
+    r"""The backward pass of `ContinuousAdjoint`, before the quadrature.
+
+    Solves the costate equation reading $w$ from `w_at` (the flat
+    `NodeInterpolant` of `stored_forward`) and returns the solution with the
+    Gauss–Legendre nodes `ts`, weights `ws`, and $w$ and $\lambda$ at the
+    nodes (pytrees like $w$ with a leading axis over `ts`).
+    """
+    _, unravel = ravel_pytree(problem.system.init_state())
+    ts, ws = gauss_legendre(w_at.breakpoints, strategy.nodes)
+    bwd = costate_solve(problem, numerics, lambda t: unravel(w_at(t)), ts)
+    W = jax.vmap(unravel)(w_at.at_nodes())
+    L = jax.tree.map(lambda x: x[::-1], bwd.ys[0])
+    return bwd, ts, ws, W, L
+
+
+def projection(perturbed: Posed, problem: Posed, ts, ws, W, L) -> Posed:
+    r"""$\sum_j w_j[\lambda^\top\partial h/\partial p + \partial v/\partial p](t_j)$
+    for every array $p$ of `problem` that `perturbed` marks (Gauss–Legendre
+    on each smooth interval), `None` for the others."""
+    # Differentiate only what the caller differentiates (`perturbed`): e.g.
+    # θ alone inside `lc.optimize`, never integer data held by a task.
+    diff, static = eqx.partition(problem, perturbed)
+
+    def quadrature(d):
+        p = eqx.combine(d, static)
+        return jnp.sum(
+            ws * jax.vmap(lambda t, w, lam: _integrand(p, t, w, lam))(ts, W, L)
+        )
+
+    return jax.grad(quadrature)(diff)
+
+
+@_continuous_value.def_fwd
+def _continuous_value_fwd(perturbed, problem, strategy, numerics):
+    sol, w_at = stored_forward(problem, strategy, numerics)
+    (_, V), samples = check_result((sol.ys[0], w_at.samples), sol, numerics)
+    w_at = NodeInterpolant(w_at.breakpoints, samples)
+    # w(T): the last sample of the last interval.
+    return finite_value(V[-1], throw=numerics.throw), (w_at, samples[-1, -1])
 
 
 @_continuous_value.def_bwd
 def _continuous_value_bwd(fwd, cotangent, perturbed, problem, strategy, numerics):
     w_at, w_T = fwd
+    _, unravel = ravel_pytree(problem.system.init_state())
+    w_T = unravel(w_T)
     # Nested reverse mode (jax.jacrev(jax.grad(f))) differentiates this
     # backward pass by ordinary autodiff, through the costate solve and the
     # forward pass's saved w: the exact derivative of the computed gradient,
@@ -394,24 +473,11 @@ def _continuous_value_bwd(fwd, cotangent, perturbed, problem, strategy, numerics
     back = strategy.backward_numerics(numerics)
     # ∫ λᵀ ∂h/∂p + ∂v/∂p dt by Gauss–Legendre on each smooth interval: the
     # backward solve saves λ at the nodes, the forward pass saved w there.
-    ts, ws = gauss_legendre(w_at.breakpoints, strategy.nodes)
-    bwd = costate_solve(problem, back, w_at, ts)
-    lam_nodes, lam0 = check_result(bwd.ys, bwd, back)
+    bwd, ts, ws, W, L = costate_at_nodes(problem, strategy, back, w_at)
+    L, lam0 = check_result((L, bwd.ys[1]), bwd, back)
     lam0 = jax.tree.map(lambda x: x[-1], lam0)
-    L = jax.tree.map(lambda x: x[::-1], lam_nodes)
-    W = w_at.at_nodes()
-
-    # Differentiate only what the caller differentiates (`perturbed`): e.g.
-    # θ alone inside `lc.optimize`, never integer data held by a task.
+    grads = projection(perturbed, problem, ts, ws, W, L)
     diff, static = eqx.partition(problem, perturbed)
-
-    def quadrature(d):
-        p = eqx.combine(d, static)
-        return jnp.sum(
-            ws * jax.vmap(lambda t, w, lam: _integrand(p, t, w, lam))(ts, W, L)
-        )
-
-    grads = jax.grad(quadrature)(diff)
 
     # λ(0)ᵀ ∂w0/∂p: the initial weights may depend on parameters.
     if jax.tree.leaves(diff.system):
