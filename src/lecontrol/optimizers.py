@@ -394,15 +394,8 @@ class LBFGSB(AbstractOptimizer):
     metric: str | Float[Array, " K"] | None = "discounted"
 
     def __check_init__(self):
-        if isinstance(self.metric, str) and self.metric != "discounted":
-            raise ValueError(
-                "`metric` must be 'discounted', None or an array of knot weights; "
-                f"got {self.metric!r}."
-            )
         _check_count("history_length", self.history_length)
-        check_number("c1", self.c1, below=0.5)
-        check_number("shrink", self.shrink, below=1.0)
-        _check_count("max_line_search", self.max_line_search)
+        _check_search(self)
 
     def stalled(self, state: _LBFGSBState) -> Bool[Array, ""]:
         """The last line search failed with an empty memory, that is, along
@@ -411,11 +404,7 @@ class LBFGSB(AbstractOptimizer):
         return state.stuck
 
     def bind(self, problem) -> LBFGSB:
-        if isinstance(self.metric, str):
-            return eqx.tree_at(
-                lambda o: o.metric, self, discounted_mass(problem), is_leaf=_is_str
-            )
-        return self
+        return _bind_metric(self, problem)
 
     def init(self, theta, control):
         x, _ = ravel_pytree(theta)
@@ -448,12 +437,7 @@ class LBFGSB(AbstractOptimizer):
         def project(x):
             return ravel_pytree(control.project(unravel(x)))[0].astype(dtype)
 
-        if self.metric is None or isinstance(self.metric, str):  # unbound: none
-            inverse = jnp.ones_like(x0)
-        else:
-            m = jnp.asarray(self.metric, dtype)
-            ones = jax.tree.map(lambda x: _along_first(m, x) * jnp.ones_like(x), theta)
-            inverse = 1 / ravel_pytree(ones)[0].astype(dtype)
+        inverse = _inverse_metric(self.metric, theta, dtype)
 
         def direction(g):
             w = x0 - project(x0 - g)
@@ -558,6 +542,29 @@ class LBFGSB(AbstractOptimizer):
 # ------------------------------------------------------ bound-constrained Newton
 
 
+def _check_search(optimizer) -> None:
+    """The line search's arguments and the metric of `LBFGSB` and `NewtonCG`."""
+    metric = optimizer.metric
+    if isinstance(metric, str) and metric != "discounted":
+        raise ValueError(
+            "`metric` must be 'discounted', None or an array of knot weights; "
+            f"got {metric!r}."
+        )
+    check_number("c1", optimizer.c1, below=0.5)
+    check_number("shrink", optimizer.shrink, below=1.0)
+    _check_count("max_line_search", optimizer.max_line_search)
+
+
+def _bind_metric(optimizer, problem):
+    """`optimizer` with `metric="discounted"` replaced by `problem`'s
+    `discounted_mass`."""
+    if isinstance(optimizer.metric, str):
+        return eqx.tree_at(
+            lambda o: o.metric, optimizer, discounted_mass(problem), is_leaf=_is_str
+        )
+    return optimizer
+
+
 class _NewtonCGState(eqx.Module):
     """The state of `NewtonCG`: arrays only (a loop carry, saved by
     checkpoints). Vectors are the flattened coefficients."""
@@ -629,27 +636,16 @@ class NewtonCG(AbstractOptimizer):
     metric: str | Float[Array, " K"] | None = "discounted"
 
     def __check_init__(self):
-        if isinstance(self.metric, str) and self.metric != "discounted":
-            raise ValueError(
-                "`metric` must be 'discounted', None or an array of knot weights; "
-                f"got {self.metric!r}."
-            )
         _check_count("max_cg", self.max_cg)
         check_number("forcing", self.forcing, below=1.0)
-        check_number("c1", self.c1, below=0.5)
-        check_number("shrink", self.shrink, below=1.0)
-        _check_count("max_line_search", self.max_line_search)
+        _check_search(self)
 
     def stalled(self, state: _NewtonCGState) -> Bool[Array, ""]:
         """The line search failed along projected steepest descent too."""
         return state.stuck
 
     def bind(self, problem) -> NewtonCG:
-        if isinstance(self.metric, str):
-            return eqx.tree_at(
-                lambda o: o.metric, self, discounted_mass(problem), is_leaf=_is_str
-            )
-        return self
+        return _bind_metric(self, problem)
 
     def init(self, theta, control):
         x, _ = ravel_pytree(theta)
