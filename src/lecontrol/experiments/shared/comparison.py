@@ -115,6 +115,11 @@ by the experiments the paper ran with Adam (`ADAM_METHODS`)."""
 
 ADAM_METHODS = ("lbfgsb", "adam", "newton")
 
+METRICS = {"discounted": "discounted", "euclidean": None}
+r"""`optimiser.metric` (an optional key) -> the `metric` of `LBFGSB` and
+`NewtonCG`: `"discounted"` (the default; $M_k = m_k\gamma^{t_k}$ per knot) or
+`"euclidean"` (the identity)."""
+
 
 def configured_optimizer(
     cfg: Config, methods: tuple[str, ...] = METHODS
@@ -123,16 +128,22 @@ def configured_optimizer(
     (`lc.optimizers.LBFGSB`), `"newton"` (`lc.optimizers.NewtonCG`, exact
     Hessian-vector products: not with `optimiser.gradient = "checkpoint"`),
     `"pga"` (`projected_ascent`) or `"adam"` (`lc.optimizers.Adam` with the
-    learning rate `optimiser.lr`)."""
+    learning rate `optimiser.lr`). The first two take their metric from
+    `optimiser.metric` when the configuration has it (`METRICS`)."""
     method = cfg.optimiser.method
     if method not in methods:
         raise ConfigError(
             f"`optimiser.method` must be one of {list(methods)}; got {method!r}."
         )
+    metric = cfg.optimiser.get("metric", "discounted")
+    if metric not in METRICS:
+        raise ConfigError(
+            f"`optimiser.metric` must be one of {list(METRICS)}; got {metric!r}."
+        )
     if method == "lbfgsb":
-        return lc.optimizers.LBFGSB()
+        return lc.optimizers.LBFGSB(metric=METRICS[metric])
     if method == "newton":
-        return lc.optimizers.NewtonCG()
+        return lc.optimizers.NewtonCG(metric=METRICS[metric])
     if method == "adam":
         return lc.optimizers.Adam(lr=cfg.optimiser.lr)
     return projected_ascent(cfg)
