@@ -42,6 +42,10 @@ DEFAULT = sw.learning_rate_config(
     objective=dict(gammas=sw.grid(np.linspace(0.6, 1.0, 10))),
     cost=dict(betas=sw.grid(np.linspace(1e-3, 2.0, 10))),
     outputs=dict(num_times=201),
+    # The 21 points' solves run batched, each storing its dense solution for
+    # `max_steps` steps: 4096 took 17 GB and two sweeps side by side ran out of
+    # the machine's 24 GB; the solves take about 150 (151 at the baseline).
+    solver=dict(max_steps=1024),
 )
 
 SWEEPS = (  # (sweep, axis label, log axis)
