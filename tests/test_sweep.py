@@ -46,6 +46,12 @@ SHARDED_SCRIPT = textwrap.dedent(
         for field in ("theta", "values", "grad_norms", "best_value",
                       "best_iteration", "iterations"):
             out[f"{name}_{field}"] = getattr(res, field)
+    # 8 problems per device in groups of 3, 3 and 2, one group after another.
+    res = lc.sweep.optimize_batch(
+        build, params, optimizer=opt, steps=steps, batch_size=3
+    )
+    for field in ("theta", "values", "grad_norms", "best_value", "best_iteration"):
+        out[f"grouped_{field}"] = getattr(res, field)
     traj = lc.sweep.solve_batch(build, params, out["sharded_theta"], num_times=7)
     out["batch_V"], out["batch_loss"] = traj.V, traj.loss
     loop = {k: [] for k in ("theta", "values", "grad_norms", "best_value",
@@ -96,6 +102,14 @@ def test_sharded_sweep_equals_unsharded_and_loop(tmp_path):
         r["sharded_best_iteration"], r["single_best_iteration"]
     )
     np.testing.assert_array_equal(r["sharded_iterations"], 8)
+    # So does computing each device's share in groups (`batch_size`).
+    for field in ("theta", "values", "grad_norms", "best_value"):
+        np.testing.assert_allclose(
+            r[f"grouped_{field}"], r[f"sharded_{field}"], rtol=3e-8, atol=1e-13
+        )
+    np.testing.assert_array_equal(
+        r["grouped_best_iteration"], r["sharded_best_iteration"]
+    )
 
     # The vmapped scan is the optimisation loop of lc.optimize, to round-off
     # (L-BFGS-B's discounted metric spans five orders of magnitude at the
@@ -172,6 +186,13 @@ def test_bad_inputs_are_reported_before_compiling():
         lc.sweep.optimize_batch(_build, jnp.ones(2), optimizer=opt, steps=-1)
     with pytest.raises(ValueError, match="thetas"):
         lc.sweep.solve_batch(_build, jnp.ones(2), jnp.zeros((3, 7)))
+    for bad, error in ((0, ValueError), (1.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match="batch_size"):
+            lc.sweep.optimize_batch(
+                _build, jnp.ones(2), optimizer=opt, steps=2, batch_size=bad
+            )
+        with pytest.raises(error, match="batch_size"):
+            lc.sweep.solve_batch(_build, jnp.ones(2), jnp.zeros((2, 7)), batch_size=bad)
 
 
 def _build_lr(p):
@@ -217,8 +238,9 @@ def test_a_diverging_problem_stops_alone():
 
 
 def test_batch_gtol_and_chunks():
-    """Each problem stops at its own projected-gradient tolerance; the chunk
-    length changes nothing."""
+    """Each problem stops at its own projected-gradient tolerance; neither the
+    chunk length nor computing the problems one at a time (`batch_size=1`,
+    `jax.lax.map` instead of `jax.vmap`) changes the result."""
     betas = jnp.array([0.1, 1.0])
     opt = lc.optimizers.ProjectedGradientAscent(lr=3.0)
     kw = dict(optimizer=opt, steps=40, gtol=1e-3)
@@ -226,6 +248,16 @@ def test_batch_gtol_and_chunks():
     again = lc.sweep.optimize_batch(_build, betas, chunk=40, **kw)
     for field in ("values", "grad_norms", "theta", "best_value", "iterations"):
         np.testing.assert_array_equal(getattr(res, field), getattr(again, field))
+    mapped = lc.sweep.optimize_batch(_build, betas, chunk=7, batch_size=1, **kw)
+    np.testing.assert_array_equal(mapped.iterations, res.iterations)
+    np.testing.assert_array_equal(mapped.status, res.status)
+    for field in ("values", "grad_norms", "theta", "best_value"):
+        np.testing.assert_allclose(
+            getattr(mapped, field), getattr(res, field), rtol=1e-10, atol=1e-14
+        )
+    solved = lc.sweep.solve_batch(_build, betas, res.theta, num_times=5)
+    one = lc.sweep.solve_batch(_build, betas, res.theta, num_times=5, batch_size=1)
+    np.testing.assert_allclose(one.V, solved.V, rtol=1e-10, atol=1e-14)
     for i, beta in enumerate(betas):
         r = lc.optimize(*_build(beta), **kw)
         assert r.status == res.status[i]

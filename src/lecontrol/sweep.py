@@ -193,6 +193,7 @@ class _Placement(eqx.Module):
 
     n: int = eqx.field(static=True)
     mesh: Mesh = eqx.field(static=True)
+    batch_size: int | None = eqx.field(static=True, default=None)
 
     @property
     def sharding(self) -> NamedSharding:
@@ -215,17 +216,39 @@ class _Placement(eqx.Module):
         return jax.device_put(params, self.sharding)
 
     def jit(self, fn: Callable, batched_args: int, extra_args: int = 0) -> Callable:
-        """`jax.vmap(fn)` over its first `batched_args` arguments, compiled with
-        the batch split across the mesh (the others replicated)."""
-        in_axes = (0,) * batched_args + (None,) * extra_args
+        """`fn` over the batch of its first `batched_args` arguments, compiled
+        with the batch split across the mesh (the others replicated): vmapped,
+        or with `batch_size` in groups of that many, one after another."""
         shardings = (self.sharding,) * batched_args + (self.replicated,) * extra_args
         # `jax.shard_map` would also do, but equinox's checkpointed while loop
         # (CheckpointAdjoint) cannot be differentiated inside it.
         return jax.jit(
-            jax.vmap(fn, in_axes=in_axes),
+            self._over_batch(fn, batched_args, extra_args),
             in_shardings=shardings,
             out_shardings=self.sharding,
         )
+
+    def _over_batch(self, fn: Callable, batched_args: int, extra_args: int):
+        if self.batch_size is None:
+            return jax.vmap(fn, in_axes=(0,) * batched_args + (None,) * extra_args)
+        devices = self.mesh.devices.size
+
+        def grouped(*args):
+            # One block per device (the sharded axis), mapped within it.
+            batched, rest = args[:batched_args], args[batched_args:]
+            blocks = jax.tree.map(
+                lambda x: x.reshape(devices, -1, *x.shape[1:]), batched
+            )
+
+            def on_device(block):
+                return jax.lax.map(
+                    lambda xs: fn(*xs, *rest), block, batch_size=self.batch_size
+                )
+
+            out = jax.vmap(on_device)(blocks)
+            return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), out)
+
+        return grouped
 
     def gather(self, out, *, trim: bool = True):
         """Every host's slices as numpy arrays (the padding dropped if `trim`)."""
@@ -240,12 +263,30 @@ class _Placement(eqx.Module):
         )
 
 
-def _placement(params, devices: list[jax.Device]) -> _Placement:
-    return _Placement(_batch_size(params), Mesh(np.asarray(devices), (BATCH_AXIS,)))
+def _placement(
+    params, devices: list[jax.Device], batch_size: int | None = None
+) -> _Placement:
+    mesh = Mesh(np.asarray(devices), (BATCH_AXIS,))
+    return _Placement(_batch_size(params), mesh, _group_size(batch_size))
 
 
-def _sharded_vmap(fn: Callable, params, devices: list[jax.Device]):
-    """`jax.vmap(fn)(params)` with the batch split across `devices`.
+def _group_size(batch_size: int | None) -> int | None:
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(
+            f"`batch_size` must be an int >= 1 or None; got {type(batch_size).__name__}."
+        )
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1 or None; got {batch_size}.")
+    return int(batch_size)
+
+
+def _sharded_vmap(
+    fn: Callable, params, devices: list[jax.Device], batch_size: int | None = None
+):
+    """`jax.vmap(fn)(params)` with the batch split across `devices` (in groups
+    of `batch_size` with `jax.lax.map` if given).
 
     The batch is padded to a multiple of the device count by repeating its last
     value (so every padded entry is a valid problem) and placed on a one-axis
@@ -255,7 +296,7 @@ def _sharded_vmap(fn: Callable, params, devices: list[jax.Device]):
     communication is the "is any problem still running" test of the adaptive
     solves' loops). The padding is dropped again.
     """
-    place = _placement(params, devices)
+    place = _placement(params, devices, batch_size)
     return place.gather(place.jit(fn, 1)(place.pad(params)))
 
 
@@ -382,6 +423,7 @@ def optimize_batch(
     checkpoint: Checkpointer | None = None,
     progress: bool = False,
     chunk: int | None = None,
+    batch_size: int | None = None,
 ) -> SweepResult:
     r"""Maximise $V$ for every parameter value at once: `lc.optimize`, vmapped.
 
@@ -421,6 +463,13 @@ def optimize_batch(
     - `checkpoint`: a `lecontrol.checkpoint.Checkpointer`, as in
       `lc.optimize`: the whole batch is saved (arrays with a batch axis) and
       a resumed batch ends bitwise as an uninterrupted one.
+    - `batch_size`: how many problems each device computes together
+      (`jax.lax.map`'s `batch_size`); the groups run one after another.
+      Default `None`: the device's whole share at once (`jax.vmap`). Under
+      `vmap`, adaptive solves take as many steps as the longest of the batch
+      and every step selects over every problem's whole state, so on CPU
+      `batch_size=1` can be several times faster when the problems' step
+      counts differ (docs/performance.md, "Sweeps: vmap or one at a time").
 
     **Returns:** a `SweepResult`, every field with a leading axis over the
     parameter values.
@@ -428,6 +477,7 @@ def optimize_batch(
     steps = int(steps)
     if steps < 0:
         raise ValueError(f"`steps` must be >= 0; got {steps}.")
+    batch_size = _group_size(batch_size)
     if devices is None and jax.process_count() > 1:
         if checkpoint is not None:
             raise ValueError(
@@ -437,7 +487,7 @@ def optimize_batch(
                 "pass `devices` to shard one computation across every host."
             )
         kw = dict(optimizer=optimizer, steps=steps, gtol=gtol, adjoint=adjoint)
-        kw |= dict(options=options, chunk=chunk)
+        kw |= dict(options=options, chunk=chunk, batch_size=batch_size)
         return _optimize_across_processes(build, params, progress=progress, **kw)
     gtol_value = _gtol(gtol)
     chunk = _chunk_length(chunk)
@@ -472,7 +522,7 @@ def optimize_batch(
     )
     static_after = static if stable else _static_after_step(s0, carry0, static)
 
-    place = _placement(params, devices)
+    place = _placement(params, devices, batch_size)
     padded = place.pad(params)
     start = place.jit(lambda p: _start(*setup(p), None, steps)[0], 1)
     advance = place.jit(
@@ -536,6 +586,7 @@ def solve_batch(
     num_times: int = 201,
     options: SolverOptions = SolverOptions(),
     devices: Sequence[jax.Device] | None = None,
+    batch_size: int | None = None,
 ) -> Trajectory:
     r"""`lc.solve` for every parameter value at once, with its own coefficients.
 
@@ -545,7 +596,7 @@ def solve_batch(
 
     **Arguments:**
 
-    - `build`, `params`, `options`, `devices`: as
+    - `build`, `params`, `options`, `devices`, `batch_size`: as
       `optimize_batch` (the `theta0` that `build` returns is not used).
     - `thetas`: coefficients with a leading axis over the parameter values.
     - `num_times`: samples per trajectory (at least 2).
@@ -555,6 +606,7 @@ def solve_batch(
     """
     if int(num_times) < 2:
         raise ValueError(f"`num_times` must be >= 2; got {num_times}.")
+    batch_size = _group_size(batch_size)
     params = _as_arrays(params)
     thetas = _as_arrays(thetas)
     if devices is None and jax.process_count() > 1:
@@ -566,6 +618,7 @@ def solve_batch(
             num_times=num_times,
             options=options,
             devices=jax.local_devices(),
+            batch_size=batch_size,
         )
         return _gather_rows(local, _batch_size(params))
     n = _batch_size(params)
@@ -584,7 +637,8 @@ def solve_batch(
         ts = fraction * problem.objective.T
         return solve(problem, theta, ts=ts, options=options)
 
-    return _sharded_vmap(one, (params, thetas), _resolve_devices(devices))
+    devices = _resolve_devices(devices)
+    return _sharded_vmap(one, (params, thetas), devices, batch_size)
 
 
 # ------------------------------------------------ one parameter at a time
