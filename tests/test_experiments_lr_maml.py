@@ -321,6 +321,16 @@ def test_the_papers_adam_stays_selectable(name):
             exp.check(bad)
     with pytest.raises(ConfigError, match="optimiser.gtol"):
         exp.check(cfg.replace({"optimiser.gtol": -1.0}, source="test"))
+    # MAML computes its horizons in groups of `optimiser.batch_size` (an
+    # integer >= 1, by default 1); the others have no such key.
+    if name != "maml":
+        assert cfg.optimiser.get("batch_size") is None
+        return
+    assert cfg.optimiser.batch_size == 1
+    exp.check(cfg.replace({"optimiser.batch_size": 4}, source="test"))
+    for size in (0, -3, 2.5, True):
+        with pytest.raises(ConfigError, match="optimiser.batch_size"):
+            exp.check(cfg.replace({"optimiser.batch_size": size}, source="test"))
 
 
 # ------------------------------------------- costly control: the first levels

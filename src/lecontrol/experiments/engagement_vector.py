@@ -11,7 +11,7 @@ import lecontrol as lc
 
 from .shared import engagement as eng
 
-DEFAULT = eng.TASK_DEFAULT
+DEFAULT = eng.TASK_DEFAULT.replace({"optimiser.gtol": 1e-3}, source="engagement-vector")
 
 EXPERIMENT = eng.task_experiment(
     "engagement-vector",

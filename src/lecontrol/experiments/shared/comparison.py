@@ -150,11 +150,24 @@ def configured_optimizer(
 
 
 def check_optimiser(cfg: Config, methods: tuple[str, ...] = METHODS) -> None:
-    """`optimiser.method` is one of `methods` and `optimiser.gtol` is >= 0 (an
-    `Experiment.check` for experiments that offer the choice)."""
+    """`optimiser.method` is one of `methods`, `optimiser.gtol` is >= 0 and
+    `optimiser.batch_size`, if set, is >= 1 (an `Experiment.check` for
+    experiments that offer the choice)."""
     configured_optimizer(cfg, methods)
     gtol = cfg.optimiser.gtol
     require(gtol >= 0, "optimiser.gtol", "must be >= 0", gtol)
+    batch_size(cfg)
+
+
+def batch_size(cfg: Config) -> int | None:
+    """`optimiser.batch_size` (an optional key): how many problems of a batch
+    (a sweep's points, the seeds of `control_seeds`) are computed together, one
+    group after another (`lc.sweep.optimize_batch`'s `batch_size`); absent:
+    the whole batch at once."""
+    size = cfg.optimiser.get("batch_size")
+    ok = size is None or (type(size) is int and size >= 1)
+    require(ok, "optimiser.batch_size", "must be an integer >= 1", size)
+    return size
 
 
 def options(cfg: Config) -> lc.SolverOptions:

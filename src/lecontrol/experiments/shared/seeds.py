@@ -48,6 +48,7 @@ def spread(c, cfg, make, ts, *, adjoint, progress, checkpoints) -> dict:
             options=opts,
             checkpoint=cmp.next_checkpoint(checkpoints),
             progress=progress,
+            batch_size=cmp.batch_size(cfg),
         )
         for i, init in enumerate(inits):
             s = make(None, init)

@@ -61,6 +61,7 @@ def optimize(make, params, cfg, optimizer, progress, checkpoints, **kw):
         checkpoint=checkpoint,
         progress=progress,
         gtol=cfg.optimiser.get("gtol"),
+        batch_size=cmp.batch_size(cfg),
         **kw,
     )
 
@@ -152,7 +153,12 @@ def run_sweep(cfg, make, points, optimizer, progress, checkpoints):
     thetas = np.concatenate([np.zeros_like(res.theta), res.theta])
     num_times, options = cfg.outputs.num_times, cmp.options(cfg)
     traj = lc.sweep.solve_batch(
-        make, both, thetas, num_times=num_times, options=options
+        make,
+        both,
+        thetas,
+        num_times=num_times,
+        options=options,
+        batch_size=cmp.batch_size(cfg),
     )
     knots = np.stack([s.control.knots for s in build_all(make, params)])
     n = len(res.values)
