@@ -105,3 +105,23 @@ def test_forward_mode_benchmark_runs():
         assert diff < 1e-5
     jvp = re.search(r"^one JVP in theta: .* rel diff (\S+)$", text, re.M)
     assert jvp is not None and float(jvp.group(1)) < 1e-5, text
+
+
+def test_sweep_batching_benchmark_agrees_across_modes():
+    """Vmapped and one at a time, the sweep reaches the same V (the benchmark
+    compares times only where the results agree)."""
+    text = _run(
+        "benchmarks/sweep_batching.py",
+        "--problems",
+        "single-neuron-sweep",
+        "--iterations",
+        "1",
+        "2",
+    )
+    rows = re.findall(r"^\s+(none|1)\s+[\d.-]+\s+(\S+)\s+(\S+)$", text, re.M)
+    assert [r[0] for r in rows] == ["none", "1"], text
+    (_, *vmapped), (_, *grouped) = rows
+    assert all(float(a) < 0 for a in vmapped), text
+    for a, b in zip(vmapped, grouped, strict=True):
+        assert abs(float(a) - float(b)) <= 1e-9 * abs(float(a)), text
+    assert "speed-up over the vmapped batch: batch_size=1:" in text
