@@ -558,6 +558,70 @@ def test_maml_of_one_task_is_the_two_layer_network_from_g():
     assert abs(V_maml - V_lin) < 1e-7 * abs(V_lin)
 
 
+def _maml_values(s, inits, T_=1.0):
+    problem = lc.Problem(
+        s,
+        lc.controls.Constant(shape=s.control_shape),
+        lc.costs.Quadratic(0.0),
+        lc.Objective(T=T_, gamma=1.0, eta=1.0),
+    )
+    options = lc.SolverOptions(**SOLVE, max_steps=100_000)
+    return np.array([float(lc.value(problem, g, options=options)) for g in inits])
+
+
+def test_maml_loss_floor_is_each_tasks_least_squares_fit():
+    """`loss_floor` against each task's normal equations, solved here, and
+    reached by the network: W2 @ W1 = W* gives the floor exactly."""
+    tasks = [make_task(i) for i in range(3)]
+    s = lc.systems.MAML(tasks, hidden=H, lam=0.0)
+    floors, best = [], []
+    for task in tasks:
+        Sx, Sxy = np.asarray(task.Sx), np.asarray(task.Sxy)
+        W = np.linalg.solve(Sx, Sxy).T  # argmin of tr(-2 W Sxy + W Sx W^T)
+        best.append(W)
+        floors.append(0.5 * np.trace(np.asarray(task.Sy) - W @ Sxy))
+    assert float(s.loss_floor()) == pytest.approx(np.mean(floors), rel=1e-12)
+    # Each task alone at its own fit (W1 = W*, W2 = I: H = N_IN > N_OUT here).
+    for task, W, floor in zip(tasks, best, floors):
+        one = lc.systems.MAML(task, hidden=N_IN, lam=0.0)
+        g = (jnp.eye(N_IN), jnp.asarray(W))
+        u = one.init_state()
+        assert float(one.loss(0.0, u, g)) == pytest.approx(floor, rel=1e-10)
+    with pytest.raises(ValueError, match="`lam`"):
+        lc.systems.MAML(tasks, hidden=H, lam=0.1).loss_floor()
+    with pytest.raises(ValueError, match="`hidden`"):
+        lc.systems.MAML(tasks, hidden=1, lam=0.0).loss_floor()
+    with pytest.raises(ValueError, match="`hidden`"):
+        lc.systems.MAML(tasks, hidden=N_OUT, lam=0.0).zero_product_init(1.0)
+
+
+@pytest.mark.slow
+def test_maml_value_has_no_finite_maximiser():
+    """With lam = 0, V rises towards -<L>* T along zero_product_init as the
+    scale s grows, the gap shrinking as s^-2 (effect: the gap shrinks over
+    5x from s = 10 to 30, margin 5), and never reaches it. Negative controls:
+    the same weights with a nonzero product (Gaussian), and lam > 0 (the
+    regulariser's cost grows as s^2): along both the gap grows."""
+    tasks = [make_task(i) for i in range(3)]
+    scales = (1.0, 3.0, 10.0, 30.0)
+    s = lc.systems.MAML(tasks, hidden=H, lam=0.0)
+    sup = -float(s.loss_floor()) * 1.0
+    gap = sup - _maml_values(s, [s.zero_product_init(c, seed=2) for c in scales])
+    for c in scales:
+        W1, W2 = s.zero_product_init(c, seed=2)
+        assert float(jnp.abs(W2 @ W1).max()) < 1e-12 * c**2
+    assert np.all(gap > 0) and np.all(np.diff(gap) < 0), gap
+    assert gap[-2] / gap[-1] > 5, gap  # s^-2: about 9
+    normal = [s.gaussian_init(seed=2, scale=c) for c in scales]
+    gap_normal = sup - _maml_values(s, normal)
+    assert not gap_normal[-2] / gap_normal[-1] > 5, gap_normal
+    regular = lc.systems.MAML(tasks, hidden=H, lam=0.05)
+    gap_regular = sup - _maml_values(
+        regular, [s.zero_product_init(c, seed=2) for c in scales]
+    )
+    assert not gap_regular[-2] / gap_regular[-1] > 5, gap_regular
+
+
 @pytest.mark.slow
 def test_gradients_tanh_taylor():
     task = make_task(0)

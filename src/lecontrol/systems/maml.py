@@ -138,6 +138,75 @@ class MAML(AbstractLearningSystem):
         n_in, n_out = self.Sx.shape[1], self.Sy.shape[1]
         return gaussian_weights(n_in, n_out, self.hidden, int(seed), float(scale))
 
+    def loss_floor(self) -> Float[Array, ""]:
+        r"""The infimum of the average loss over all weights, task by task:
+        $\langle L\rangle^* = \frac1K\sum_k \min_W L_k(W)$, with
+
+        $$\min_W L_k(W) = \tfrac12\operatorname{tr}\big(\Sigma_y^k
+        - \Sigma_{xy}^{k\top}(\Sigma_x^k)^{+}\Sigma_{xy}^k\big),$$
+
+        the least-squares fit of task $k$ alone ($^+$: the pseudo-inverse).
+        Every task's inner loop stays above its own minimum, so
+        $\langle L\rangle(t) \ge \langle L\rangle^*$ and, with no cost,
+        $V \le -\eta\langle L\rangle^*\int_0^T\gamma^t dt$ for every
+        initialisation. With $\lambda = 0$ this bound is the supremum of $V$
+        and no initialisation attains it (`zero_product_init`).
+
+        Needs $\lambda = 0$ (the regulariser makes the minimum depend on the
+        factorisation) and `hidden` $\ge \min(\text{inputs}, \text{outputs})$
+        (so that $W = W_2W_1$ reaches every linear map).
+        """
+        n_in, n_out = self.Sx.shape[1], self.Sy.shape[1]
+        if self.hidden < min(n_in, n_out):
+            raise ValueError(
+                f"loss_floor needs `hidden` >= min(inputs, outputs) = "
+                f"{min(n_in, n_out)}, so that W2 @ W1 reaches every linear map; "
+                f"got hidden={self.hidden}."
+            )
+        if float(self.lam) != 0.0:
+            raise ValueError(
+                "loss_floor is the least-squares floor of the unregularised loss; "
+                f"got `lam`={float(self.lam)} (it needs lam = 0)."
+            )
+
+        def task_floor(Sx, Sxy, Sy):
+            fit = Sxy.T @ jnp.linalg.pinv(Sx, hermitian=True) @ Sxy
+            return 0.5 * jnp.trace(Sy - fit)
+
+        return jnp.mean(jax.vmap(task_floor)(self.Sx, self.Sxy, self.Sy))
+
+    def zero_product_init(
+        self, scale: float, seed: int = 0
+    ) -> tuple[Float[Array, "hidden inputs"], Float[Array, "outputs hidden"]]:
+        r"""Initial weights of norm growing with `scale` whose product is zero.
+
+        $W_1 = s\,Q_1A$ and $W_2 = s\,BQ_2^\top$, with $[Q_1\,Q_2]$ a random
+        orthogonal basis of the hidden layer split into $H - n_\text{out}$
+        and $n_\text{out}$ columns and $A$, $B$ Gaussian (rows of $B$
+        normalised): $W_2W_1 = s^2BQ_2^\top Q_1A = 0$, so every task starts at
+        the loss of the zero map, while its inner loop learns at a rate that
+        grows as $s^2$: with $E_k = W\Sigma_x^k - \Sigma_{xy}^{k\top}$, the
+        product follows $\tau\dot W = -W_2W_2^\top E_k - E_kW_1^\top W_1$,
+        and $W_2W_2^\top = s^2BB^\top$. As $s\to\infty$ each task reaches
+        its least-squares fit in a time of order $s^{-2}$, and with $\lambda =
+        0$ and no cost $V$ tends to $-\eta\langle L\rangle^*\int_0^T\gamma^t
+        dt$ (`loss_floor`): $V$ has no finite maximiser over the
+        initialisation. Needs `hidden` > outputs.
+        """
+        n_in, n_out = self.Sx.shape[1], self.Sy.shape[1]
+        if self.hidden <= n_out:
+            raise ValueError(
+                f"zero_product_init needs `hidden` > outputs = {n_out}; "
+                f"got hidden={self.hidden}."
+            )
+        k1, k2, k3 = jax.random.split(jax.random.key(int(seed)), 3)
+        Q, _ = jnp.linalg.qr(jax.random.normal(k1, (self.hidden, self.hidden)))
+        Q1, Q2 = Q[:, : self.hidden - n_out], Q[:, self.hidden - n_out :]
+        A = jax.random.normal(k2, (self.hidden - n_out, n_in)) / jnp.sqrt(n_in)
+        B = jax.random.normal(k3, (n_out, n_out))
+        B = B / jnp.linalg.norm(B, axis=1, keepdims=True)
+        return (scale * (Q1 @ A), scale * (B @ Q2.T))
+
     def init_state(self):
         (s1, s2), K = self.control_shape, self.n_tasks
         return (jnp.zeros((K, *s1)), jnp.zeros((K, *s2)))

@@ -45,7 +45,8 @@ def build_all(make, params: dict) -> list[Setup]:
 
 def optimize(make, params, cfg, optimizer, progress, checkpoints, **kw):
     """`lc.sweep.optimize_batch` of every point for at most
-    `optimiser.iterations`, each stopping at `optimiser.gtol` (if set)."""
+    `optimiser.iterations`, each stopping at `optimiser.gtol` (if set and
+    above 0)."""
     n, iterations = len(jax.tree.leaves(params)[0]), cfg.optimiser.iterations
     if progress:  # one computation, without a progress bar: say what it does
         devices = f"{jax.device_count()} device(s)"
@@ -60,7 +61,7 @@ def optimize(make, params, cfg, optimizer, progress, checkpoints, **kw):
         options=options,
         checkpoint=checkpoint,
         progress=progress,
-        gtol=cfg.optimiser.get("gtol"),
+        gtol=cfg.optimiser.get("gtol") or None,
         batch_size=cmp.batch_size(cfg),
         **kw,
     )
