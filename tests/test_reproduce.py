@@ -175,8 +175,14 @@ def test_jobs_cover_the_registry_and_the_variants():
         reproduce.jobs(["single-neuro"])
 
 
-def test_full_size_runs_get_the_iteration_budgets():
-    """Full size: the `BUDGETS` settings, valid configuration keys; quick: none."""
+def test_full_size_runs_get_the_iteration_budgets(monkeypatch):
+    """Full size: the `BUDGETS` settings, valid configuration keys; quick: none.
+    With no budgets, every full-size run is its experiment's default (plus
+    a variant's own settings)."""
+    for job in reproduce.jobs():
+        assert job.settings == reproduce.VARIANTS.get(job.name, (None, ()))[1]
+    budget = ("optimiser.iterations=200",)
+    monkeypatch.setattr(reproduce, "BUDGETS", {"maml": budget})
     for name, settings in reproduce.BUDGETS.items():
         (full,) = reproduce.jobs([name])
         assert full.settings == settings
@@ -187,6 +193,11 @@ def test_full_size_runs_get_the_iteration_budgets():
             dict(a.split("=", 1) for a in settings), source="test", parse_strings=True
         )
         assert cfg.optimiser.iterations < experiment.default.optimiser.iterations
+    assert "iteration budgets of `maml` (`optimiser.iterations=200`)" in (
+        reproduce._budgets()
+    )
+    monkeypatch.setattr(reproduce, "BUDGETS", {})
+    assert reproduce._budgets() == ""
 
 
 def test_paper_findings_name_existing_verdicts():
@@ -316,3 +327,34 @@ def test_parallel_runs_start_longest_first_and_report_in_order(tmp_path, monkeyp
     records = reproduce.run_all(jobs, tmp_path, quick=True, echo=print, parallel=2)
     assert set(started[:2]) == {"d", "b"} and set(started[2:]) == {"a", "c"}
     assert [r["name"] for r in records] == ["a", "b", "c", "d"]
+
+
+def test_full_size_runs_with_no_record_start_by_their_expected_time(
+    tmp_path, monkeypatch
+):
+    """With no wall time recorded in the runs folder, a full-size run is
+    ordered by `EXPECTED_S` (MAML, the longest, first); quick runs are not."""
+    names = ("single-neuron", "category-digits", "maml", "engagement-vector")
+    jobs = [Job(name, name) for name in names]
+    started = []
+
+    def fake(job, runs_dir, *, quick, timeout, echo, parallel):
+        started.append(job.name)
+        time.sleep(0.1)
+        return {"name": job.name, "wall_time_s": 0.1, "outcome": "completed"}
+
+    monkeypatch.setattr(reproduce, "run_job", fake)
+    reproduce.run_all(jobs, tmp_path, quick=False, echo=print, parallel=2)
+    assert set(started[:2]) == {"maml", "category-digits"}
+    assert set(started[2:]) == {"engagement-vector", "single-neuron"}
+    assert max(reproduce.EXPECTED_S, key=reproduce.EXPECTED_S.get) == "maml"
+    started.clear()
+    reproduce.run_all(jobs, tmp_path / "quick", quick=True, echo=print, parallel=2)
+    assert sorted(started) == sorted(names)
+    # A record in the folder wins over the estimate.
+    folder = reproduce.run_folder(tmp_path, "single-neuron", False)
+    folder.mkdir(parents=True)
+    (folder / "reproduce.json").write_text(json.dumps({"wall_time_s": 5000.0}))
+    started.clear()
+    reproduce.run_all(jobs, tmp_path, quick=False, echo=print, parallel=2)
+    assert "single-neuron" in started[:2] and "maml" in started[:2]
