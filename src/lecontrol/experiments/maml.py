@@ -28,7 +28,8 @@ L-BFGS-B, which (`optimiser.method = "lbfgsb"`, `lc.optimizers.LBFGSB` with
 infinite bounds) drives the initial weights off towards that bound until the
 inner loops grow stiff (docs/experiments.md, "Converged optima"). The
 horizons are the paper's 18 (1, 20, 40, …, 340).
-Each optimum is then evaluated over `outputs.eval_steps` inner steps (the
+Each optimum is then evaluated (forward solves of at most
+`outputs.eval_max_steps` steps) over `outputs.eval_steps` inner steps (the
 paper's 8000) on the tasks' training images and on their held-out images
 (the 20% that `lc.tasks.Digits.load` holds out).
 
@@ -72,7 +73,10 @@ DEFAULT = config(
     # gtol 0: no tolerance, the paper's fixed budget (V has no finite maximiser).
     optimiser=dict(method="adam", gtol=0.0, iterations=2000, lr=5e-3, batch_size=1),
     solver=dict(rtol=1e-7, atol=1e-9, max_steps=4096),
-    outputs=dict(eval_steps=8000),
+    # The evaluation's solves (forward only) take up to `eval_max_steps`: over
+    # the 8000-step window the optimised weights make the inner loops stiff
+    # (5458 steps for weights 100x the initial ones, 21745 for 200x).
+    outputs=dict(eval_steps=8000, eval_max_steps=131072),
 )
 
 
@@ -125,6 +129,15 @@ def problem(cfg, net: lc.systems.MAML, *, evaluation: bool = False):
     return build_horizon
 
 
+def evaluation_options(cfg) -> lc.SolverOptions:
+    """The `solver` section's options with `outputs.eval_max_steps` steps at
+    most, for the solves that are not differentiated (the evaluation window
+    and `supremum`)."""
+    s = cfg.solver
+    steps = max(s.max_steps, cfg.outputs.eval_max_steps)
+    return lc.SolverOptions(rtol=s.rtol, atol=s.atol, max_steps=steps)
+
+
 def build(cfg) -> Setup:
     """The problem of the largest horizon."""
     return problem(cfg, system(cfg))(max(cfg.objective.horizons) * cfg.objective.alpha)
@@ -161,7 +174,7 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
             np.full(len(horizons) + 1, window * alpha),
             tuple(inits),
             num_times=window + 1,  # one sample per inner step
-            options=cmp.options(cfg),
+            options=evaluation_options(cfg),
             batch_size=cmp.batch_size(cfg),
         )
 
@@ -235,7 +248,7 @@ def supremum(cfg, net: lc.systems.MAML, T: float, V_control: float) -> dict:
             lc.value(
                 setup.problem,
                 net.zero_product_init(s, cfg.seed),
-                options=cmp.options(cfg),
+                options=evaluation_options(cfg),
             )
         )
         for s in SCALES
