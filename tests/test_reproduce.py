@@ -310,20 +310,27 @@ def test_quick_single_neuron_end_to_end(capsys, tmp_path):
     assert section(again, "Findings") == section(text, "Findings")
 
 
+def _record_starts(monkeypatch, seconds: float) -> list[str]:
+    """Replace `run_job` by one that records the order the runs start in and
+    takes `seconds` each; return that record."""
+    started = []
+
+    def fake(job, runs_dir, *, quick, timeout, echo, parallel):
+        started.append(job.name)
+        time.sleep(seconds)
+        return {"name": job.name, "wall_time_s": seconds, "outcome": "completed"}
+
+    monkeypatch.setattr(reproduce, "run_job", fake)
+    return started
+
+
 def test_parallel_runs_start_longest_first_and_report_in_order(tmp_path, monkeypatch):
     jobs = [Job(name, "single-neuron") for name in ("a", "b", "c", "d")]
     for name, seconds in (("b", 50.0), ("d", 90.0)):  # earlier runs' wall times
         folder = reproduce.run_folder(tmp_path, name, True)
         folder.mkdir(parents=True)
         (folder / "reproduce.json").write_text(json.dumps({"wall_time_s": seconds}))
-    started = []
-
-    def fake(job, runs_dir, *, quick, timeout, echo, parallel):
-        started.append(job.name)
-        time.sleep(0.2)
-        return {"name": job.name, "wall_time_s": 0.2, "outcome": "completed"}
-
-    monkeypatch.setattr(reproduce, "run_job", fake)
+    started = _record_starts(monkeypatch, 0.2)
     records = reproduce.run_all(jobs, tmp_path, quick=True, echo=print, parallel=2)
     assert set(started[:2]) == {"d", "b"} and set(started[2:]) == {"a", "c"}
     assert [r["name"] for r in records] == ["a", "b", "c", "d"]
@@ -336,14 +343,7 @@ def test_full_size_runs_with_no_record_start_by_their_expected_time(
     ordered by `EXPECTED_S` (MAML, the longest, first); quick runs are not."""
     names = ("single-neuron", "category-digits", "maml", "engagement-vector")
     jobs = [Job(name, name) for name in names]
-    started = []
-
-    def fake(job, runs_dir, *, quick, timeout, echo, parallel):
-        started.append(job.name)
-        time.sleep(0.1)
-        return {"name": job.name, "wall_time_s": 0.1, "outcome": "completed"}
-
-    monkeypatch.setattr(reproduce, "run_job", fake)
+    started = _record_starts(monkeypatch, 0.1)
     reproduce.run_all(jobs, tmp_path, quick=False, echo=print, parallel=2)
     assert set(started[:2]) == {"maml", "category-digits"}
     assert set(started[2:]) == {"engagement-vector", "single-neuron"}

@@ -581,7 +581,7 @@ def test_maml_loss_floor_is_each_tasks_least_squares_fit():
         best.append(W)
         floors.append(0.5 * np.trace(np.asarray(task.Sy) - W @ Sxy))
     assert float(s.loss_floor()) == pytest.approx(np.mean(floors), rel=1e-12)
-    # Each task alone at its own fit (W1 = W*, W2 = I: H = N_IN > N_OUT here).
+    # Each task alone at its own fit: W1 = I (H = N_IN), W2 = W*.
     for task, W, floor in zip(tasks, best, floors):
         one = lc.systems.MAML(task, hidden=N_IN, lam=0.0)
         g = (jnp.eye(N_IN), jnp.asarray(W))
@@ -605,7 +605,7 @@ def test_maml_value_has_no_finite_maximiser():
     tasks = [make_task(i) for i in range(3)]
     scales = (1.0, 3.0, 10.0, 30.0)
     s = lc.systems.MAML(tasks, hidden=H, lam=0.0)
-    sup = -float(s.loss_floor()) * 1.0
+    sup = -float(s.loss_floor())  # times T = 1 (_maml_values' horizon)
     gap = sup - _maml_values(s, [s.zero_product_init(c, seed=2) for c in scales])
     for c in scales:
         W1, W2 = s.zero_product_init(c, seed=2)

@@ -506,9 +506,8 @@ def run_all(
     """`run_job` for each job (a failure does not stop the others), `parallel`
     at a time: in the order of `selected` one at a time, longest first (by the
     wall times recorded in `runs_dir`, else `EXPECTED_S`) with `parallel` > 1;
-    prints each
-    run's wall time and the total at the end, and writes `ALL_RECORD` into
-    `runs_dir`.
+    prints each run's wall time and the total at the end, and writes
+    `ALL_RECORD` into `runs_dir`.
 
     Runs that share the machine take longer each than alone: with
     `parallel` > 1 a run's wall time includes its share of the contention, and
