@@ -221,6 +221,28 @@ class NodeInterpolant(eqx.Module):
         return jax.tree.map(lambda v: jnp.tensordot(c, v[i], axes=1), self.samples)
 
 
+def costate_field(
+    problem: Posed, w_at: Callable[[Float[Array, ""]], PyTree[Array]]
+) -> Callable[[Float[Array, ""], PyTree[Array]], PyTree[Array]]:
+    r"""The right-hand side of the costate equation, $(t, \lambda) \mapsto
+    \dot\lambda = -(\partial h/\partial w)^\top\lambda - \partial v/\partial w$
+    at $w$ = `w_at(t)`: one vector–Jacobian product of $(h, v)$."""
+    one = jnp.ones((), dtype=jnp.result_type(float))
+
+    def minus_dw(t, lam):
+        w = w_at(t)
+        g = problem.control_at(t)
+
+        def f(w_):
+            return problem.system.vector_field(t, w_, g), problem.reward(t, w_, g)
+
+        _, vjp = jax.vjp(f, w)
+        (dw,) = vjp((lam, one))
+        return jax.tree.map(jnp.negative, dw)
+
+    return minus_dw
+
+
 def costate_solve(
     problem: Posed,
     numerics: SolverOptions,
@@ -238,18 +260,7 @@ def costate_solve(
     """
     lam_T = jax.tree.map(jnp.zeros_like, problem.system.init_state())
     flat_T, unravel = ravel_pytree(lam_T)
-    one = jnp.ones((), dtype=jnp.result_type(float))
-
-    def minus_dw(t, lam):
-        w = w_at(t)
-        g = problem.control_at(t)
-
-        def f(w_):
-            return problem.system.vector_field(t, w_, g), problem.reward(t, w_, g)
-
-        _, vjp = jax.vjp(f, w)
-        (dw,) = vjp((lam, one))
-        return jax.tree.map(jnp.negative, dw)
+    minus_dw = costate_field(problem, w_at)
 
     if ts is None:
         y0 = lam_T
