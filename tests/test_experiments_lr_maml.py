@@ -384,3 +384,42 @@ def test_first_levels_only_holds_and_fails_on_its_negative_controls():
     v = finding.check(_levels_run([_first(4), _first(2), _first(1)], offset=0.0))
     assert v.status == "not applicable" and v.negatives == {}
     assert v.to_dict()["effect"] is None
+
+
+def test_maml_resumes_after_a_failed_evaluation_without_optimising_again(
+    quick_run, tmp_path, monkeypatch, capsys
+):
+    """The optimisation's end is checkpointed: a run that fails in the
+    evaluation resumes from there and gives the uninterrupted run's numbers."""
+    name, _, summary, results, _ = quick_run
+    if name != "maml":
+        pytest.skip("maml only")
+    assert get("maml").default_config(quick=True).checkpoint_every > 0
+    out = tmp_path / "run"
+
+    def too_few_steps(cfg):  # the evaluation window outgrows max_steps
+        return lc.SolverOptions(rtol=cfg.solver.rtol, atol=cfg.solver.atol, max_steps=2)
+
+    monkeypatch.setattr(maml, "evaluation_options", too_few_steps)
+    status = cli.main(["run", "maml", "--quick", "--no-progress", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert status == cli.EXIT_FAILED and "max_steps reached" in err, err
+    assert f"--resume {out}" in err, err
+    assert not (out / "summary.json").exists()
+    assert (out / "checkpoint-0.npz").exists()
+
+    monkeypatch.undo()
+    status = cli.main(["run", "maml", "--resume", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    iterations = get("maml").default_config(quick=True).optimiser.iterations
+    # Resumed at the loop's end: no iteration is run again.
+    assert f"resuming from checkpoint-0.npz at iteration {iterations}" in err, err
+    resumed = json.loads((out / "summary.json").read_text())
+    for key in ("V_baseline", "V_control", "projected_grad_norm"):
+        np.testing.assert_allclose(resumed[key], summary[key], rtol=1e-12, err_msg=key)
+    again = io.read_npz(out / "results.npz")
+    np.testing.assert_allclose(
+        again["cumulative_loss"], results["cumulative_loss"], rtol=1e-12
+    )
+    assert not list(out.glob("checkpoint-*.npz"))  # removed once complete

@@ -384,9 +384,11 @@ def _execute(experiment, config, out: Path, args, argv: Sequence[str]) -> int:
         # solver failure, with its advice
         print(f"lecontrol: run failed: {_runtime_message(e)}", file=sys.stderr)
         print(f"(no summary.json was written to {out})", file=sys.stderr)
+        resume_hint()  # e.g. a failure after the optimisation, in an evaluation
         return EXIT_FAILED
     except FloatingPointError as e:  # non-finite results: nothing written
         print(f"lecontrol: run failed: {e}", file=sys.stderr)
+        resume_hint()
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("lecontrol: interrupted", file=sys.stderr)

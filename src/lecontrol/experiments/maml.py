@@ -28,6 +28,10 @@ L-BFGS-B, which (`optimiser.method = "lbfgsb"`, `lc.optimizers.LBFGSB` with
 infinite bounds) drives the initial weights off towards that bound until the
 inner loops grow stiff (docs/experiments.md, "Converged optima"). The
 horizons are the paper's 18 (1, 20, 40, …, 340).
+The optimisation saves checkpoints every `checkpoint_every` = 200
+iterations and after its last (removed when the run completes), so a run
+that fails after it, in the evaluation, resumes from its end with
+`lecontrol run maml --resume DIR`.
 Each optimum is then evaluated (forward solves of at most
 `outputs.eval_max_steps` steps) over `outputs.eval_steps` inner steps (the
 paper's 8000) on the tasks' training images and on their held-out images
@@ -77,6 +81,10 @@ DEFAULT = config(
     # the 8000-step window the optimised weights make the inner loops stiff
     # (5458 steps for weights 100x the initial ones, 21745 for 200x).
     outputs=dict(eval_steps=8000, eval_max_steps=131072),
+    # The optimisation takes half an hour at full size: keep it (and its end)
+    # in checkpoints, so that a failed evaluation or an interruption resumes
+    # with `lecontrol run maml --resume DIR` instead of starting again.
+    checkpoint_every=200,
 )
 
 
