@@ -104,7 +104,7 @@ def minimal_forward(problem: Posed, num, breakpoints):
         lambda t, y, a: ravel_pytree(problem.augmented_field(t, unravel(y)))[0]
     )
     solver, b = num.solver, breakpoints
-    order = solver.order(term) + 1  # the error estimate's order, as diffrax
+    order = solver.error_order(term)  # as diffrax's PIDController
 
     def body(c):
         i, t, y, dt, state, accepted, rejected = c
