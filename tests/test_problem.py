@@ -116,6 +116,15 @@ def test_verbs_take_problem_then_theta(neuron_problem):
     V = lc.value(neuron_problem, theta, options=options)
     traj = lc.solve(neuron_problem, theta, ts=jnp.asarray([0.0, 0.6]), options=options)
     np.testing.assert_allclose(traj.V[-1], V, rtol=1e-12)
+    ts = jnp.linspace(0.0, 0.6, 9)
+    full = lc.solve(neuron_problem, theta, ts=ts, options=options)
+    light = lc.solve(neuron_problem, theta, ts=ts, options=options, weights=False)
+    assert light.w is None and light.g is None
+    for field in ("loss", "v", "V", "num_steps"):
+        np.testing.assert_allclose(
+            getattr(light, field), getattr(full, field), rtol=1e-13
+        )
+    assert np.ptp(np.asarray(light.loss)) > 0  # the loss moves: a real comparison
     res = lc.optimize(neuron_problem, theta, steps=2, options=options)
     assert res.iterations == 2
     with pytest.raises(TypeError, match="positional"):

@@ -258,6 +258,16 @@ def test_batch_gtol_and_chunks():
     solved = lc.sweep.solve_batch(_build, betas, res.theta, num_times=5)
     one = lc.sweep.solve_batch(_build, betas, res.theta, num_times=5, batch_size=1)
     np.testing.assert_allclose(one.V, solved.V, rtol=1e-10, atol=1e-14)
+    # Without the weights: the same scalars, batched and one at a time.
+    for bs in (None, 1):
+        light = lc.sweep.solve_batch(
+            _build, betas, res.theta, num_times=5, batch_size=bs, weights=False
+        )
+        assert light.w is None and light.g is None
+        for field in ("loss", "v", "V"):
+            np.testing.assert_allclose(
+                getattr(light, field), getattr(solved, field), rtol=1e-10, atol=1e-14
+            )
     for i, beta in enumerate(betas):
         r = lc.optimize(*_build(beta), **kw)
         assert r.status == res.status[i]

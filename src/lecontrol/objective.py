@@ -238,6 +238,9 @@ class Trajectory(eqx.Module):
     - `v`: instantaneous net reward $\gamma^t[\eta P(t) - C(g(t))]$.
     - `V`: cumulative value $\int_0^t v\,dt'$ (so `V[-1]` is $V$ when `ts[-1] = T`).
     - `num_steps`: accepted solver steps.
+
+    `w` and `g` are `None` when the solve was asked not to keep them
+    (`lc.solve(..., weights=False)`).
     """
 
     ts: Float[Array, " times"]
@@ -267,6 +270,7 @@ def solve(
     *,
     ts: Real[Array, " times"],
     options: SolverOptions = SolverOptions(),
+    weights: bool = True,
 ) -> Trajectory:
     """Solve the learning dynamics and report $w$, loss, $g$, $v$ and $V$ at `ts`.
 
@@ -275,6 +279,11 @@ def solve(
     - `problem`, `theta`, `options`: as `lc.value` (`theta` may be a
       closed-loop controller; `g` is then its feedback along the solution).
     - `ts`: the times in $[0, T]$ to report, non-decreasing.
+    - `weights`: keep $w$ and $g$ at every time (default). With `False`,
+      only the scalars loss, $v$ and $V$ are kept (computed as the solve
+      passes each time) and `w`, `g` are `None`: for many times and large
+      networks, whose $w$ and $g$ would take `len(ts)` times their size
+      (MAML's 8001 times of 5400 weights: 0.35 GB each).
 
     **Returns:** a `Trajectory`.
     """
@@ -282,6 +291,16 @@ def solve(
     options = _options(options)
     ts = jnp.asarray(ts, dtype=float)
     _check_ts(ts, problem.objective.T)
+    if not weights:
+
+        def scalars(t, y, args):
+            w, V = y
+            g = posed.control_for(t, w)
+            return problem.system.loss(t, w, g), posed.reward(t, w, g), V
+
+        sol = forward_solve(posed, options, diffrax.SaveAt(ts=ts, fn=scalars))
+        loss, v, V = check_result(sol.ys, sol, options)
+        return Trajectory(ts, None, loss, None, v, V, sol.stats["num_accepted_steps"])
     sol = forward_solve(posed, options, diffrax.SaveAt(ts=ts))
     w, V = check_result(sol.ys, sol, options)
     g = jax.vmap(posed.control_for)(ts, w)

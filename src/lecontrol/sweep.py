@@ -587,6 +587,7 @@ def solve_batch(
     options: SolverOptions = SolverOptions(),
     devices: Sequence[jax.Device] | None = None,
     batch_size: int | None = None,
+    weights: bool = True,
 ) -> Trajectory:
     r"""`lc.solve` for every parameter value at once, with its own coefficients.
 
@@ -600,6 +601,7 @@ def solve_batch(
       `optimize_batch` (the `theta0` that `build` returns is not used).
     - `thetas`: coefficients with a leading axis over the parameter values.
     - `num_times`: samples per trajectory (at least 2).
+    - `weights`: as `lc.solve` (`False`: only loss, $v$ and $V$ are kept).
 
     **Returns:** a `Trajectory` whose arrays have a leading axis over the
     parameter values (`ts[i]` runs from 0 to $T_i$).
@@ -619,6 +621,7 @@ def solve_batch(
             options=options,
             devices=jax.local_devices(),
             batch_size=batch_size,
+            weights=weights,
         )
         return _gather_rows(local, _batch_size(params))
     n = _batch_size(params)
@@ -635,7 +638,7 @@ def solve_batch(
         p, theta = args
         problem, _ = build(p)
         ts = fraction * problem.objective.T
-        return solve(problem, theta, ts=ts, options=options)
+        return solve(problem, theta, ts=ts, options=options, weights=weights)
 
     devices = _resolve_devices(devices)
     return _sharded_vmap(one, (params, thetas), devices, batch_size)

@@ -184,6 +184,9 @@ def run(cfg, out_dir: Path, progress: bool, checkpoints=None) -> RunOutput:
             num_times=window + 1,  # one sample per inner step
             options=evaluation_options(cfg),
             batch_size=cmp.batch_size(cfg),
+            # Losses only: w and g at 8001 times would be 0.35 GB each per
+            # initialisation, and writing them took two thirds of the time.
+            weights=False,
         )
 
     evaluation = evaluate(net)
