@@ -421,8 +421,11 @@ class _Runner(eqx.Module):
     first: Callable | None  # carry -> carry, or None
     diagnose: Callable  # carry -> result
     to_host: Callable  # carry -> numpy carry (gathered across hosts)
-    to_device: Callable  # numpy carry -> carry placed for `advance`
+    to_device: Callable  # carry -> carry placed for `advance`
     batched: bool = eqx.field(static=True)
+    # A numpy carry from `to_host` (a checkpoint) placed for `advance`: the
+    # sweep places its batch in another order than the host's (round robin).
+    from_host: Callable | None = None
 
 
 def _drive(
@@ -458,7 +461,7 @@ def _drive(
         restored = checkpoint.restore(template, signature=signature, steps=steps)
         if restored is not None:
             i, carry = restored
-            carry = runner.to_device(carry)
+            carry = (runner.from_host or runner.to_device)(carry)
             done_first = done_first or i > 0
     if callback is not None:
         chunk = 1

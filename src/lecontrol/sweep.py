@@ -203,6 +203,20 @@ class _Placement(eqx.Module):
     def replicated(self) -> NamedSharding:
         return NamedSharding(self.mesh, PartitionSpec())
 
+    @property
+    def order(self) -> np.ndarray:
+        """The problem at each row of the placed batch: round robin over the
+        devices (device $d$ of $D$ holds problems $d, d + D, d + 2D, \dots$),
+        so that neighbours in the batch, which are usually alike in cost (a
+        sweep in the order of its values), run side by side on different
+        devices. The devices' adaptive loops advance together (their stopping
+        test spans the batch), so neighbours side by side waste least:
+        MAML's 18 horizons on 2 CPU devices took 35 s round robin against
+        44 s in blocks (61 s on one device; 150 Adam iterations)."""
+        devices = self.mesh.devices.size
+        rows = self.n + (-self.n) % devices
+        return np.arange(rows).reshape(-1, devices).T.ravel()
+
     def pad(self, params):
         """Pad by repeating the last value (so every padded entry is a valid
         problem) and place the batch on the devices."""
@@ -213,7 +227,13 @@ class _Placement(eqx.Module):
                 lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]),
                 params,
             )
-        return jax.device_put(params, self.sharding)
+        return self.put(params)
+
+    def put(self, batch):
+        """A padded batch in problem order, placed on the devices (`order`)."""
+        if self.mesh.devices.size > 1:
+            batch = jax.tree.map(lambda x: jnp.asarray(x)[self.order], batch)
+        return jax.device_put(batch, self.sharding)
 
     def jit(self, fn: Callable, batched_args: int, extra_args: int = 0) -> Callable:
         """`fn` over the batch of its first `batched_args` arguments, compiled
@@ -258,9 +278,14 @@ class _Placement(eqx.Module):
             from jax.experimental import multihost_utils
 
             out = multihost_utils.process_allgather(out, tiled=True)
-        return jax.tree.map(
-            lambda x: np.asarray(x)[: self.n] if trim else np.asarray(x), out
-        )
+        back = np.argsort(self.order)  # rows back in problem order
+
+        def host(x):
+            x = np.asarray(x)
+            x = x[back] if self.mesh.devices.size > 1 else x
+            return x[: self.n] if trim else x
+
+        return jax.tree.map(host, out)
 
 
 def _placement(
@@ -536,6 +561,7 @@ def optimize_batch(
         diagnose=lambda c: diagnose(padded, c),
         to_host=lambda c: place.gather(c, trim=False),
         to_device=lambda c: jax.device_put(c, place.sharding),
+        from_host=place.put,
         batched=True,
     )
     carry, _, wall = _drive(
