@@ -270,6 +270,27 @@ def test_bad_set_through_the_console(tmp_path):
     assert "gamma" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_devices_shard_a_sweep_across_cpu_devices(tmp_path):
+    """`--devices 2` makes two CPU devices before JAX starts, and the sweep's
+    batch is sharded across them (its summary says on how many)."""
+    out = tmp_path / "r"
+    args = ["run", "single-neuron-sweep", "--quick", "--no-progress", "--out"]
+    proc = _lecontrol(*args, str(out), "--devices", "2")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["devices"] == 2 and "on 2 device(s)" in summary["message"]
+    proc = _lecontrol(*args, str(tmp_path / "bad"), "--devices", "0")
+    assert proc.returncode == 2 and "--devices must be >= 1" in proc.stderr
+
+
+def test_devices_after_jax_started_are_refused(capsys, tmp_path):
+    import jax.numpy as jnp
+
+    jnp.ones(1).block_until_ready()  # JAX has started in this process
+    status, _, err = _main(capsys, "run", "single-neuron", "--devices", "3")
+    assert status == 2 and "before JAX starts" in err
+
+
 def test_unknown_experiment(capsys):
     status, _, err = _main(capsys, "run", "single-nueron")
     assert status == 2

@@ -262,6 +262,21 @@ def test_time_budget_stops_a_run(tmp_path):
     assert reproduce.load_run(tmp_path, "single-neuron") == (None, [record])
 
 
+def test_maml_runs_on_two_devices_at_full_size(tmp_path, monkeypatch):
+    """`DEVICES`: a full-size maml run gets `--devices 2` on a machine with two
+    cores or more, never more devices than cores, and a quick run one."""
+    monkeypatch.setattr(reproduce.os, "cpu_count", lambda: 2)
+    maml = Job("maml", "no-such-experiment")  # fails at once, after the command
+    record = reproduce.run_job(maml, tmp_path, quick=False, echo=print)
+    assert record["command"].endswith("--no-progress --devices 2")
+    assert record["outcome"] == "failed"
+    record = reproduce.run_job(maml, tmp_path, quick=True, echo=print)
+    assert "--devices" not in record["command"]
+    assert reproduce.devices_for(Job("single-neuron", "single-neuron"), False) == 1
+    monkeypatch.setattr(reproduce.os, "cpu_count", lambda: 1)
+    assert reproduce.devices_for(maml, False) == 1
+
+
 def test_usage_errors(capsys, tmp_path):
     status = cli.main(["reproduce", "--reuse", "--no-report"])
     assert status == 2 and "--reuse" in capsys.readouterr().err

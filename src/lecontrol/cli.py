@@ -102,6 +102,13 @@ def _parser() -> argparse.ArgumentParser:
         "--no-progress", action="store_true", help="do not show the progress bar"
     )
     run.add_argument(
+        "--devices",
+        type=int,
+        metavar="N",
+        help="split the CPU into N devices (JAX's jax_num_cpu_devices) across "
+        "which sweeps shard their batch, e.g. maml's horizons (default: 1)",
+    )
+    run.add_argument(
         "--resume",
         metavar="DIR",
         type=Path,
@@ -509,6 +516,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    devices = getattr(args, "devices", None)
+    if devices is not None:
+        if devices < 1:
+            print("lecontrol: error: --devices must be >= 1", file=sys.stderr)
+            return EXIT_USAGE
+        try:  # before anything is computed: later, JAX refuses
+            jax.config.update("jax_num_cpu_devices", devices)
+        except RuntimeError:  # JAX has started (lecontrol called in process)
+            if jax.local_device_count("cpu") != devices:
+                print(
+                    "lecontrol: error: --devices must be set before JAX starts; "
+                    f"it runs on {jax.local_device_count('cpu')} CPU device(s)",
+                    file=sys.stderr,
+                )
+                return EXIT_USAGE
     from .checkpoint import CheckpointError
     from .io import OutputDirError
     from .runner import ConfigError
