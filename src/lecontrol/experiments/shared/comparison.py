@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import typing
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -303,10 +304,12 @@ def hamiltonian_results(c: Comparison, cfg: Config) -> tuple[dict, dict]:
     s, ts, opts = c.setup, c.baseline.ts, options(cfg)
     theta = c.result.theta
     backwards = jax.tree.map(lambda x: jnp.flip(x, axis=0), theta)
+    # Compiled once for the three (called eagerly, each compiled its solves).
+    hamiltonian = eqx.filter_jit(
+        lambda problem, th: lc.hamiltonian(problem, th, ts=ts, options=opts)
+    )
     arrays = {
-        f"{name}_hamiltonian": np.asarray(
-            lc.hamiltonian(s.problem, th, ts=ts, options=opts)
-        )
+        f"{name}_hamiltonian": np.asarray(hamiltonian(s.problem, th))
         for name, th in (
             ("control", theta),
             ("baseline", c.theta_baseline),
