@@ -127,6 +127,21 @@ def test_sweep_batching_benchmark_agrees_across_modes():
     assert "speed-up over the vmapped batch: batch_size=1:" in text
 
 
+def test_sweep_devices_benchmark_agrees_across_devices():
+    """On one device and on two, in blocks or round robin, the horizons reach
+    the same V (the benchmark compares times of the same computation)."""
+    text = _run("benchmarks/sweep_devices.py", "--quick", "--iterations", "3")
+    rows = re.findall(
+        r"^\s+(\d)\s+(blocks|round robin)\s+[\d.]+\s+[\d.]+x\s+(\S+)$", text, re.M
+    )
+    assert [(d, p) for d, p, _ in rows] == [
+        ("1", "round robin"),
+        ("2", "blocks"),
+        ("2", "round robin"),
+    ], text
+    assert all(float(dV) <= 1e-12 for *_, dV in rows), text
+
+
 def test_profile_benchmark_times_every_stage_and_its_own_loop_agrees():
     text = _run(
         "benchmarks/profile_adjoint.py",

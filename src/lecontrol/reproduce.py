@@ -470,20 +470,19 @@ wall time end to end."""
 
 
 EXPECTED_S: dict[str, float] = {
-    "maml": 2120.0,
-    "category-digits": 410.0,
-    "engagement-vector": 265.0,
-    "learning-rate-sweep-costly": 192.0,
-    "category-semantic": 190.0,
-    "learning-rate-sweep": 170.0,
-    "engagement-active": 145.0,
-    "engagement-attentive": 120.0,
-    "knot-convergence-gains": 101.0,
-    "knot-convergence": 86.0,
+    "maml": 1728.0,
+    "category-digits": 320.0,
+    "category-semantic": 155.0,
+    "engagement-vector": 138.0,
+    "engagement-active": 102.0,
+    "engagement-attentive": 92.0,
+    "knot-convergence-gains": 75.0,
+    "knot-convergence": 64.0,
+    "task-switch": 58.0,
+    "learning-rate-sweep": 53.0,
 }
 """Seconds of the longest full-size runs, two at a time on the 2-core machine
-(the reproduction of 2026-12-03; `maml` at the paper's 2000 iterations,
-alone, on 2026-12-04). Only for the order of the runs:
+(the reproduction of 2026-12-04, 10:29 UTC; `maml` on 2 devices, `DEVICES`). Only for the order of the runs:
 with `--jobs` above 1 the longest start first, by the wall times recorded in
 the runs folder and, for a run with none there, by these."""
 
@@ -492,8 +491,8 @@ DEVICES: dict[str, int] = {"maml": 2}
 """CPU devices (`lecontrol run --devices`) of the full-size runs that shard a
 batch across them, at most `os.cpu_count()`. MAML optimises 18 horizons, one
 after another on each device: 150 Adam iterations of them took 61 s on one
-device, 35 s on two alone and 57 s on two beside another run (2026-12-04, the
-2-core machine), so with two devices the longest run no longer sets the
+device, 39 s on two alone (`benchmarks/sweep_devices.py`) and 57 s on two
+beside another run (2026-12-04, the 2-core machine), so with two devices the longest run no longer sets the
 reproduction's wall time alone."""
 
 

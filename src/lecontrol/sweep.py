@@ -12,9 +12,12 @@ problem stops on its own: a diverging one is marked by its result code while
 the others finish) and sharded across `jax.devices()` with
 `jax.sharding` (a one-axis `Mesh`, the batch split along it by
 `NamedSharding(mesh, PartitionSpec("batch"))`, so each device computes its
-slice of the batch). On CPU,
-`XLA_FLAGS=--xla_force_host_platform_device_count=N` (set before importing
-JAX) makes N devices to test with. Across machines, call
+slice of the batch). The batch is placed round robin (device $d$ of $D$
+holds problems $d, d + D, \dots$), so that neighbours, usually alike in cost,
+run side by side: the devices' adaptive loops advance together. Results and
+checkpoints are in problem order. On CPU,
+`jax.config.update("jax_num_cpu_devices", N)` right after importing JAX (or
+`lecontrol run --devices N`) makes N devices, each on its own core. Across machines, call
 `jax.distributed.initialize()` first and run the same sweep in every process:
 each process then optimises its own block of the batch on its own devices
 (`jax.local_devices()`), with no communication inside the loop, and one
@@ -211,8 +214,9 @@ class _Placement(eqx.Module):
         sweep in the order of its values), run side by side on different
         devices. The devices' adaptive loops advance together (their stopping
         test spans the batch), so neighbours side by side waste least:
-        MAML's 18 horizons on 2 CPU devices took 35 s round robin against
-        44 s in blocks (61 s on one device; 150 Adam iterations)."""
+        MAML's 18 horizons on 2 CPU devices took 39 s round robin against
+        45 s in blocks (61 s on one device; 150 Adam iterations,
+        `benchmarks/sweep_devices.py`)."""
         devices = self.mesh.devices.size
         rows = self.n + (-self.n) % devices
         return np.arange(rows).reshape(-1, devices).T.ravel()

@@ -9,7 +9,8 @@ L_k\,dt$ over $T = n\alpha$, $n$ inner steps (one-step MAML: $n = 1$). The
 initialisation is optimised for every $n$ in `objective.horizons` in one
 compiled computation (`lc.sweep.optimize_batch`; the horizons one after
 another, `optimiser.batch_size` = 1, since vmapped they were six times slower
-on two CPU cores) from the same random initialisation (the
+on two CPU cores; `lecontrol run maml --devices 2` splits them over two CPU
+devices, as `lecontrol reproduce` does) from the same random initialisation (the
 baseline), by the paper's Adam (Table 2: lr $5\cdot10^{-3}$,
 `optimiser.iterations` = 2000); the summary reports the gradient norm
 reached (the projected gradient's: the initial weights are unbounded). The
