@@ -333,9 +333,10 @@ def test_the_papers_adam_stays_selectable(name):
             exp.check(bad)
     with pytest.raises(ConfigError, match="optimiser.gtol"):
         exp.check(cfg.replace({"optimiser.gtol": -1.0}, source="test"))
-    # MAML computes its horizons in groups of `optimiser.batch_size` (an
-    # integer >= 1, by default 1); the others have no such key.
-    if name != "maml":
+    # The batched ones (MAML's horizons, the sweep's points) compute their
+    # problems in groups of `optimiser.batch_size` (an integer >= 1, by
+    # default 1); `learning-rate`, one problem, has no such key.
+    if name == "learning-rate":
         assert cfg.optimiser.get("batch_size") is None
         return
     assert cfg.optimiser.batch_size == 1
