@@ -659,23 +659,7 @@ def test_killed_batch_resumes_to_the_same_result(tmp_path):
     )  # fmt: skip
     assert ref.returncode == 0, ref.stderr
     path = tmp_path / "part.npz"
-    proc = subprocess.Popen(
-        script(path, 0, tmp_path / "never.npz"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 500
-        while not path.exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.002)
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    _killed_after_checkpoint(script(path, 0, tmp_path / "never.npz"), path, _env())
     assert not (tmp_path / "never.npz").exists()
     stopped = _checkpoint_iteration_of(path)
     assert 0 < stopped < 600
