@@ -482,8 +482,8 @@ EXPECTED_S: dict[str, float] = {
     "learning-rate-sweep": 53.0,
 }
 """Seconds of the longest full-size runs, two at a time on the 2-core machine
-(the reproduction of 2026-12-04, 10:29 UTC; `maml` on 2 devices, `DEVICES`). Only for the order of the runs:
-with `--jobs` above 1 the longest start first, by the wall times recorded in
+(the reproduction of 2026-12-04, 10:29 UTC; `maml` on 2 devices, `DEVICES`).
+Only for the order of the runs: with `--jobs` above 1 the longest start first, by the wall times recorded in
 the runs folder and, for a run with none there, by these."""
 
 
@@ -492,8 +492,8 @@ DEVICES: dict[str, int] = {"maml": 2}
 batch across them, at most `os.cpu_count()`. MAML optimises 18 horizons, one
 after another on each device: 150 Adam iterations of them took 61 s on one
 device, 39 s on two alone (`benchmarks/sweep_devices.py`) and 57 s on two
-beside another run (2026-12-04, the 2-core machine), so with two devices the longest run no longer sets the
-reproduction's wall time alone."""
+beside another run (2026-12-04, the 2-core machine), so with two devices the
+longest run no longer sets the reproduction's wall time alone."""
 
 
 def devices_for(job: Job, quick: bool) -> int:

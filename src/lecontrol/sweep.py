@@ -17,8 +17,8 @@ holds problems $d, d + D, \dots$), so that neighbours, usually alike in cost,
 run side by side: the devices' adaptive loops advance together. Results and
 checkpoints are in problem order. On CPU,
 `jax.config.update("jax_num_cpu_devices", N)` right after importing JAX (or
-`lecontrol run --devices N`) makes N devices, each on its own core. Across machines, call
-`jax.distributed.initialize()` first and run the same sweep in every process:
+`lecontrol run --devices N`) makes N devices, each on its own core. Across
+machines, call `jax.distributed.initialize()` first and run the same sweep in every process:
 each process then optimises its own block of the batch on its own devices
 (`jax.local_devices()`), with no communication inside the loop, and one
 `process_allgather` at the end gives every process the whole batch

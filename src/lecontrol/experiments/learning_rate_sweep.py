@@ -5,9 +5,10 @@ r"""Learning-rate control swept over the discount γ and the cost scale β
 $\gamma \in [0.6, 1]$ (`objective.gammas`) at $\beta = 1$ and
 $\beta \in [10^{-3}, 2]$ (`cost.betas`) at $\gamma = 1$; every problem is
 optimised in one sharded computation (`lc.sweep.optimize_batch`, one after
-another on each device: `optimiser.batch_size` = 1) by L-BFGS-B, each until its own projected-gradient norm is at most
-`optimiser.gtol` (the summary reports the largest; `optimiser.method =
-"adam"`: the paper's Adam, as in `learning-rate`). `cost.offset = -1` makes
+another on each device: `optimiser.batch_size` = 1) by L-BFGS-B, each
+until its own projected-gradient norm is at most `optimiser.gtol` (the
+summary reports the largest; `optimiser.method = "adam"`: the paper's Adam,
+as in `learning-rate`). `cost.offset = -1` makes
 all learning cost effort (the paper's Fig. 8c,d,g,h).
 
 **Figures:** total control $\int_0^T\rho\,dt$ and value gain against $\gamma$
